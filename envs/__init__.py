@@ -1,0 +1,15 @@
+"""Gymnasium environments of the launch market, registered under versioned ids on import."""
+
+from gymnasium.envs.registration import register, registry
+
+from envs.actions import ActionLayout, Decision
+from envs.launch_market import OBSERVATION_NAMES, LaunchMarketEnv
+from envs.timeline import Timeline
+
+ENV_IDS = {"multidiscrete": "LaunchSim/Market-v0", "box": "LaunchSim/MarketContinuous-v0"}
+
+for _action_type, _env_id in ENV_IDS.items():
+    if _env_id not in registry:
+        register(id=_env_id, entry_point="envs.launch_market:LaunchMarketEnv", kwargs={"action_type": _action_type})
+
+__all__ = ["ENV_IDS", "OBSERVATION_NAMES", "ActionLayout", "Decision", "LaunchMarketEnv", "Timeline"]

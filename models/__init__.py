@@ -1,0 +1,15 @@
+"""Response models of the market: the structural ground truth and (later) fine-tuned predictors."""
+
+from models.outcomes import Outcome, expected_outcome, sample_outcome
+from models.response import MarketContext, MarketResponse, ResponseModel
+from models.structural_market import StructuralMarket
+
+__all__ = [
+    "MarketContext",
+    "MarketResponse",
+    "Outcome",
+    "ResponseModel",
+    "StructuralMarket",
+    "expected_outcome",
+    "sample_outcome",
+]

@@ -1,0 +1,226 @@
+"""Reading scenario files: YAML through ``yaml.safe_load``, then the pydantic schema, then the
+cross-references a schema cannot express (names that must match, weeks inside the horizon).
+
+Every problem becomes one line ``file: field.path: found X, expected Y`` inside a ScenarioError.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import types
+import typing
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from errors import ScenarioError
+from scenarios.schema import Scenario
+
+SCENARIO_DIR = Path(__file__).resolve().parent
+DEFAULT_SCENARIO = SCENARIO_DIR / "apparel_winter_coat_holiday.yaml"
+
+
+def list_scenarios() -> list[Path]:
+    """The scenario files shipped with the project, sorted by name."""
+    return sorted(SCENARIO_DIR.glob("*.yaml"))
+
+
+def resolve_scenario_path(name_or_path: str | Path) -> Path:
+    """Accept a path, or the bare name of a shipped scenario (``food_coffee_bundle``)."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix in (".yaml", ".yml"):
+        return path
+    shipped = {p.stem: p for p in list_scenarios()}
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    close = difflib.get_close_matches(str(name_or_path), list(shipped), n=2, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise ScenarioError([f"{name_or_path}: no such scenario file or shipped scenario name{hint}"])
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Read, validate and cross-check one scenario file; raise ScenarioError with every problem."""
+    path = resolve_scenario_path(name_or_path)
+    return scenario_from_dict(_read_yaml(path), source=str(path))
+
+
+def scenario_from_dict(data: Any, source: str = "<scenario>") -> Scenario:
+    """Validate already-parsed scenario data (a YAML document, or one with overrides applied)."""
+    if not isinstance(data, dict):
+        raise ScenarioError(
+            [f"{source}: (top level): found {type(data).__name__}, expected a YAML mapping of scenario fields"]
+        )
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as err:
+        raise ScenarioError(_format_validation_error(err, source)) from err
+    problems = [f"{source}: {path}: {msg}" for path, msg in _cross_reference_problems(scenario)]
+    if problems:
+        raise ScenarioError(problems)
+    for path, msg in _suspicious(scenario):
+        warnings.warn(f"{source}: {path}: {msg}", UserWarning, stacklevel=2)
+    return scenario
+
+
+def scenario_hash(scenario: Scenario) -> str:
+    """A content hash of the resolved scenario (stable across key order and formatting)."""
+    blob = json.dumps(scenario.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise ScenarioError([f"{path}: file not found"]) from err
+    except IsADirectoryError as err:
+        raise ScenarioError([f"{path}: is a directory, expected a YAML file"]) from err
+    except UnicodeDecodeError as err:
+        raise ScenarioError([f"{path}: not a text file (byte {err.start} is not UTF-8), expected YAML"]) from err
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(top level)"
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ScenarioError([f"{path}: {where}: YAML syntax error: {problem}"]) from err
+
+
+# ---------------------------------------------------------------- pydantic errors
+
+
+def _format_validation_error(err: ValidationError, source: str) -> list[str]:
+    lines = []
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "missing":
+            message = "missing required field"
+        elif e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            message = f"unknown key{hint} (expected one of: {', '.join(allowed)})"
+        else:
+            expected = e["msg"].replace("Input should be ", "").replace("Value error, ", "")
+            message = f"found {_short(e.get('input'))}, expected {expected[0].lower() + expected[1:]}"
+        lines.append(f"{source}: {path}: {message}")
+    return lines
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """The field names of the schema block at ``loc`` (walking lists, dicts and optionals)."""
+    node: Any = Scenario
+    for part in loc:
+        node = _unwrap(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(str(part))
+            if field is None:
+                return []
+            node = field.annotation
+        else:  # list[...] or dict[str, ...]: step into the element type
+            args = typing.get_args(node)
+            node = args[-1] if args else None
+    node = _unwrap(node)
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return list(node.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Optional/Annotated wrappers so the walk reaches the model or container type."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = args[0]
+        else:
+            return tp
+
+
+# ---------------------------------------------------------------- cross-references
+
+
+def _duplicates(names: list[str]) -> set[str]:
+    return {n for n in names if names.count(n) > 1}
+
+
+def _cross_reference_problems(s: Scenario) -> Iterator[tuple[str, str]]:
+    if s.step_weeks > s.horizon_weeks:
+        yield "step_weeks", f"found {s.step_weeks}, expected at most horizon_weeks ({s.horizon_weeks})"
+    for block, names in (
+        ("products", [p.name for p in s.products]),
+        ("catalogue", [c.name for c in s.catalogue]),
+        ("ads.creatives", [c.name for c in s.ads.creatives]),
+    ):
+        for dup in sorted(_duplicates(names)):
+            yield block, f"found the name {dup!r} twice, expected unique names"
+    yield from _match_names("truth.products", s.truth.products, [p.name for p in s.products], "products")
+    yield from _match_names("truth.creatives_ctr", s.truth.creatives_ctr, [c.name for c in s.ads.creatives], "ads.creatives")
+    yield from _match_names("truth.partners", s.truth.partners, [c.name for c in s.catalogue], "catalogue")
+    h = s.horizon_weeks
+    if s.launch.earliest_week >= h:
+        yield "launch.earliest_week", f"found {s.launch.earliest_week}, expected a week before the horizon ({h} weeks)"
+    if s.launch.deadline_week is not None:
+        if s.launch.deadline_week < s.launch.earliest_week:
+            yield "launch.deadline_week", f"found {s.launch.deadline_week}, expected ≥ launch.earliest_week ({s.launch.earliest_week})"
+        if s.launch.deadline_week >= h:
+            yield "launch.deadline_week", f"found {s.launch.deadline_week}, expected a week before the horizon ({h} weeks)"
+    flash = s.pricing.flash_sale
+    if flash is not None:
+        if flash.end_week < flash.start_week:
+            yield "pricing.flash_sale.end_week", f"found {flash.end_week}, expected ≥ start_week ({flash.start_week})"
+        if flash.start_week >= h:
+            yield "pricing.flash_sale.start_week", f"found {flash.start_week}, expected a week before the horizon ({h} weeks)"
+    if len(set(s.pricing.levels)) != len(s.pricing.levels):
+        yield "pricing.levels", f"found repeated levels {s.pricing.levels}, expected distinct levels"
+    if len(set(s.ads.spend_levels)) != len(s.ads.spend_levels):
+        yield "ads.spend_levels", f"found repeated levels {s.ads.spend_levels}, expected distinct levels"
+    weeks = [e.week for e in s.competitor.events]
+    if weeks != sorted(set(weeks)):
+        yield "competitor.events", f"found weeks {weeks}, expected strictly increasing weeks"
+    for i, item in enumerate(s.catalogue):
+        if len(set(item.discounts)) != len(item.discounts):
+            yield f"catalogue.{i}.discounts", f"found repeated discounts {item.discounts}, expected distinct values"
+
+
+def _match_names(path: str, truth: dict, names: list[str], public: str) -> Iterator[tuple[str, str]]:
+    for key in truth:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            yield f"{path}.{key}", f"found a name that is not in {public}{hint}, expected one of {names}"
+    for name in names:
+        if name not in truth:
+            yield path, f"missing hidden parameters for {name!r} (listed in {public})"
+
+
+def _suspicious(s: Scenario) -> Iterator[tuple[str, str]]:
+    """Legal but probably unintended settings: warned about, not rejected."""
+    h = s.horizon_weeks
+    for p in s.products:
+        low = min(s.pricing.levels) * p.reference_price
+        if low < p.unit_cost:
+            yield "pricing.levels", f"the lowest level sells {p.name!r} at {low:.2f}, below its unit cost {p.unit_cost:.2f}"
+    for i, e in enumerate(s.competitor.events):
+        if e.week >= h:
+            yield f"competitor.events.{i}.week", f"{e.week} is after the horizon ({h} weeks); the event never happens"
+    for i, item in enumerate(s.catalogue):
+        if item.available_from_week >= h:
+            yield f"catalogue.{i}.available_from_week", f"{item.available_from_week} is after the horizon; the item can never be bundled"

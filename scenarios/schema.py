@@ -1,0 +1,218 @@
+"""The scenario schema: every market fact a user may change, typed and checked.
+
+A scenario has a public part (calendar, products, catalogue, competitor, ads, pricing, launch
+rules, reward) that a seller knows and a policy may observe, and a ``truth`` block with the
+structural market's hidden parameters, which only the ground-truth market reads. Unknown keys are
+errors everywhere, so a typo is never silently ignored. Weeks are counted from the start of the
+horizon (week 0) unless the name says ``week_of_year``; with ``step_weeks`` > 1, week w falls in
+decision step w // step_weeks.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Category = Literal["apparel", "home", "food", "beauty", "electronics"]
+CATEGORIES: tuple[str, ...] = ("apparel", "home", "food", "beauty", "electronics")
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+PositiveMoney = Annotated[float, Field(gt=0)]
+Money = Annotated[float, Field(ge=0)]
+Share = Annotated[float, Field(ge=0, le=1)]
+Week = Annotated[int, Field(ge=0)]
+
+
+class Strict(BaseModel):
+    """Base of every schema block: unknown keys are errors, values are not coerced from strings."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+# ---------------------------------------------------------------- public part
+
+
+class Season(Strict):
+    """Yearly demand profile of the category: a cosine around a peak, or 52 explicit weekly indices."""
+
+    peak_week_of_year: Annotated[int, Field(ge=1, le=52)] = 50
+    amplitude: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    weekly_index: list[Annotated[float, Field(gt=0)]] | None = Field(
+        default=None, min_length=52, max_length=52
+    )
+
+
+class Holiday(Strict):
+    """A dated event that lifts demand for gift-worthy products (uplift scaled by gift appeal)."""
+
+    name: Name
+    week_of_year: Annotated[int, Field(ge=1, le=52)]
+    uplift: Annotated[float, Field(ge=0, le=5)]
+    duration_weeks: Annotated[int, Field(ge=1, le=8)] = 1
+
+
+class Calendar(Strict):
+    start_week_of_year: Annotated[int, Field(ge=1, le=52)]
+    season: Season = Season()
+    holidays: list[Holiday] = []
+
+
+class Product(Strict):
+    """A new product to launch."""
+
+    name: Name
+    text: Text
+    unit_cost: PositiveMoney
+    reference_price: PositiveMoney
+    stock: Annotated[int, Field(ge=0)]
+
+
+class CatalogueItem(Strict):
+    """An existing (or later) catalogue item that may be bundled with the new product."""
+
+    name: Name
+    text: Text
+    price: PositiveMoney
+    unit_cost: Money
+    discounts: list[Annotated[float, Field(gt=0, lt=1)]] = Field(min_length=1)
+    available_from_week: Week = 0
+
+
+class CompetitorEvent(Strict):
+    """From ``week`` on, the competitor sells at ``price`` with attractiveness ``strength`` (0 = absent)."""
+
+    week: Week
+    price: PositiveMoney
+    strength: Annotated[float, Field(ge=0, le=10)]
+
+
+class Competitor(Strict):
+    name: Name = "competitor"
+    text: Text | None = None
+    events: list[CompetitorEvent] = []
+
+
+class Creative(Strict):
+    name: Name
+    text: Text
+
+
+class Ads(Strict):
+    """The ad budget for the horizon, the weekly spend levels (shares of the budget left) and creatives."""
+
+    budget: Money
+    spend_levels: list[Share] = Field(default=[0.0, 0.05, 0.1, 0.2, 0.4], min_length=1)
+    carryover: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    creatives: list[Creative] = Field(min_length=1)
+
+
+class FlashSale(Strict):
+    """Rules of the flash-sale price lever: a deep discount allowed inside a window, a few times."""
+
+    discount: Annotated[float, Field(gt=0, lt=1)]
+    start_week: Week
+    end_week: Week
+    max_uses: Annotated[int, Field(ge=1)] = 1
+
+
+class Pricing(Strict):
+    levels: list[Annotated[float, Field(gt=0, le=5)]] = Field(min_length=1)
+    flash_sale: FlashSale | None = None
+
+
+class Launch(Strict):
+    earliest_week: Week = 0
+    deadline_week: Week | None = None
+    launch_cost: Money = 0.0
+
+
+class Reward(Strict):
+    """Weekly profit; leftover stock is charged holding cost each week and sold for salvage at the end."""
+
+    holding_cost_per_unit_week: Money = 0.0
+    salvage_value_per_unit: Money = 0.0
+
+
+# ---------------------------------------------------------------- hidden part
+
+
+class ProductTruth(Strict):
+    """Hidden demand parameters of one product; weekly rates."""
+
+    market_size: PositiveMoney
+    diffusion: Literal["bass", "constant"] = "bass"
+    bass_p: Annotated[float, Field(gt=0, le=1)] = 0.03
+    bass_q: Annotated[float, Field(ge=0, le=2)] = 0.38
+    repeat_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    price_alpha: Annotated[float, Field(ge=-20, le=20)]
+    price_beta: Annotated[float, Field(gt=0, le=50)]
+    gift_appeal: Annotated[float, Field(ge=0, le=3)] = 0.5
+    season_sensitivity: Annotated[float, Field(ge=0, le=3)] = 1.0
+    ad_responsiveness: Annotated[float, Field(ge=0, le=5)] = 1.0
+
+
+class AdTruth(Strict):
+    """Hill saturation of adstock into impressions, and the clicks' conversion into purchases."""
+
+    max_impressions: PositiveMoney
+    half_saturation: PositiveMoney
+    hill_shape: Annotated[float, Field(gt=0, le=5)] = 1.0
+    click_conversion: Annotated[float, Field(ge=0, le=1)] = 0.03
+
+
+class PartnerTruth(Strict):
+    affinity: Share
+    cannibalisation: Share = 0.2
+
+
+class BundleTruth(Strict):
+    """Bundle uplift = 1 + affinity * (lift_base + lift_per_discount * discount)."""
+
+    lift_base: Annotated[float, Field(ge=0, le=2)] = 0.1
+    lift_per_discount: Annotated[float, Field(ge=0, le=10)] = 1.5
+    take_half_discount: Annotated[float, Field(gt=0, le=1)] = 0.1
+
+
+class FlashTruth(Strict):
+    spike: Annotated[float, Field(ge=0, le=5)] = 0.5
+    dip: Share = 0.3
+    dip_weeks: Annotated[int, Field(ge=0, le=8)] = 2
+
+
+class Truth(Strict):
+    products: dict[Name, ProductTruth]
+    creatives_ctr: dict[Name, Annotated[float, Field(gt=0, le=0.5)]]
+    ads: AdTruth
+    partners: dict[Name, PartnerTruth] = {}
+    bundle: BundleTruth = BundleTruth()
+    flash: FlashTruth = FlashTruth()
+    demand_overdispersion: Annotated[float, Field(ge=0, le=10)] = 0.0
+
+
+# ---------------------------------------------------------------- the scenario
+
+
+class Scenario(Strict):
+    """One launch problem: what the seller knows and decides, and the hidden market it happens in."""
+
+    name: Name
+    description: Text
+    category: Category
+    horizon_weeks: Annotated[int, Field(ge=1, le=260)]
+    step_weeks: Annotated[int, Field(ge=1, le=4)] = 1
+    calendar: Calendar
+    products: list[Product] = Field(min_length=1)
+    catalogue: list[CatalogueItem] = []
+    competitor: Competitor = Competitor()
+    ads: Ads
+    pricing: Pricing
+    launch: Launch = Launch()
+    reward: Reward = Reward()
+    truth: Truth
+
+    @property
+    def n_steps(self) -> int:
+        """Decision steps in an episode (the horizon in steps, rounded down)."""
+        return self.horizon_weeks // self.step_weeks
