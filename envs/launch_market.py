@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from envs.actions import ActionLayout, ActionType, Decision
 from envs.timeline import NEVER, Timeline
+from errors import ScenarioError
 from models.outcomes import expected_outcome, sample_outcome
 from models.response import MarketContext, ResponseModel
 from models.structural_market import StructuralMarket
@@ -111,7 +112,7 @@ class LaunchMarketEnv(gym.Env):
     ):
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         s = self.scenario
-        self.product_index = _product_index(s, product)
+        self.product_index = product_index(s, product)
         self.product = s.products[self.product_index]
         if outcomes not in ("sampled", "expected"):
             raise ValueError(f"outcomes must be 'sampled' or 'expected', found {outcomes!r}")
@@ -381,12 +382,15 @@ def _share_open(tl: Timeline, options, t: int) -> float:
     return sum(tl.partner_open[o.item][t] for o in options) / len(options)
 
 
-def _product_index(s: Scenario, product: int | str) -> int:
+def product_index(s: Scenario, product: int | str) -> int:
+    """Resolve a product given by position or name; a string of digits counts as a position."""
     names = [p.name for p in s.products]
+    if isinstance(product, str) and product.isdigit():
+        product = int(product)
     if isinstance(product, str):
         if product not in names:
-            raise ValueError(f"scenario {s.name!r} has no product {product!r}; products: {names}")
+            raise ScenarioError([f"{s.name}: products: found no product {product!r}, expected one of {names}"])
         return names.index(product)
     if not 0 <= product < len(names):
-        raise ValueError(f"scenario {s.name!r} has {len(names)} product(s); product index {product} is out of range")
+        raise ScenarioError([f"{s.name}: products: found index {product}, expected 0..{len(names) - 1}"])
     return product

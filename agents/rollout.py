@@ -1,0 +1,78 @@
+"""Running a policy through episodes and collecting the weekly trajectory as a table."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import gymnasium as gym
+import pandas as pd
+
+from scenarios.schema import Scenario
+
+
+class Policy(Protocol):
+    """Anything with SB3's ``predict``: trained models, heuristics, (later) oracle and lookup tables."""
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True): ...
+
+
+WEEKLY_COLUMNS = [
+    "week", "launched", "price", "flash_sale", "bundle_partner", "bundle_discount", "creative", "ad_spend",
+    "impressions", "clicks", "demand", "units_sold", "lost_sales", "bundled_units", "stock_left", "budget_left",
+    "revenue", "partner_revenue", "cogs", "partner_cogs", "cannibalised_margin", "holding_cost", "launch_cost",
+    "salvage", "profit",
+]  # fmt: skip
+
+
+def run_episode(env: gym.Env, policy: Policy, seed: int | None = None, deterministic: bool = True) -> pd.DataFrame:
+    """Play one episode and return one row per step with every profit component and lever value."""
+    obs, _ = env.reset(seed=seed)
+    rows, done = [], False
+    while not done:
+        action, _ = policy.predict(obs, deterministic=deterministic)
+        obs, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+        row = {col: info[col] for col in WEEKLY_COLUMNS}
+        row["ignored"] = "; ".join(info["ignored"])
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["cumulative_profit"] = frame["profit"].cumsum()
+    return frame
+
+
+def episode_summary(weekly: pd.DataFrame) -> dict[str, float]:
+    """Totals of one episode: profit and its drivers, launch week and the mean price while on sale."""
+    on_sale = weekly[weekly["launched"]]
+    return {
+        "profit": float(weekly["profit"].sum()),
+        "revenue": float(weekly["revenue"].sum() + weekly["partner_revenue"].sum()),
+        "units_sold": float(weekly["units_sold"].sum()),
+        "lost_sales": float(weekly["lost_sales"].sum()),
+        "ad_spend": float(weekly["ad_spend"].sum()),
+        "stock_left": float(weekly["stock_left"].iloc[-1]),
+        "launch_week": float(on_sale["week"].iloc[0]) if len(on_sale) else float("nan"),
+        "mean_price": float(on_sale["price"].mean()) if len(on_sale) else float("nan"),
+    }
+
+
+def simulate(
+    scenario: Scenario,
+    policy_name: str,
+    product: int | str = 0,
+    seed: int = 0,
+    episodes: int = 1,
+    outcomes: str = "sampled",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run a heuristic in the structural market: the first episode's weekly table and one summary row per episode."""
+    from agents.heuristics import make_heuristic
+    from envs.launch_market import LaunchMarketEnv, product_index
+
+    index = product_index(scenario, product)
+    env = LaunchMarketEnv(scenario, product=index, outcomes=outcomes)  # type: ignore[arg-type]
+    policy = make_heuristic(policy_name, scenario, product=index, seed=seed)
+    first, summaries = None, []
+    for episode in range(episodes):
+        weekly = run_episode(env, policy, seed=seed + episode)
+        first = weekly if first is None else first
+        summaries.append({"episode": episode, "seed": seed + episode, **episode_summary(weekly)})
+    return first, pd.DataFrame(summaries)

@@ -1,0 +1,138 @@
+"""run_sim.py: the one command line over the launch simulator.
+
+    python run_sim.py validate scenarios/*.yaml
+    python run_sim.py simulate --scenario food_coffee_bundle --policy bundle_first
+    python run_sim.py bench --json bench.json
+
+It parses arguments and calls package functions; user errors print one line each and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from errors import LaunchSimError
+
+EXIT_USER_ERROR = 2
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from scenarios import load_scenario
+
+    failed = 0
+    for path in args.paths:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                s = load_scenario(path)
+        except LaunchSimError as err:
+            failed += 1
+            for line in str(err).splitlines():
+                print(f"error: {line}", file=sys.stderr)
+            continue
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        print(f"ok: {path} ({s.name}: {s.category}, {s.horizon_weeks} weeks, {len(s.products)} product(s))")
+    return EXIT_USER_ERROR if failed else 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from agents.rollout import simulate
+    from scenarios import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    weekly, summary = simulate(
+        scenario, args.policy, product=args.product, seed=args.seed, episodes=args.episodes, outcomes=args.outcomes
+    )
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    table = Table(title=f"{scenario.name} · policy {args.policy} · seed {args.seed} · structural market")
+    columns = {
+        "week": "{:.0f}", "launched": "{}", "price": "{:.2f}", "bundle_partner": "{}", "ad_spend": "{:,.0f}",
+        "impressions": "{:,.0f}", "clicks": "{:,.0f}", "demand": "{:,.0f}", "units_sold": "{:,.0f}",
+        "stock_left": "{:,.0f}", "profit": "{:,.0f}", "cumulative_profit": "{:,.0f}",
+    }  # fmt: skip
+    for col in columns:
+        table.add_column(col.replace("_", " "), justify="right", no_wrap=True)
+    for _, row in weekly.iterrows():
+        table.add_row(*(fmt.format(row[col]) for col, fmt in columns.items()))
+    console.print(table)
+    total = summary["profit"]
+    console.print(f"total profit (episode 1): {weekly['profit'].sum():,.2f}")
+    if args.episodes > 1:
+        console.print(f"mean profit over {args.episodes} episodes: {total.mean():,.2f} (sd {total.std(ddof=1):,.2f})")
+    if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        weekly.to_csv(args.csv, index=False)
+        console.print(f"weekly table written to {args.csv}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from envs.benchmark import run_benchmarks
+
+    result = run_benchmarks(n_steps=args.steps, repeats=args.repeats, progress=lambda m: print(m, file=sys.stderr))
+    for name, r in result["single_env"].items():
+        print(f"{name:<40} {r['steps_per_s']:>12,.0f} steps/s  (min {r['min']:,.0f}, max {r['max']:,.0f})")
+    print(f"launch market / CartPole-v1 (raw): {result['ratio_launch_market_to_cartpole_raw']:.2f}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"written to {args.json}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from agents.heuristics import HEURISTICS
+    from scenarios import DEFAULT_SCENARIO
+
+    parser = argparse.ArgumentParser(prog="run_sim.py", description="Launch-strategy simulator.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check scenario files; exit 2 if any is invalid")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("simulate", help="run a heuristic policy in the structural market, print the weekly table")
+    p.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="a scenario file or a shipped scenario name")
+    p.add_argument("--policy", default="list_price", help=f"one of: {', '.join(HEURISTICS)}")
+    p.add_argument("--product", default="0", help="which product of the scenario to launch (index or name)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--episodes", type=_positive_int, default=1, help="episodes to average (seeds seed, seed+1, ...)")
+    p.add_argument("--outcomes", choices=["sampled", "expected"], default="sampled", help="sampled or noise-free")
+    p.add_argument("--csv", help="also write the weekly table of the first episode to this CSV file")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("bench", help="measure single-env steps/s next to CartPole-v1")
+    p.add_argument("--steps", type=_positive_int, default=50_000)
+    p.add_argument("--repeats", type=_positive_int, default=5)
+    p.add_argument("--json", help="write the results as JSON to this file")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LaunchSimError as err:
+        for line in str(err).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
