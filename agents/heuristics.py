@@ -130,14 +130,15 @@ class RandomValid(HeuristicPolicy):
 
     def decide(self, t: int, obs: np.ndarray) -> Decision:
         lay, tl = self.layout, self.timeline
+        launch = bool(self.can_launch(obs) and (t >= tl.deadline_step or self.rng.random() < 0.5))
+        on_sale = launch or obs[_OBS["launched"]] > 0.5  # price, flash and bundle only matter on sale
         options = [0] + [i + 1 for i, o in enumerate(lay.bundle_options) if tl.partner_open[o.item][t]]
-        flash = bool(obs[_OBS["flash_open"]] > 0.5 and obs[_OBS["flash_uses_left"]] > 0 and self.rng.random() < 0.5)
-        must_launch = t >= tl.deadline_step
+        flash_ok = obs[_OBS["flash_open"]] > 0.5 and obs[_OBS["flash_uses_left"]] > 0
         return Decision(
-            launch=bool(self.can_launch(obs) and (must_launch or self.rng.random() < 0.5)),
+            launch=launch,
             price_ratio=float(self.rng.choice(lay.price_levels)),
-            flash=flash,
-            bundle=int(self.rng.choice(options)),
+            flash=bool(on_sale and flash_ok and self.rng.random() < 0.5),
+            bundle=int(self.rng.choice(options)) if on_sale else 0,
             ad_share=float(self.rng.choice(lay.spend_levels)),
             creative=int(self.rng.integers(lay.n_creatives)),
         )

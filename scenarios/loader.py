@@ -201,13 +201,16 @@ def _cross_reference_problems(s: Scenario) -> Iterator[tuple[str, str]]:
 
 
 def _match_names(path: str, truth: dict, names: list[str], public: str) -> Iterator[tuple[str, str]]:
+    explained = set()  # names whose absence a near-miss key already explains (a typo reported once)
     for key in truth:
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+            missing = [n for n in names if n not in truth]
+            close = difflib.get_close_matches(key, missing or names, n=1, cutoff=0.5)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
+            explained.update(close)
             yield f"{path}.{key}", f"found a name that is not in {public}{hint}, expected one of {names}"
     for name in names:
-        if name not in truth:
+        if name not in truth and name not in explained:
             yield path, f"missing hidden parameters for {name!r} (listed in {public})"
 
 

@@ -1,0 +1,193 @@
+"""The structural market reproduces textbook behaviour: the Bass peak, downward-sloping demand,
+saturating ads, holiday lifts, and the closed-form logit optimum; arrays give the same answers as floats."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.response import MarketContext
+from models.structural_market import CreativeParams, PartnerParams, ProductParams, StructuralMarket
+from scenarios import load_scenario, scenario_from_dict
+
+
+def ctx(**overrides) -> MarketContext:
+    base = dict(
+        launched=1.0, step_weeks=1.0, season=1.0, holiday=0.0, price_ratio=1.0, flash=0.0, weeks_since_flash=1e4,
+        competitor_strength=0.0, competitor_price_ratio=0.0, adstock=0.0, adopters=0.0, bundle_discount=0.0,
+    )  # fmt: skip
+    base.update(overrides)
+    return MarketContext(**base)
+
+
+def product(**overrides) -> ProductParams:
+    base = dict(
+        market_size=10_000.0, constant_pool=0.0, bass_p=0.03, bass_q=0.38, repeat_rate=0.0, price_alpha=1.5,
+        price_beta=3.0, gift_appeal=0.5, season_sensitivity=1.0, ad_responsiveness=1.0,
+    )  # fmt: skip
+    base.update(overrides)
+    return ProductParams(**base)
+
+
+CREATIVE = CreativeParams(ctr=0.02)
+
+
+@pytest.fixture
+def market(default_scenario):
+    return StructuralMarket(default_scenario)
+
+
+def test_bass_adoption_peaks_near_closed_form(market):
+    p, q = 0.03, 0.38
+    pr = product(bass_p=p, bass_q=q)
+    adopters, weekly = 0.0, []
+    for _ in range(40):
+        new = market.expected(pr, CREATIVE, None, ctx(adopters=adopters)).demand
+        weekly.append(new)
+        adopters += new
+    t_star = math.log(q / p) / (p + q)  # 6.19 weeks
+    assert abs(int(np.argmax(weekly)) - t_star) <= 1.0
+    assert adopters == pytest.approx(10_000.0, rel=0.01)  # the pool is exhausted, never exceeded
+    assert max(weekly) > 3 * weekly[0]  # imitation, not innovation alone, drives the peak
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    alpha=st.floats(-3, 5), beta=st.floats(0.5, 8), adopters=st.floats(0, 9000),
+    low=st.floats(0.5, 1.5), step=st.floats(0.01, 0.5), rival=st.floats(0, 2),
+)  # fmt: skip
+def test_demand_falls_with_price(alpha, beta, adopters, low, step, rival):
+    m = StructuralMarket(load_scenario("apparel_winter_coat_holiday"))
+    pr = product(price_alpha=alpha, price_beta=beta)
+    common = dict(adopters=adopters, competitor_strength=rival, competitor_price_ratio=0.9)
+    cheap = m.expected(pr, CREATIVE, None, ctx(price_ratio=low, **common)).demand
+    dear = m.expected(pr, CREATIVE, None, ctx(price_ratio=low + step, **common)).demand
+    assert cheap > dear >= 0.0
+
+
+def test_ad_response_saturates(market):
+    ads = market.scenario.truth.ads
+    spend = np.linspace(0, 30 * ads.half_saturation, 301)
+    imps = np.array([market.expected(product(), CREATIVE, None, ctx(adstock=float(a))).impressions for a in spend])
+    assert imps[0] == 0.0
+    assert np.all(np.diff(imps) > 0)  # more spend, more impressions
+    assert imps[-1] < ads.max_impressions  # but never more than the ceiling
+    assert imps[-1] > 0.95 * ads.max_impressions
+    gains = np.diff(imps)
+    half = int(np.searchsorted(spend, 2 * ads.half_saturation))
+    assert np.all(np.diff(gains[half:]) < 0)  # diminishing returns past the half-saturation point
+    at_half = market.expected(product(), CREATIVE, None, ctx(adstock=ads.half_saturation)).impressions
+    assert at_half == pytest.approx(ads.max_impressions / 2)
+
+
+def test_clicks_lift_demand(market):
+    quiet = market.expected(product(), CREATIVE, None, ctx(adopters=100.0)).demand
+    loud = market.expected(product(), CREATIVE, None, ctx(adopters=100.0, adstock=8000.0)).demand
+    assert loud > quiet
+
+
+def test_holiday_lifts_demand_by_gift_appeal(market):
+    plain = market.expected(product(gift_appeal=0.8), CREATIVE, None, ctx(adopters=500.0)).demand
+    holiday = market.expected(product(gift_appeal=0.8), CREATIVE, None, ctx(adopters=500.0, holiday=1.0)).demand
+    no_gift = market.expected(product(gift_appeal=0.0), CREATIVE, None, ctx(adopters=500.0, holiday=1.0)).demand
+    assert holiday > 1.5 * plain
+    assert no_gift == pytest.approx(plain)
+
+
+def test_season_and_competitor(market):
+    base = market.expected(product(), CREATIVE, None, ctx(adopters=500.0)).demand
+    peak = market.expected(product(), CREATIVE, None, ctx(adopters=500.0, season=1.3)).demand
+    rival = market.expected(product(), CREATIVE, None, ctx(adopters=500.0, competitor_strength=1.0, competitor_price_ratio=0.9)).demand
+    cheap_rival = market.expected(product(), CREATIVE, None, ctx(adopters=500.0, competitor_strength=1.0, competitor_price_ratio=0.6)).demand
+    assert peak > base > rival > cheap_rival
+
+
+def test_bundle_uplift_and_take_rate(market):
+    partner = PartnerParams(affinity=0.7, cannibalisation=0.25)
+    none = market.expected(product(), CREATIVE, None, ctx(adopters=500.0))
+    small = market.expected(product(), CREATIVE, partner, ctx(adopters=500.0, bundle_discount=0.1))
+    big = market.expected(product(), CREATIVE, partner, ctx(adopters=500.0, bundle_discount=0.3))
+    assert none.bundle_uplift == 1.0 and none.bundle_take == 0.0
+    assert big.demand > small.demand > none.demand
+    assert 0 < small.bundle_take < big.bundle_take < 0.7
+    assert small.cannibalisation == 0.25
+
+
+def test_flash_spike_then_dip(market):
+    dip_weeks = market.scenario.truth.flash.dip_weeks
+    base = market.expected(product(), CREATIVE, None, ctx(adopters=500.0)).demand
+    flash = market.expected(product(), CREATIVE, None, ctx(adopters=500.0, flash=1.0, price_ratio=0.7)).demand
+    after = market.expected(product(), CREATIVE, None, ctx(adopters=500.0, weeks_since_flash=1.0)).demand
+    later = market.expected(product(), CREATIVE, None, ctx(adopters=500.0, weeks_since_flash=dip_weeks + 1.0)).demand
+    assert flash > 2 * base
+    assert after < base
+    assert later == pytest.approx(base)
+
+
+def test_unlaunched_sells_nothing_but_ads_run(market):
+    r = market.expected(product(), CREATIVE, None, ctx(launched=0.0, adstock=5000.0))
+    assert r.demand == 0.0 and r.impressions > 0
+
+
+def test_batch_equals_scalar(market):
+    rng = np.random.default_rng(0)
+    n = 64
+    fields = dict(
+        adopters=rng.uniform(0, 9000, n), price_ratio=rng.uniform(0.6, 1.4, n), adstock=rng.uniform(0, 20000, n),
+        holiday=rng.uniform(0, 1.5, n), season=rng.uniform(0.7, 1.3, n), competitor_strength=rng.uniform(0, 1, n),
+        competitor_price_ratio=rng.uniform(0.7, 1.2, n), bundle_discount=rng.choice([0.0, 0.1, 0.2], n),
+        flash=rng.choice([0.0, 1.0], n), weeks_since_flash=rng.choice([1.0, 2.0, 5.0], n),
+    )  # fmt: skip
+    pr = product(repeat_rate=0.03)
+    partner = PartnerParams(affinity=0.6, cannibalisation=0.2)
+    batch = market.expected(
+        ProductParams(*(np.full(n, v) for v in pr)), CreativeParams(np.full(n, 0.02)),
+        PartnerParams(np.full(n, 0.6), np.full(n, 0.2)), ctx(**fields),
+    )  # fmt: skip
+    for i in range(n):
+        one = market.expected(pr, CREATIVE, partner, ctx(**{k: float(v[i]) for k, v in fields.items()}))
+        for name in ("demand", "impressions", "ctr", "bundle_uplift", "bundle_take", "first_purchase_share"):
+            assert getattr(batch, name)[i] == pytest.approx(getattr(one, name), rel=1e-12, abs=1e-12)
+
+
+def lambert_w(x: float) -> float:
+    w = math.log1p(x)
+    for _ in range(50):
+        w -= (w * math.exp(w) - x) / (math.exp(w) * (w + 1))
+    return w
+
+
+def test_closed_form_optimal_price():
+    s = load_scenario("home_cutting_board_closed_form")
+    m = StructuralMarket(s)
+    prod = s.products[0]
+    t = s.truth.products[prod.name]
+    enc = m.encode([prod.text], "product")[0]
+    c = prod.unit_cost / prod.reference_price
+    x_star = c + (1 + lambert_w(math.exp(t.price_alpha - t.price_beta * c - 1))) / t.price_beta
+    grid = np.linspace(0.7, 1.4, 7001)
+    demand = m.expected(ProductParams(*(np.full(grid.size, v) for v in enc)), CreativeParams(0.01), None, ctx(price_ratio=grid)).demand
+    profit = demand * (grid - c) * prod.reference_price
+    assert grid[np.argmax(profit)] == pytest.approx(x_star, abs=2e-4)
+    assert x_star == pytest.approx(1.0548, abs=1e-3)  # the figure the scenario file states
+
+
+def test_encode_unknown_text_is_a_predictor_error(market):
+    from errors import PredictorError
+
+    with pytest.raises(PredictorError, match="no product text"):
+        market.encode(["a text the scenario never mentions"], "product")
+
+
+def test_constant_pool_ignores_adoption():
+    data = load_scenario("home_cutting_board_closed_form").model_dump()
+    s = scenario_from_dict(data)
+    m = StructuralMarket(s)
+    enc = m.encode([s.products[0].text], "product")[0]
+    assert m.expected(enc, CreativeParams(0.01), None, ctx(adopters=0.0)).demand == pytest.approx(
+        m.expected(enc, CreativeParams(0.01), None, ctx(adopters=5000.0)).demand
+    )
