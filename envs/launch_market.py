@@ -200,6 +200,8 @@ class LaunchMarketEnv(gym.Env):
         self._since_flash = NEVER
         self._last_sales = self._last_clicks = self._last_price = 0.0
         self._last_info: dict[str, Any] = {}
+        self.last_context: MarketContext | None = None
+        self.last_response = None
 
     def _apply(self, d: Decision):
         t, tl, layout = self._t, self.timeline, self.layout
@@ -258,6 +260,7 @@ class LaunchMarketEnv(gym.Env):
             season=tl.season[t],
             holiday=tl.holiday[t],
             price_ratio=ratio if launched else 1.0,
+            reference_price=self._ref,
             flash=1.0 if flash else 0.0,
             weeks_since_flash=float(self._since_flash),
             competitor_strength=tl.competitor_strength[t],
@@ -267,6 +270,7 @@ class LaunchMarketEnv(gym.Env):
             bundle_discount=discount,
         )
         resp = self.market.expected(self._product_enc, self._creative_enc[creative], partner, ctx)
+        self.last_context, self.last_response = ctx, resp  # read by the log generator
         if self.outcomes == "sampled":
             out = sample_outcome(resp, self.np_random, self.market.demand_overdispersion)
         else:

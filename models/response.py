@@ -24,6 +24,7 @@ class MarketContext:
     season: Any  # public category season index this step (1.0 = average week)
     holiday: Any  # public holiday uplift this step (0.0 = no holiday)
     price_ratio: Any  # our price / reference price (after any flash discount)
+    reference_price: Any  # the product's reference price (currency)
     flash: Any  # 1.0 in a flash-sale week
     weeks_since_flash: Any  # steps since the last flash sale (large if none yet)
     competitor_strength: Any  # 0.0 while no competitor is present

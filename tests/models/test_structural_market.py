@@ -17,7 +17,7 @@ from scenarios import load_scenario, scenario_from_dict
 
 def ctx(**overrides) -> MarketContext:
     base = dict(
-        launched=1.0, step_weeks=1.0, season=1.0, holiday=0.0, price_ratio=1.0, flash=0.0, weeks_since_flash=1e4,
+        launched=1.0, step_weeks=1.0, season=1.0, holiday=0.0, price_ratio=1.0, reference_price=100.0, flash=0.0, weeks_since_flash=1e4,
         competitor_strength=0.0, competitor_price_ratio=0.0, adstock=0.0, adopters=0.0, bundle_discount=0.0,
     )  # fmt: skip
     base.update(overrides)

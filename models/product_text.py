@@ -1,0 +1,171 @@
+"""Synthetic products for the historical logs: hidden traits, and texts whose wording carries them.
+
+A product's traits (positioning, seasonality, gift appeal, ad buzz, what complements it) set its
+structural-market parameters; its description, ad creatives and bundle partners express those
+traits through a varied vocabulary. Two disjoint vocabularies exist: ``train`` (used for training
+and the held-out product set) and ``paraphrase`` (wording never seen in training, for the
+paraphrased held-out set). Traits interact with context in the market (price sensitivity depends on
+positioning, holiday uplift on gift appeal), so a model that ignores the text cannot do well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Vocabulary = Literal["train", "paraphrase"]
+
+
+@dataclass(frozen=True)
+class Noun:
+    name: str
+    category: str
+    base_price: float
+    peak_week: int  # week of year when the product type sells best
+    consumable: bool
+    complements: tuple[str, ...]  # catalogue items that go with it
+    features: tuple[str, ...]
+
+
+NOUNS: tuple[Noun, ...] = (
+    Noun("wool coat", "apparel", 150, 50, False, ("knitted scarf", "leather gloves"), ("water-resistant shell", "recycled lining", "detachable hood")),
+    Noun("rain jacket", "apparel", 110, 44, False, ("compact umbrella", "waterproofing spray"), ("taped seams", "packable design", "adjustable cuffs")),
+    Noun("running shoes", "apparel", 120, 14, False, ("cushioned sports socks", "gel insoles"), ("breathable mesh", "responsive foam", "grippy outsole")),
+    Noun("linen shirt", "apparel", 60, 26, False, ("polarised sunglasses", "canvas belt"), ("relaxed fit", "breathable weave", "mother-of-pearl buttons")),
+    Noun("swimsuit", "apparel", 55, 27, False, ("striped beach towel", "straw sun hat"), ("chlorine-resistant fabric", "quick-dry lining", "UV protection")),
+    Noun("cashmere sweater", "apparel", 140, 49, False, ("knitted scarf", "garment care kit"), ("two-ply yarn", "ribbed cuffs", "crew neck")),
+    Noun("scented candle", "home", 25, 51, False, ("brass candle snuffer", "long safety matches"), ("soy wax", "cotton wick", "amber glass jar")),
+    Noun("cast-iron skillet", "home", 40, 48, False, ("silicone handle cover", "seasoning oil"), ("pre-seasoned surface", "even heating", "oven-safe")),
+    Noun("throw blanket", "home", 60, 2, False, ("linen cushion cover", "wicker storage basket"), ("chunky knit", "machine washable", "oversized")),
+    Noun("air purifier", "home", 180, 12, False, ("replacement HEPA filter", "smart plug"), ("HEPA filtration", "quiet night mode", "air quality sensor")),
+    Noun("patio string lights", "home", 35, 24, False, ("outdoor timer plug", "solar power bank"), ("shatterproof bulbs", "weatherproof cable", "warm white glow")),
+    Noun("ceramic vase", "home", 45, 19, False, ("dried flower bundle", "flower scissors"), ("hand-thrown", "matte glaze", "watertight finish")),
+    Noun("coffee beans", "food", 16, 2, True, ("hand burr grinder", "ceramic pour-over dripper"), ("single origin", "small-batch roast", "tasting notes of cocoa")),
+    Noun("barbecue sauce", "food", 7, 27, True, ("grill brush", "smoky spice rub"), ("smoked paprika", "molasses", "small-batch recipe")),
+    Noun("hot chocolate mix", "food", 10, 51, True, ("stoneware mug", "marshmallow tin"), ("Belgian cocoa", "creamy blend", "resealable tin")),
+    Noun("olive oil", "food", 18, 20, True, ("aged balsamic vinegar", "oil pourer"), ("cold-pressed", "early harvest", "peppery finish")),
+    Noun("green tea", "food", 12, 15, True, ("stainless tea infuser", "glass teapot"), ("loose leaf", "first flush", "grassy aroma")),
+    Noun("chocolate truffles", "food", 25, 51, True, ("greeting card", "ribbon gift bag"), ("hand-rolled", "ganache centre", "cocoa dusted")),
+    Noun("vitamin C serum", "beauty", 35, 18, True, ("jade facial roller", "hydrating toner"), ("15% vitamin C", "hyaluronic acid", "fragrance-free")),
+    Noun("sunscreen", "beauty", 20, 27, True, ("after-sun gel", "waterproof pouch"), ("SPF 50", "reef-safe formula", "non-greasy")),
+    Noun("hand cream", "beauty", 12, 50, True, ("cuticle oil", "cotton gloves"), ("shea butter", "fast-absorbing", "light scent")),
+    Noun("perfume", "beauty", 80, 51, True, ("travel atomiser", "scented body lotion"), ("floral notes", "long-lasting", "glass bottle")),
+    Noun("shampoo bar", "beauty", 14, 30, True, ("bamboo soap dish", "wooden hair brush"), ("plastic-free", "sulfate-free", "travel-friendly")),
+    Noun("lip balm set", "beauty", 10, 51, True, ("makeup pouch", "mini hand mirror"), ("beeswax", "tinted shades", "SPF 15")),
+    Noun("wireless earbuds", "electronics", 100, 48, False, ("USB-C fast charger", "silicone earbud case"), ("noise cancellation", "30-hour battery", "water-resistant")),
+    Noun("smartwatch", "electronics", 200, 1, False, ("sport watch strap", "magnetic charging dock"), ("built-in GPS", "heart-rate tracking", "10-day battery")),
+    Noun("portable speaker", "electronics", 80, 26, False, ("padded carrying case", "USB-C fast charger"), ("360-degree sound", "waterproof", "12-hour playtime")),
+    Noun("e-reader", "electronics", 130, 51, False, ("folio e-reader cover", "reading light"), ("glare-free screen", "weeks of battery", "adjustable warm light")),
+    Noun("action camera", "electronics", 250, 24, False, ("128 GB memory card", "helmet mounting kit"), ("4K video", "image stabilisation", "waterproof housing")),
+    Noun("tablet", "electronics", 330, 34, False, ("folio keyboard case", "active stylus"), ("11-inch display", "all-day battery", "128 GB storage")),
+)
+CATEGORY_PEAK = {"apparel": 50, "home": 50, "food": 51, "beauty": 51, "electronics": 48}
+
+# Phrases per trait level: (train vocabulary, paraphrase vocabulary); the two never share a phrase.
+POSITIONING = {
+    "budget": (["affordable", "budget-friendly", "great-value", "no-frills", "low-cost"], ["wallet-friendly", "inexpensive", "economical", "bargain-priced"]),
+    "mainstream": (["classic", "reliable", "everyday", "well-made", "practical"], ["dependable", "standard", "trusty", "sensible"]),
+    "premium": (["premium", "high-end", "expertly crafted", "superior quality", "refined"], ["top-tier", "upmarket", "first-rate", "deluxe"]),
+    "luxury": (["luxury", "exclusive", "designer", "prestige", "haute"], ["opulent", "lavish", "couture", "ultra-exclusive"]),
+}
+SEASONAL = {
+    True: (["perfect for {season}", "a {season} essential", "made for the {season} months", "built for {season}"], ["your go-to when {season} arrives", "at its best in {season}", "the {season} must-have"]),
+    False: (["for use all year round", "a year-round staple", "for every season", "useful any time of year"], ["whatever the month", "twelve months a year", "in any weather, any month"]),
+}
+GIFT = {
+    "high": (["a perfect gift", "beautifully gift-boxed", "the present everyone loves", "a gift they will treasure"], ["ideal for giving", "wrapped and ready to give", "a treat for someone special"]),
+    "medium": (["a nice gift idea", "also makes a thoughtful present", "good as a small gift"], ["could be given as a gift", "a pleasant surprise for friends"]),
+    "low": (["for your own use", "a practical buy for yourself", "simple and functional"], ["bought for personal use", "strictly utilitarian", "for yourself, not for gifting"]),
+}
+BUZZ = {
+    "high": (["trending on social media", "the viral hit of the season", "everyone is talking about it"], ["the buzz of the moment", "an online sensation", "all over your feed"]),
+    "medium": (["well reviewed", "popular with customers", "a steady favourite"], ["liked by shoppers", "rated well online", "a solid crowd-pleaser"]),
+    "low": (["understated", "quietly dependable", "a discreet choice"], ["low-key", "no hype, just the basics", "modest and unassuming"]),
+}
+HOOKS = {  # creative style -> base click-through rate, (train, paraphrase) openers
+    "urgency": (0.022, ["Only a few left:", "Last chance:", "Selling fast:"], ["Hurry, stocks are low:", "Don't miss out:"]),
+    "benefit": (0.016, ["Discover", "Meet", "Experience"], ["Say hello to", "Get to know"]),
+    "social": (0.019, ["Thousands love", "Join the fans of", "Rated five stars:"], ["Shoppers rave about", "Everyone's choosing"]),
+    "discount": (0.009, ["Save today on", "Use code SAVE10 on", "Money off"], ["Deal of the week:", "Reduced price on"]),
+}
+BRAND_A = ["Nor", "Lum", "Ver", "Kai", "Ost", "Bel", "Mar", "Tor", "Ela", "Fen", "Ash", "Riv", "Sol", "Zen", "Cor"]
+BRAND_B = ["dale", "ora", "ix", "wood", "ly", "ford", "ena", "mont", "vik", "era", "stone", "ine", "hart", "lo"]
+
+POSITION_PRICE = {"budget": 0.55, "mainstream": 1.0, "premium": 1.7, "luxury": 3.2}
+POSITION_BETA = {"budget": 4.6, "mainstream": 3.6, "premium": 2.8, "luxury": 2.0}
+POSITION_MARKET = {"budget": 1.6, "mainstream": 1.0, "premium": 0.55, "luxury": 0.25}
+GIFT_APPEAL = {"high": 1.1, "medium": 0.5, "low": 0.1}
+BUZZ_RESPONSE = {"high": 1.6, "medium": 1.0, "low": 0.6}
+BUZZ_IMITATION = {"high": 0.5, "medium": 0.36, "low": 0.24}
+
+
+@dataclass(frozen=True)
+class ProductTraits:
+    """The hidden attributes of one synthetic product."""
+
+    noun: Noun
+    brand: str
+    positioning: str
+    seasonal: bool
+    gift: str
+    buzz: str
+
+    @property
+    def category(self) -> str:
+        return self.noun.category
+
+
+def sample_traits(rng: np.random.Generator) -> ProductTraits:
+    noun = NOUNS[rng.integers(len(NOUNS))]
+    return ProductTraits(
+        noun=noun,
+        brand=str(rng.choice(BRAND_A)) + str(rng.choice(BRAND_B)),
+        positioning=str(rng.choice(list(POSITIONING))),
+        seasonal=bool(rng.random() < 0.5),
+        gift=str(rng.choice(list(GIFT))),
+        buzz=str(rng.choice(list(BUZZ))),
+    )
+
+
+def season_name(week_of_year: int) -> str:
+    if week_of_year >= 48 or week_of_year <= 8:
+        return "winter"
+    if week_of_year <= 21:
+        return "spring"
+    if week_of_year <= 35:
+        return "summer"
+    return "autumn"
+
+
+def _pick(rng: np.random.Generator, table: dict, key, vocabulary: Vocabulary) -> str:
+    train, paraphrase = table[key]
+    return str(rng.choice(train if vocabulary == "train" else paraphrase))
+
+
+def describe(t: ProductTraits, rng: np.random.Generator, vocabulary: Vocabulary = "train") -> str:
+    """A product description whose wording carries every trait, in a random order of clauses."""
+    position = _pick(rng, POSITIONING, t.positioning, vocabulary)
+    season = _pick(rng, SEASONAL, t.seasonal, vocabulary).format(season=season_name(t.noun.peak_week))
+    gift = _pick(rng, GIFT, t.gift, vocabulary)
+    buzz = _pick(rng, BUZZ, t.buzz, vocabulary)
+    features = rng.choice(list(t.noun.features), size=2, replace=False)
+    clauses = [f"{season}", f"{gift}", f"{buzz}"]
+    rng.shuffle(clauses)
+    return f"{t.brand} {position} {t.noun.name} with {features[0]} and {features[1]}: " + "; ".join(clauses) + "."
+
+
+def creative(t: ProductTraits, hook: str, rng: np.random.Generator, vocabulary: Vocabulary = "train") -> str:
+    """An ad creative in one of the hook styles (which sets its base click-through rate)."""
+    _, train, paraphrase = HOOKS[hook]
+    opener = str(rng.choice(train if vocabulary == "train" else paraphrase))
+    return f"{opener} the {t.brand} {t.noun.name}."
+
+
+def partner_candidates(t: ProductTraits, rng: np.random.Generator) -> list[tuple[str, float]]:
+    """Two catalogue items to bundle with: one complement (high affinity) and one unrelated item."""
+    complement = str(rng.choice(list(t.noun.complements)))
+    others = [c for n in NOUNS if n.category != t.category for c in n.complements]
+    unrelated = str(rng.choice(others))
+    return [(complement, float(rng.uniform(0.65, 0.9))), (unrelated, float(rng.uniform(0.05, 0.2)))]

