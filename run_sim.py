@@ -88,6 +88,59 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_logs(args: argparse.Namespace) -> int:
+    from models.log_generator import generate_logs, write_logs
+
+    logs = generate_logs(args.train, args.heldout, args.paraphrase, seed=args.seed, heterogeneity=args.heterogeneity)
+    path = write_logs(logs, args.out)
+    counts = logs.groupby("split")["product_id"].nunique().to_dict()
+    print(f"{len(logs):,} product-weeks of {sum(counts.values()):,} products ({counts}) written to {path}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from models.finetune import FinetuneConfig, finetune
+    from models.predictor_eval import with_splits
+    from models.user_logs import read_logs
+
+    logs = with_splits(read_logs(args.logs, zero_fill=not args.no_zero_fill))
+    train = logs[logs["split"] == "train"].reset_index(drop=True)
+    held = logs["product_id"][logs["split"] != "train"].nunique()
+    print(f"training on {train['product_id'].nunique():,} products ({len(train):,} rows); {held:,} products held out")
+    cfg = FinetuneConfig(
+        encoder=args.encoder, mode=args.mode, lora_rank=args.lora_rank, head_epochs=args.head_epochs,
+        encoder_epochs=args.encoder_epochs, polish_epochs=args.polish_epochs, hidden=args.hidden, seed=args.seed,
+        device=args.device,
+    )  # fmt: skip
+    predictor = finetune(train, cfg, source=str(args.logs))
+    out = predictor.save(args.out)
+    card = predictor.card
+    print(f"predictor written to {out} (identity {predictor.identity}); trained heads: {', '.join(card['targets_trained'])}")
+    return 0
+
+
+def cmd_predictors_eval(args: argparse.Namespace) -> int:
+    from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+    from models.predictor_eval import evaluate, plot_report, strip_predictions
+    from models.user_logs import read_logs
+
+    predictor = LaunchPredictor.load(args.predictor or DEFAULT_PREDICTOR_DIR, device=args.device)
+    logs = read_logs(args.logs, zero_fill=not args.no_zero_fill)
+    report = evaluate(predictor, logs, seed=args.seed)
+    png = plot_report(report, logs, args.png or Path(args.json).with_suffix(".png"))
+    result = {"predictor": str(args.predictor or DEFAULT_PREDICTOR_DIR), "identity": predictor.identity, "logs": str(args.logs), **strip_predictions(report)}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2))
+    for split, models in result["splits"].items():
+        print(f"{split} ({result['rows'][split]['products']} products):")
+        for name, m in models.items():
+            r2 = m.get("demand_r2", m["demand_r2_vs_observed"])
+            ctr = m.get("ctr_r2", m.get("ctr_r2_vs_observed", float("nan")))
+            print(f"  {name:<18} demand R² {r2:7.4f}  CTR R² {ctr:7.4f}  deviance explained {m['demand_deviance_explained']:7.4f}")
+    print(f"written to {args.json} and {png}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from agents.heuristics import HEURISTICS
     from scenarios import DEFAULT_SCENARIO
@@ -108,6 +161,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outcomes", choices=["sampled", "expected"], default="sampled", help="sampled or noise-free")
     p.add_argument("--csv", help="also write the weekly table of the first episode to this CSV file")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("logs", help="generate historical launch logs from the structural market")
+    p.add_argument("--out", required=True, help="a .parquet or .csv file")
+    p.add_argument("--train", type=_positive_int, default=2000, help="training products")
+    p.add_argument("--heldout", type=int, default=300, help="held-out products (same wording)")
+    p.add_argument("--paraphrase", type=int, default=300, help="held-out products in wording never seen in training")
+    p.add_argument("--heterogeneity", type=float, default=0.05, help="per-product noise the text does not carry")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("finetune", help="fine-tune a BERT predictor on logs (generated, or your own CSV/Parquet)")
+    p.add_argument("--logs", required=True, help="logs file; schema in docs/PREDICTORS.md")
+    p.add_argument("--out", required=True, help="the predictor folder to write")
+    p.add_argument("--encoder", help="a local BERT-family folder (default: the embedded all-MiniLM-L6-v2)")
+    p.add_argument("--mode", choices=["frozen", "lora", "full"], default="lora")
+    p.add_argument("--lora-rank", type=_positive_int, default=8)
+    p.add_argument("--head-epochs", type=int, default=150)
+    p.add_argument("--encoder-epochs", type=int, default=3)
+    p.add_argument("--polish-epochs", type=int, default=40)
+    p.add_argument("--hidden", type=_positive_int, default=256)
+    p.add_argument("--no-zero-fill", action="store_true", help="do not count a product's missing weeks as zero units")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("predictors-eval", help="R², deviance and calibration on held-out products vs two baselines")
+    p.add_argument("--predictor", help="a predictor folder (default: the shipped default predictor)")
+    p.add_argument("--logs", required=True)
+    p.add_argument("--json", required=True, help="metrics file to write")
+    p.add_argument("--png", help="plot file (default: next to --json)")
+    p.add_argument("--no-zero-fill", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_predictors_eval)
 
     p = sub.add_parser("bench", help="measure single-env steps/s next to CartPole-v1")
     p.add_argument("--steps", type=_positive_int, default=50_000)

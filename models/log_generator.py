@@ -40,14 +40,21 @@ CONTEXT_COLUMNS = [
 ]  # fmt: skip
 
 
-def synthetic_scenario(traits: pt.ProductTraits, rng: np.random.Generator, vocabulary: pt.Vocabulary) -> dict:
-    """A full scenario (as a dict for the schema) for one synthetic product and its hidden truth."""
+def synthetic_scenario(
+    traits: pt.ProductTraits, rng: np.random.Generator, vocabulary: pt.Vocabulary, heterogeneity: float = 0.05
+) -> dict:
+    """A full scenario (as a dict for the schema) for one synthetic product and its hidden truth.
+
+    The truth follows from the traits up to ``heterogeneity``: a relative, per-parameter noise that the
+    text does not carry (what no text model can predict; it bounds the achievable R²).
+    """
     u = rng.uniform
+    h = heterogeneity
     noun = traits.noun
     ref = round(noun.base_price * pt.POSITION_PRICE[traits.positioning] * u(0.85, 1.15), 2)
     hooks = rng.choice(list(pt.HOOKS), size=2, replace=False)
     partners = pt.partner_candidates(traits, rng)
-    beta = pt.POSITION_BETA[traits.positioning] * u(0.93, 1.07)
+    beta = pt.POSITION_BETA[traits.positioning] * u(1 - h, 1 + h)
     competitor = []
     if rng.random() < 0.6:
         competitor = [{"week": int(rng.integers(0, 15)), "price": round(ref * u(0.7, 1.25), 2), "strength": round(u(0.3, 1.5), 2)}]
@@ -77,22 +84,22 @@ def synthetic_scenario(traits: pt.ProductTraits, rng: np.random.Generator, vocab
         "ads": {
             "budget": round(u(5000, 80000), -2),
             "spend_levels": SPEND_LEVELS,
-            "creatives": [{"name": str(h), "text": pt.creative(traits, str(h), rng, vocabulary)} for h in hooks],
+            "creatives": [{"name": str(k), "text": pt.creative(traits, str(k), rng, vocabulary)} for k in hooks],
         },
         "pricing": {"levels": PRICE_LEVELS, "flash_sale": flash},
         "truth": {
             "products": {"product": {
-                "market_size": round(8000 * pt.POSITION_MARKET[traits.positioning] * u(0.9, 1.1)),
-                "bass_p": 0.02 * u(0.8, 1.2),
-                "bass_q": pt.BUZZ_IMITATION[traits.buzz] * u(0.9, 1.1),
-                "repeat_rate": 0.05 * u(0.7, 1.3) if noun.consumable else 0.0,
-                "price_alpha": beta - 1.4 + rng.normal(0, 0.1),
+                "market_size": round(8000 * pt.POSITION_MARKET[traits.positioning] * u(1 - h, 1 + h)),
+                "bass_p": 0.02 * u(1 - h, 1 + h),
+                "bass_q": pt.BUZZ_IMITATION[traits.buzz] * u(1 - h, 1 + h),
+                "repeat_rate": 0.05 * u(1 - h, 1 + h) if noun.consumable else 0.0,
+                "price_alpha": beta - 1.4 + rng.normal(0, h),
                 "price_beta": beta,
-                "gift_appeal": pt.GIFT_APPEAL[traits.gift] * u(0.9, 1.1),
-                "season_sensitivity": (1.3 if traits.seasonal else 0.2) * u(0.9, 1.1),
-                "ad_responsiveness": pt.BUZZ_RESPONSE[traits.buzz] * u(0.9, 1.1),
+                "gift_appeal": pt.GIFT_APPEAL[traits.gift] * u(1 - h, 1 + h),
+                "season_sensitivity": (1.3 if traits.seasonal else 0.2) * u(1 - h, 1 + h),
+                "ad_responsiveness": pt.BUZZ_RESPONSE[traits.buzz] * u(1 - h, 1 + h),
             }},  # fmt: skip
-            "creatives_ctr": {str(h): pt.HOOKS[str(h)][0] * u(0.9, 1.1) for h in hooks},
+            "creatives_ctr": {str(k): pt.HOOKS[str(k)][0] * u(1 - h, 1 + h) for k in hooks},
             "ads": AD_TRUTH,
             "partners": {f"partner_{i}": {"affinity": a, "cannibalisation": u(0.1, 0.4)} for i, (_, a) in enumerate(partners)},
             "demand_overdispersion": 0.05,
@@ -132,6 +139,7 @@ def _explore(env: LaunchMarketEnv, rng: np.random.Generator) -> list[dict]:
             "impressions": info["impressions"],
             "clicks": info["clicks"],
             "bundled_units": info["bundled_units"],
+            "new_customers": info["units_sold"] * float(resp.first_purchase_share),
             "expected_demand": float(resp.demand),
             "expected_impressions": float(resp.impressions),
             "expected_ctr": float(resp.ctr),
@@ -142,7 +150,12 @@ def _explore(env: LaunchMarketEnv, rng: np.random.Generator) -> list[dict]:
 
 
 def generate_logs(
-    n_train: int = 2000, n_heldout: int = 300, n_paraphrase: int = 300, seed: int = 0, progress: bool = True
+    n_train: int = 2000,
+    n_heldout: int = 300,
+    n_paraphrase: int = 300,
+    seed: int = 0,
+    heterogeneity: float = 0.05,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Logs of ``n_train + n_heldout + n_paraphrase`` synthetic launches, one row per product-week."""
     rng = np.random.default_rng(seed)
@@ -150,7 +163,9 @@ def generate_logs(
     frames = []
     for product_id, (split, vocabulary) in enumerate(tqdm(plan, desc="simulating launches", disable=not progress)):
         traits = pt.sample_traits(rng)
-        scenario = scenario_from_dict(synthetic_scenario(traits, rng, vocabulary), source=f"synthetic product {product_id}")
+        scenario = scenario_from_dict(
+            synthetic_scenario(traits, rng, vocabulary, heterogeneity), source=f"synthetic product {product_id}"
+        )
         env = LaunchMarketEnv(scenario)
         env.reset(seed=int(rng.integers(2**31)))
         rows = _explore(env, rng)

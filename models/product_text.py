@@ -65,30 +65,86 @@ CATEGORY_PEAK = {"apparel": 50, "home": 50, "food": 51, "beauty": 51, "electroni
 
 # Phrases per trait level: (train vocabulary, paraphrase vocabulary); the two never share a phrase.
 POSITIONING = {
-    "budget": (["affordable", "budget-friendly", "great-value", "no-frills", "low-cost"], ["wallet-friendly", "inexpensive", "economical", "bargain-priced"]),
-    "mainstream": (["classic", "reliable", "everyday", "well-made", "practical"], ["dependable", "standard", "trusty", "sensible"]),
-    "premium": (["premium", "high-end", "expertly crafted", "superior quality", "refined"], ["top-tier", "upmarket", "first-rate", "deluxe"]),
-    "luxury": (["luxury", "exclusive", "designer", "prestige", "haute"], ["opulent", "lavish", "couture", "ultra-exclusive"]),
+    "budget": (
+        ["affordable", "budget-friendly", "great-value", "no-frills", "low-cost", "cheap and cheerful", "value-priced",
+         "entry-level", "basic", "discount", "thrifty", "cost-saving", "price-conscious"],
+        ["wallet-friendly", "inexpensive", "economical", "bargain-priced"],
+    ),
+    "mainstream": (
+        ["classic", "reliable", "everyday", "well-made", "practical", "solid", "versatile", "trusted", "all-purpose",
+         "familiar", "dependable-looking", "sturdy", "regular"],
+        ["dependable", "standard", "trusty", "sensible"],
+    ),
+    "premium": (
+        ["premium", "high-end", "expertly crafted", "superior quality", "refined", "elevated", "finely made",
+         "quality-first", "upscale", "sophisticated", "professional-grade", "artisanal", "best-in-class"],
+        ["top-tier", "upmarket", "first-rate", "deluxe"],
+    ),
+    "luxury": (
+        ["luxury", "exclusive", "designer", "prestige", "haute", "luxurious", "lavishly finished", "high-fashion",
+         "collector's", "ultra-premium", "sumptuous", "elite", "extravagant"],
+        ["opulent", "lavish", "couture", "ultra-exclusive"],
+    ),
 }
 SEASONAL = {
-    True: (["perfect for {season}", "a {season} essential", "made for the {season} months", "built for {season}"], ["your go-to when {season} arrives", "at its best in {season}", "the {season} must-have"]),
-    False: (["for use all year round", "a year-round staple", "for every season", "useful any time of year"], ["whatever the month", "twelve months a year", "in any weather, any month"]),
+    True: (
+        ["perfect for {season}", "a {season} essential", "made for the {season} months", "built for {season}",
+         "designed for {season} days", "a {season} favourite", "for the {season} season", "when {season} comes",
+         "the best of {season}", "seasonal, for {season}"],
+        ["your go-to when {season} arrives", "at its best in {season}", "the {season} must-have"],
+    ),
+    False: (
+        ["for use all year round", "a year-round staple", "for every season", "useful any time of year",
+         "not tied to any season", "all-season", "for every month of the year", "timeless in any season",
+         "365 days a year", "never out of season"],
+        ["whatever the month", "twelve months a year", "in any weather, any month"],
+    ),
 }
 GIFT = {
-    "high": (["a perfect gift", "beautifully gift-boxed", "the present everyone loves", "a gift they will treasure"], ["ideal for giving", "wrapped and ready to give", "a treat for someone special"]),
-    "medium": (["a nice gift idea", "also makes a thoughtful present", "good as a small gift"], ["could be given as a gift", "a pleasant surprise for friends"]),
-    "low": (["for your own use", "a practical buy for yourself", "simple and functional"], ["bought for personal use", "strictly utilitarian", "for yourself, not for gifting"]),
+    "high": (
+        ["a perfect gift", "beautifully gift-boxed", "the present everyone loves", "a gift they will treasure",
+         "the ideal present", "gift-ready packaging", "a gift to remember", "made to be given", "a special-occasion gift",
+         "the gift of the year"],
+        ["ideal for giving", "wrapped and ready to give", "a treat for someone special"],
+    ),
+    "medium": (
+        ["a nice gift idea", "also makes a thoughtful present", "good as a small gift", "works as a gift too",
+         "a decent present", "fine as a gift", "sometimes given as a gift", "an easy gift option"],
+        ["could be given as a gift", "a pleasant surprise for friends"],
+    ),
+    "low": (
+        ["for your own use", "a practical buy for yourself", "simple and functional", "a personal essential",
+         "bought for yourself", "for everyday personal needs", "a functional purchase", "for self use only"],
+        ["bought for personal use", "strictly utilitarian", "for yourself, not for gifting"],
+    ),
 }
 BUZZ = {
-    "high": (["trending on social media", "the viral hit of the season", "everyone is talking about it"], ["the buzz of the moment", "an online sensation", "all over your feed"]),
-    "medium": (["well reviewed", "popular with customers", "a steady favourite"], ["liked by shoppers", "rated well online", "a solid crowd-pleaser"]),
-    "low": (["understated", "quietly dependable", "a discreet choice"], ["low-key", "no hype, just the basics", "modest and unassuming"]),
+    "high": (
+        ["trending on social media", "the viral hit of the season", "everyone is talking about it", "a social media sensation",
+         "hyped by influencers", "the talk of the town", "going viral", "sold out twice already", "the hottest launch",
+         "a must-see on every feed"],
+        ["the buzz of the moment", "an online sensation", "all over your feed"],
+    ),
+    "medium": (
+        ["well reviewed", "popular with customers", "a steady favourite", "good ratings", "customers recommend it",
+         "a reliable best-seller", "four-star reviews", "liked by many"],
+        ["liked by shoppers", "rated well online", "a solid crowd-pleaser"],
+    ),
+    "low": (
+        ["understated", "quietly dependable", "a discreet choice", "little-known", "without fanfare", "a quiet classic",
+         "under the radar", "plain and simple"],
+        ["low-key", "no hype, just the basics", "modest and unassuming"],
+    ),
 }
 HOOKS = {  # creative style -> base click-through rate, (train, paraphrase) openers
-    "urgency": (0.022, ["Only a few left:", "Last chance:", "Selling fast:"], ["Hurry, stocks are low:", "Don't miss out:"]),
-    "benefit": (0.016, ["Discover", "Meet", "Experience"], ["Say hello to", "Get to know"]),
-    "social": (0.019, ["Thousands love", "Join the fans of", "Rated five stars:"], ["Shoppers rave about", "Everyone's choosing"]),
-    "discount": (0.009, ["Save today on", "Use code SAVE10 on", "Money off"], ["Deal of the week:", "Reduced price on"]),
+    "urgency": (0.022, ["Only a few left:", "Last chance:", "Selling fast:", "Ends tonight:", "Almost gone:", "Final hours:"],
+                ["Hurry, stocks are low:", "Don't miss out:"]),
+    "benefit": (0.016, ["Discover", "Meet", "Experience", "Introducing", "Try", "See why you need"],
+                ["Say hello to", "Get to know"]),
+    "social": (0.019, ["Thousands love", "Join the fans of", "Rated five stars:", "Customers adore", "Best-selling:", "Loved by many:"],
+               ["Shoppers rave about", "Everyone's choosing"]),
+    "discount": (0.009, ["Save today on", "Use code SAVE10 on", "Money off", "Sale price on", "Cheaper now:", "Half price on"],
+                 ["Deal of the week:", "Reduced price on"]),
 }
 BRAND_A = ["Nor", "Lum", "Ver", "Kai", "Ost", "Bel", "Mar", "Tor", "Ela", "Fen", "Ash", "Riv", "Sol", "Zen", "Cor"]
 BRAND_B = ["dale", "ora", "ix", "wood", "ly", "ford", "ena", "mont", "vik", "era", "stone", "ine", "hart", "lo"]

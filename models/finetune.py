@@ -1,0 +1,244 @@
+"""Fine-tuning a predictor on launch logs (the canonical schema of ``models.user_logs``).
+
+Three phases, all grouped by text so that each distinct text is encoded once per pass:
+1. encode every distinct text with the frozen encoder and train the heads on the cached embeddings;
+2. (``mode`` lora or full) fine-tune the encoder with the heads: each batch is a group of products
+   whose descriptions are encoded with gradients, with all of their rows; creative and partner
+   embeddings come from a cache refreshed every epoch;
+3. re-encode every text with the final encoder and polish the heads on those embeddings, so that
+   training ends on exactly what inference will see.
+Rows carry only the targets they have: a loss term whose target column is missing or NaN is skipped,
+so logs with demand but no clicks train only the demand head. Runs on CUDA with bf16 autocast when
+present, on CPU otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from models.context_features import FEATURE_NAMES, FEATURES_VERSION, context_features
+from models.predictor import CARD_FORMAT, CARD_VERSION, DEFAULT_BASE, LaunchPredictor, PredictorHeads
+from models.text_encoder import TextEncoder
+
+TARGETS = ("units", "new_customers", "impressions", "clicks", "bundled_units")
+
+
+@dataclass
+class FinetuneConfig:
+    encoder: str | None = None  # a local BERT-family folder; None = the embedded all-MiniLM-L6-v2
+    mode: Literal["frozen", "lora", "full"] = "lora"
+    lora_rank: int = 8
+    head_epochs: int = 40
+    encoder_epochs: int = 2
+    polish_epochs: int = 10
+    batch_rows: int = 1024
+    products_per_batch: int = 16
+    lr_heads: float = 2e-3
+    lr_encoder: float = 5e-4  # LoRA; a full fine-tune uses a twentieth of it
+    hidden: int = 128
+    latent: int = 32
+    weight_decay: float = 1e-3
+    max_length: int = 64
+    seed: int = 0
+    device: str | None = None
+
+
+class TrainingData:
+    """Logs as tensors: text indices into one table of distinct texts, features, targets and masks."""
+
+    def __init__(self, logs: pd.DataFrame):
+        texts = pd.unique(pd.concat([logs["description"], logs["creative_text"], logs["partner_text"]]))
+        self.texts = [t for t in texts if isinstance(t, str) and t != ""]
+        index = {t: i for i, t in enumerate(self.texts)}
+        self.desc = torch.tensor(logs["description"].map(index).to_numpy(), dtype=torch.long)
+        self.creative = torch.tensor(logs["creative_text"].map(lambda t: index.get(t, -1)).to_numpy(), dtype=torch.long)
+        self.partner = torch.tensor(logs["partner_text"].map(lambda t: index.get(t, -1)).to_numpy(), dtype=torch.long)
+        self.feats = context_features(logs)
+        self.discount = torch.tensor(logs["bundle_discount"].to_numpy(np.float32))
+        self.launched = torch.tensor(logs["launched"].to_numpy(np.float32)) > 0
+        self.adstock = torch.tensor(logs["adstock"].to_numpy(np.float32))
+        self.y = {k: torch.tensor(logs[k].to_numpy(np.float32)) if k in logs else torch.full((len(logs),), float("nan")) for k in TARGETS}
+        self.n = len(logs)
+        self.product_rows = [torch.as_tensor(ix) for ix in logs.groupby("description", sort=False).indices.values()]
+        self.units_scale = float(np.nanmean(logs["units"])) + 1.0 if "units" in logs else 1.0
+        self.imp_scale = float(np.nanmean(logs["impressions"])) + 1.0 if "impressions" in logs else 1.0
+
+    def has(self, target: str) -> bool:
+        return bool(torch.isfinite(self.y[target]).any())
+
+
+def gather(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows of an embedding table; index -1 (no text) gives a zero vector."""
+    out = table[idx.clamp(min=0)]
+    return out * (idx >= 0).float()[:, None]
+
+
+def losses(out: dict[str, torch.Tensor], data: TrainingData, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Likelihood terms for the rows that carry each target (Poisson counts, binomial shares)."""
+    y = {k: v[rows] for k, v in data.y.items()}
+    launched = data.launched[rows]
+    terms: dict[str, torch.Tensor] = {}
+    m = launched & torch.isfinite(y["units"])
+    if m.any():
+        terms["demand"] = F.poisson_nll_loss(out["log_demand"][m], y["units"][m], log_input=True, full=False) / data.units_scale
+    m = m & (y["units"] > 0) & torch.isfinite(y["new_customers"])
+    if m.any():
+        share = (y["new_customers"][m] / y["units"][m]).clamp(0, 1)
+        terms["first_share"] = _weighted_bce(out["first_share_logit"][m], share, y["units"][m])
+    m = (y["impressions"] > 0) & torch.isfinite(y["clicks"])
+    if m.any():
+        terms["ctr"] = _weighted_bce(out["ctr_logit"][m], y["clicks"][m] / y["impressions"][m], y["impressions"][m])
+    m = (data.adstock[rows] > 0) & torch.isfinite(y["impressions"])
+    if m.any():
+        terms["impressions"] = F.poisson_nll_loss(out["log_impressions"][m], y["impressions"][m], log_input=True) / data.imp_scale
+    m = launched & (data.discount[rows] > 0) & (y["units"] > 0) & torch.isfinite(y["bundled_units"])
+    if m.any():
+        terms["take"] = _weighted_bce(out["take_logit"][m], y["bundled_units"][m] / y["units"][m], y["units"][m])
+    return terms
+
+
+def _weighted_bce(logit: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return (F.binary_cross_entropy_with_logits(logit, target, reduction="none") * weight).sum() / weight.sum()
+
+
+def _forward(heads: PredictorHeads, table: torch.Tensor, data: TrainingData, rows: torch.Tensor, desc: torch.Tensor | None = None):
+    product = gather(table, data.desc[rows]) if desc is None else desc
+    return heads(product, gather(table, data.creative[rows]), gather(table, data.partner[rows]), data.feats[rows], data.discount[rows])
+
+
+def _train_heads(heads: PredictorHeads, table: torch.Tensor, data: TrainingData, epochs: int, cfg: FinetuneConfig, desc: str) -> dict[str, float]:
+    opt = torch.optim.AdamW(heads.parameters(), lr=cfg.lr_heads, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * ((data.n + cfg.batch_rows - 1) // cfg.batch_rows)))
+    last: dict[str, float] = {}
+    heads.train()
+    for _ in tqdm(range(epochs), desc=desc, leave=False):
+        totals: dict[str, float] = {}
+        for rows in torch.randperm(data.n).split(cfg.batch_rows):
+            terms = losses(_forward(heads, table, data, rows), data, rows)
+            loss = sum(terms.values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            for k, v in terms.items():
+                totals[k] = totals.get(k, 0.0) + v.item() * len(rows) / data.n
+        last = totals
+    return last
+
+
+def _train_encoder(encoder: TextEncoder, heads: PredictorHeads, data: TrainingData, cfg: FinetuneConfig, device: torch.device) -> None:
+    params = [p for p in encoder.parameters() if p.requires_grad]
+    lr = cfg.lr_encoder if cfg.mode == "lora" else cfg.lr_encoder / 20
+    opt = torch.optim.AdamW([{"params": params, "lr": lr}, {"params": heads.parameters(), "lr": cfg.lr_heads / 4}])
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    for epoch in range(cfg.encoder_epochs):
+        table = encoder.encode(data.texts).to(device)  # refreshed each epoch: creatives and partners
+        groups = [data.product_rows[i] for i in torch.randperm(len(data.product_rows))]
+        for start in tqdm(range(0, len(groups), cfg.products_per_batch), desc=f"fine-tuning encoder, epoch {epoch + 1}", leave=False):
+            chunk = groups[start : start + cfg.products_per_batch]
+            rows = torch.cat(chunk)
+            first = torch.stack([g[0] for g in chunk])
+            texts = [data.texts[i] for i in data.desc[first].tolist()]
+            encoder.train()
+            with autocast:
+                emb = encoder(texts).float()
+            desc = torch.cat([emb[i].expand(len(g), -1) for i, g in enumerate(chunk)])
+            terms = losses(_forward(heads, table, data, rows, desc=desc), data, rows)
+            loss = sum(terms.values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    encoder.eval()
+
+
+def finetune(logs: pd.DataFrame, cfg: FinetuneConfig, source: str = "<logs>") -> LaunchPredictor:
+    """Fine-tune a predictor on logs in the canonical schema and return it (unsaved)."""
+    set_seed(cfg.seed)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    data = TrainingData(logs)
+    encoder = TextEncoder(cfg.encoder, max_length=cfg.max_length).to(device)
+    heads = PredictorHeads(encoder.dim, hidden=cfg.hidden, latent=cfg.latent).to(device)
+    _init_bias(heads, logs)
+    table = encoder.encode(data.texts).to(device)
+    head_loss = _train_heads(heads, table, data, cfg.head_epochs, cfg, "training heads on frozen embeddings")
+    if cfg.mode != "frozen" and cfg.encoder_epochs > 0:
+        if cfg.mode == "lora":
+            encoder.add_lora(cfg.lora_rank)
+            encoder.to(device)
+        _train_encoder(encoder, heads, data, cfg, device)
+        table = encoder.encode(data.texts).to(device)
+        head_loss = _train_heads(heads, table, data, cfg.polish_epochs, cfg, "polishing heads on fine-tuned embeddings")
+    card = {
+        "format": CARD_FORMAT,
+        "version": CARD_VERSION,
+        "encoder": {
+            "mode": cfg.mode,
+            "base": DEFAULT_BASE if cfg.encoder is None else str(Path(cfg.encoder).resolve()),
+            "max_length": cfg.max_length,
+            "lora_rank": cfg.lora_rank if cfg.mode == "lora" else 0,
+        },
+        "text_dim": encoder.dim,
+        "hidden": cfg.hidden,
+        "latent": cfg.latent,
+        "feature_names": list(FEATURE_NAMES),
+        "features_version": FEATURES_VERSION,
+        "text_fields": ["description", "creative_text", "partner_text"],
+        "targets_trained": sorted(k for k in TARGETS if data.has(k)),
+        "training_data": {"source": source, "sha256": logs_hash(logs), "rows": len(logs), "products": int(logs["product_id"].nunique())},
+        "train_loss": head_loss,
+        "demand_overdispersion": _overdispersion(heads, table, data),
+        "cannibalisation": 0.2,  # not identifiable from logs without partner sales; an assumption
+        "config": {k: v for k, v in asdict(cfg).items() if k != "device"},
+    }
+    heads.eval()
+    return LaunchPredictor(encoder, heads, card)
+
+
+@torch.no_grad()
+def _overdispersion(heads: PredictorHeads, table: torch.Tensor, data: TrainingData) -> float:
+    """Method-of-moments negative-binomial k from the training residuals (var = mu + k mu^2)."""
+    rows = torch.arange(data.n)
+    mu = _forward(heads.eval(), table, data, rows)["log_demand"].exp()
+    y = data.y["units"]
+    m = data.launched & torch.isfinite(y) & (mu > 1)
+    if not m.any():
+        return 0.0
+    k = (((y[m] - mu[m]) ** 2 - mu[m]) / mu[m] ** 2).mean()
+    return float(k.clamp(min=0.0, max=5.0))
+
+
+def _init_bias(heads: PredictorHeads, logs: pd.DataFrame) -> None:
+    """Start the demand and impressions outputs at the data's mean log level (faster, stabler training)."""
+    with torch.no_grad():
+        if "units" in logs:
+            units = logs.loc[logs["launched"] > 0, "units"]
+            heads.demand[-1].bias[0] = float(np.log(units.mean() + 1.0))
+        if "impressions" in logs:
+            imp = logs.loc[logs["adstock"] > 0, "impressions"]
+            if len(imp):
+                heads.impressions[-1].bias[0] = float(np.log(imp.mean() + 1.0))
+
+
+def logs_hash(logs: pd.DataFrame) -> str:
+    """A content hash of the training rows (recorded in the predictor's card)."""
+    return hashlib.sha256(pd.util.hash_pandas_object(logs, index=False).values.tobytes()).hexdigest()[:16]
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy, torch and transformers for a reproducible run."""
+    from transformers import set_seed as hf_set_seed
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    hf_set_seed(seed)

@@ -1,0 +1,153 @@
+"""Predictors end to end on tiny data: logs, user-log validation, fine-tuning (frozen and LoRA),
+save/load with card checks, partial targets, the env on a learned market, and evaluation."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from envs import LaunchMarketEnv
+from errors import PredictorError
+from models import product_text as pt
+from models.finetune import FinetuneConfig, finetune
+from models.predictor import LaunchPredictor
+from models.predictor_eval import evaluate, plot_report, strip_predictions
+from models.user_logs import LogsError, canonical_logs, read_logs
+
+SHARED = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data" / "online_retail_weekly.csv"
+
+
+def test_logs_have_splits_texts_and_expectations(tiny_logs):
+    assert set(tiny_logs["split"]) == {"train", "heldout", "paraphrase"}
+    assert tiny_logs.groupby("product_id").size().eq(20).all()
+    for col in ("description", "creative_text", "units", "impressions", "clicks", "expected_demand", "expected_ctr", "adopters"):
+        assert col in tiny_logs
+    assert (tiny_logs.loc[tiny_logs["launched"] == 0, "units"] == 0).all()
+
+
+def test_paraphrased_descriptions_use_unseen_wording(tiny_logs):
+    train_phrases = {p for table in (pt.POSITIONING, pt.GIFT, pt.BUZZ) for tr, _ in table.values() for p in tr}
+    for text in tiny_logs.loc[tiny_logs["split"] == "paraphrase", "description"].unique():
+        used = [p for p in train_phrases if f" {p} " in f" {text.replace(';', ' ').replace(':', ' ').replace('.', ' ')} "]
+        assert not [p for p in used if len(p.split()) > 1 or p in pt.POSITIONING], (text, used)
+
+
+def test_logs_generation_is_seeded():
+    from models.log_generator import generate_logs
+
+    a = generate_logs(3, 0, 0, seed=9, progress=False)
+    b = generate_logs(3, 0, 0, seed=9, progress=False)
+    pd.testing.assert_frame_equal(a, b)
+
+
+BAD_LOGS = {
+    "missing_column": (lambda d: d.drop(columns=["description"]), "column 'description': missing"),
+    "negative_units": (lambda d: d.assign(units=[3, -1, 2]), "column 'units', row 2: expected a count ≥ 0 (found -1.0)"),
+    "empty_text": (lambda d: d.assign(description=["mug", " ", "mug"]), "column 'description', row 2: empty text"),
+    "price_not_numeric": (lambda d: d.assign(price=["1.5", "cheap", "2"]), "column 'price', row 2: not a number (found 'cheap')"),
+    "no_target": (lambda d: d.drop(columns=["units"]), "no target column"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_LOGS, ids=list(BAD_LOGS))
+def test_bad_logs_name_column_and_row(case):
+    good = pd.DataFrame({"product_id": ["a", "a", "a"], "description": ["mug"] * 3, "week": [0, 1, 2], "price": [1.5, 1.5, 2.0], "units": [3, 1, 2]})
+    make, message = BAD_LOGS[case]
+    with pytest.raises(LogsError, match=re.escape(message)):
+        canonical_logs(make(good), source="my.csv")
+
+
+def test_missing_weeks_count_as_zero_units():
+    df = canonical_logs(pd.DataFrame({"sku": ["a", "a"], "title": ["mug", "mug"], "week_start": ["2011-01-03", "2011-01-24"], "median_price": [2.0, 2.0], "units": [5, 7]}))
+    assert list(df["units"]) == [5, 0, 0, 7] and list(df["adopters"]) == [0, 5, 5, 5]
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not beside the checkout")
+def test_online_retail_reads_through_the_logs_path(tmp_path):
+    sample = pd.read_csv(SHARED, nrows=3000)
+    path = tmp_path / "retail.csv"
+    sample.to_csv(path, index=False)
+    df = read_logs(path)
+    assert df["product_id"].nunique() == sample["sku"].nunique()
+    assert (df["units"] >= 0).all() and df["season"].between(0.05, 20).all()
+
+
+@pytest.fixture(scope="module")
+def tiny_predictor(tiny_bert, tiny_logs):
+    cfg = FinetuneConfig(encoder=str(tiny_bert), mode="lora", lora_rank=2, head_epochs=3, encoder_epochs=1, polish_epochs=1, hidden=16, latent=4, products_per_batch=8)
+    return finetune(tiny_logs[tiny_logs["split"] == "train"], cfg)
+
+
+def test_finetune_trains_every_head_and_changes_the_encoder(tiny_predictor, tiny_bert):
+    from models.text_encoder import TextEncoder
+
+    card = tiny_predictor.card
+    assert card["targets_trained"] == ["bundled_units", "clicks", "impressions", "new_customers", "units"]
+    assert card["encoder"]["mode"] == "lora" and card["encoder"]["base"] == str(tiny_bert.resolve())
+    base = TextEncoder(tiny_bert).encode(["premium wool coat"])
+    tuned = tiny_predictor.encoder.encode(["premium wool coat"])
+    assert not torch.allclose(base, tuned)
+
+
+def test_save_load_round_trip(tiny_predictor, tiny_logs, tmp_path):
+    tiny_predictor.save(tmp_path / "pred")
+    loaded = LaunchPredictor.load(tmp_path / "pred", device="cpu")
+    assert loaded.identity == tiny_predictor.identity
+    a, b = tiny_predictor.predict_frame(tiny_logs.head(60)), loaded.predict_frame(tiny_logs.head(60))
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5)
+    assert sum(f.stat().st_size for f in (tmp_path / "pred").rglob("*") if f.is_file()) < 2_000_000
+
+
+def test_card_mismatch_fails_clearly(tiny_predictor, tmp_path):
+    folder = tiny_predictor.save(tmp_path / "pred")
+    card = json.loads((folder / "card.json").read_text())
+    card["feature_names"] = card["feature_names"][:-1]
+    (folder / "card.json").write_text(json.dumps(card))
+    with pytest.raises(PredictorError, match="feature_names"):
+        LaunchPredictor.load(folder)
+    with pytest.raises(PredictorError, match="no card.json"):
+        LaunchPredictor.load(tmp_path)
+
+
+def test_partial_targets_train_only_their_heads(tiny_bert, tiny_logs):
+    logs = tiny_logs[tiny_logs["split"] == "train"].drop(columns=["impressions", "clicks", "bundled_units", "new_customers"])
+    cfg = FinetuneConfig(encoder=str(tiny_bert), mode="frozen", head_epochs=2, hidden=16, latent=4)
+    assert finetune(logs, cfg).card["targets_trained"] == ["units"]
+
+
+def test_env_runs_on_the_learned_market(tiny_predictor):
+    from gymnasium.utils.env_checker import check_env
+
+    env = LaunchMarketEnv("food_coffee_bundle", response_model=tiny_predictor)
+    check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    total, done = 0.0, False
+    while not done:
+        obs, reward, done, _, info = env.step(env.action_space.sample())
+        total += reward
+    assert np.isfinite(total)
+
+
+def test_embedding_cache_encodes_each_text_once(tiny_predictor, monkeypatch):
+    calls = []
+    original = tiny_predictor.encoder.encode
+    monkeypatch.setattr(tiny_predictor.encoder, "encode", lambda texts, **kw: calls.append(list(texts)) or original(texts))
+    tiny_predictor.encode(["a brand new text", "another new text", "a brand new text"])
+    tiny_predictor.encode(["a brand new text"])
+    assert calls == [["a brand new text", "another new text"]]
+
+
+def test_evaluation_report_and_plot(tiny_predictor, tiny_logs, tmp_path):
+    report = evaluate(tiny_predictor, tiny_logs)
+    assert set(report["splits"]) == {"heldout", "paraphrase"}
+    for split in report["splits"].values():
+        assert {"predictor", "numeric_only_gbm", "tfidf_gbm"} <= set(split)
+        assert len(split["predictor"]["demand_calibration"]) == 10 and "demand_r2" in split["predictor"] and "ctr_r2" in split["predictor"]
+    json.dumps(strip_predictions(report))
+    assert plot_report(report, tiny_logs, tmp_path / "eval.png").stat().st_size > 10_000
