@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the predictor folder to write")
     p.add_argument("--encoder", help="a local BERT-family folder (default: the embedded all-MiniLM-L6-v2)")
     p.add_argument("--mode", choices=["frozen", "lora", "full"], default="lora")
-    p.add_argument("--lora-rank", type=_positive_int, default=8)
+    p.add_argument("--lora-rank", type=_positive_int, default=16)
     p.add_argument("--head-epochs", type=int, default=150)
     p.add_argument("--encoder-epochs", type=int, default=3)
     p.add_argument("--polish-epochs", type=int, default=40)

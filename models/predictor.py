@@ -45,20 +45,20 @@ def _mlp(sizes: Sequence[int]) -> nn.Sequential:
 class PredictorHeads(nn.Module):
     """The trainable heads; texts arrive as embeddings, context as ``context_features``."""
 
-    def __init__(self, text_dim: int, hidden: int = 128, latent: int = 32, dropout: float = 0.1):
+    def __init__(self, text_dim: int, hidden: int = 128, latent: int = 32, creative_latent: int = 8, dropout: float = 0.1):
         super().__init__()
         n = len(FEATURE_NAMES)
-        self.text_dim, self.hidden, self.latent = text_dim, hidden, latent
+        self.text_dim, self.hidden, self.latent, self.creative_latent = text_dim, hidden, latent, creative_latent
         # Each text is first squeezed into a few latent traits: with thousands (not millions) of
         # distinct products, a narrow bottleneck generalises to new texts far better than the raw
         # 384-d embedding fed to every head.
         self.norm = nn.LayerNorm(text_dim)
         self.drop = nn.Dropout(dropout)
         self.product_traits = nn.Linear(text_dim, latent)
-        self.creative_traits = nn.Linear(text_dim, latent)
+        self.creative_traits = nn.Linear(text_dim, creative_latent)  # an ad's style needs few dimensions
         self.partner_traits = nn.Linear(text_dim, latent)
         self.demand = _mlp([latent + n, hidden, hidden, 2])
-        self.ctr = _mlp([2 * latent, 64, 1])
+        self.ctr = _mlp([latent + creative_latent, 64, 1])
         self.impressions = _mlp([2, 32, 1])
         self.bundle = _mlp([2 * latent + 1, 64, 2])
 
@@ -205,7 +205,7 @@ class LaunchPredictor:
             from peft import PeftModel
 
             encoder.model = PeftModel.from_pretrained(encoder.model, directory / "adapter")
-        heads = PredictorHeads(card["text_dim"], hidden=card["hidden"], latent=card["latent"])
+        heads = PredictorHeads(card["text_dim"], hidden=card["hidden"], latent=card["latent"], creative_latent=card["creative_latent"])
         try:
             heads.load_state_dict(load_file(directory / "heads.safetensors"))
         except (RuntimeError, FileNotFoundError) as err:
@@ -228,7 +228,7 @@ def predictor_identity(directory: str | Path) -> str:
 
 def _card_weights_part(card_path: Path) -> bytes:
     card = json.loads(card_path.read_text())
-    return json.dumps({k: card[k] for k in ("encoder", "text_dim", "hidden", "latent", "feature_names")}, sort_keys=True).encode()
+    return json.dumps({k: card[k] for k in ("encoder", "text_dim", "hidden", "latent", "creative_latent", "feature_names")}, sort_keys=True).encode()
 
 
 def _rows(x: Any) -> torch.Tensor:

@@ -16,7 +16,7 @@ from torch import nn
 
 from errors import PredictorError
 
-LORA_TARGETS = ["query", "value"]  # BERT attention projections
+LORA_TARGETS = ["query", "key", "value", "dense"]  # BERT attention and feed-forward projections
 
 
 def default_encoder_path() -> Path:
