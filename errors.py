@@ -30,6 +30,10 @@ class PolicyError(LaunchSimError):
     """A policy name, run folder or table is unknown or does not fit the scenario."""
 
 
+class LogsError(LaunchSimError):
+    """A logs file is unreadable or violates the logs schema (names the column and row)."""
+
+
 class PredictorError(LaunchSimError):
     """A predictor folder or a response model is missing, mismatched or unusable."""
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from errors import LaunchSimError
+from errors import LogsError
 
 ALIASES = {
     "sku": "product_id", "product": "product_id", "item_id": "product_id",
@@ -33,10 +33,6 @@ OPTIONAL = {  # column -> default when absent (None = derived, see read_logs)
     "weeks_since_flash": 1e4, "competitor_strength": 0.0, "competitor_price_ratio": 0.0, "adstock": 0.0,
     "bundle_discount": 0.0, "season": None, "adopters": None, "reference_price": None, "price_ratio": None,
 }  # fmt: skip
-
-
-class LogsError(LaunchSimError):
-    """A logs file is unreadable or violates the schema."""
 
 
 def read_logs(path: str | Path, zero_fill: bool = True) -> pd.DataFrame:
@@ -148,6 +144,9 @@ def _zero_fill(df: pd.DataFrame) -> pd.DataFrame:
         full = pd.RangeIndex(g["week"].min(), g["week"].max() + 1, name="week")
         g = g.set_index("week").reindex(full)
         filled = g["units"].isna()
+        if not filled.any():
+            frames.append(g.reset_index())
+            continue
         keep = [c for c in g.columns if c in CARRIED_FORWARD or (c in OPTIONAL and c != "adopters")]
         g[keep] = g[keep].ffill()
         for col in g.columns:
@@ -155,11 +154,10 @@ def _zero_fill(df: pd.DataFrame) -> pd.DataFrame:
                 g.loc[filled, col] = 0.0
             elif col not in keep and col != "week_of_year":
                 g.loc[filled, col] = np.nan  # a count we know nothing about in a week without sales
-        if filled.any():
-            woy = g["week_of_year"].to_numpy()
-            offsets = np.arange(len(g)) - np.arange(len(g))[~filled.to_numpy()][0]
-            first_woy = woy[~filled.to_numpy()][0]
-            g["week_of_year"] = ((first_woy - 1 + offsets) % 52 + 1).astype(int)
+        woy = g["week_of_year"].to_numpy()
+        offsets = np.arange(len(g)) - np.arange(len(g))[~filled.to_numpy()][0]
+        first_woy = woy[~filled.to_numpy()][0]
+        g["week_of_year"] = ((first_woy - 1 + offsets) % 52 + 1).astype(int)
         frames.append(g.reset_index())
     return pd.concat(frames, ignore_index=True)
 

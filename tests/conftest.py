@@ -1,11 +1,17 @@
-"""Shared fixtures: the shipped scenarios, and a helper to write a modified scenario file."""
+"""Shared fixtures: the shipped scenarios, tiny generated logs, and a tiny BERT checkpoint built in
+the test (random weights, small vocabulary) that loads like any other checkpoint."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+
+from models import product_text as pt
+from models.log_generator import generate_logs
 
 from scenarios import DEFAULT_SCENARIO, list_scenarios, load_scenario
 
@@ -26,3 +32,32 @@ def default_scenario():
 @pytest.fixture
 def default_data() -> dict:
     return yaml.safe_load(DEFAULT_SCENARIO.read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_logs() -> pd.DataFrame:
+    return generate_logs(n_train=24, n_heldout=6, n_paraphrase=6, seed=3, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, tiny_logs):
+    """A 2-layer, 32-wide BERT folder that AutoModel/AutoTokenizer load like any checkpoint."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    words = set()
+    for table in (pt.POSITIONING, pt.SEASONAL, pt.GIFT, pt.BUZZ):
+        for train, para in table.values():
+            for phrase in train + para:
+                words.update(re.findall(r"[a-z0-9]+", phrase.lower()))
+    for col in ("description", "creative_text", "partner_text"):
+        for text in tiny_logs[col]:
+            words.update(re.findall(r"[a-z0-9]+", str(text).lower()))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words), *"abcdefghijklmnopqrstuvwxyz0123456789:;,.'-%"]
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)))
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(dict.fromkeys(vocab)), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    return folder

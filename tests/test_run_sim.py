@@ -52,3 +52,31 @@ def test_bench_command(tmp_path):
     assert data["single_env"]["launch_market_structural_raw"]["steps_per_s"] > 0
     assert data["single_env"]["cartpole_v1_raw"]["steps_per_s"] > 0
     assert data["ratio_launch_market_to_cartpole_raw"] > 0
+
+
+def test_logs_finetune_and_eval_commands(tmp_path, tiny_bert):
+    logs = tmp_path / "logs.parquet"
+    result = run("logs", "--out", str(logs), "--train", "12", "--heldout", "4", "--paraphrase", "4", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    assert "20 products" in result.stdout or "products" in result.stdout
+    pred = tmp_path / "pred"
+    result = run(
+        "finetune", "--logs", str(logs), "--out", str(pred), "--encoder", str(tiny_bert), "--head-epochs", "2",
+        "--encoder-epochs", "1", "--polish-epochs", "1", "--hidden", "16", "--lora-rank", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (pred / "card.json").exists() and (pred / "adapter").is_dir() and (pred / "heads.safetensors").exists()
+    out = tmp_path / "eval.json"
+    result = run("predictors-eval", "--predictor", str(pred), "--logs", str(logs), "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert set(report["splits"]) == {"heldout", "paraphrase"}
+    assert "tfidf_gbm" in report["splits"]["heldout"] and out.with_suffix(".png").exists()
+
+
+def test_finetune_bad_logs_exits_2(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("product_id,description,week,price,units\na,mug,0,1.5,3\na,mug,1,free,2\n")
+    result = run("finetune", "--logs", str(bad), "--out", str(tmp_path / "p"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {bad}: column 'price', row 2: not a number (found 'free')"

@@ -17,7 +17,8 @@ from models import product_text as pt
 from models.finetune import FinetuneConfig, finetune
 from models.predictor import LaunchPredictor
 from models.predictor_eval import evaluate, plot_report, strip_predictions
-from models.user_logs import LogsError, canonical_logs, read_logs
+from errors import LogsError
+from models.user_logs import canonical_logs, read_logs
 
 SHARED = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data" / "online_retail_weekly.csv"
 
