@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -28,6 +29,7 @@ from errors import PredictorError
 from models.context_features import FEATURE_NAMES, FEATURES_VERSION, context_features
 from models.response import MarketContext, MarketResponse, TextRole
 from models.text_encoder import TextEncoder, default_encoder_path
+from models.training_data import TrainingData, gather
 
 CARD_FORMAT = "launchsim-predictor"
 CARD_VERSION = 1
@@ -134,10 +136,6 @@ class LaunchPredictor:
     @torch.inference_mode()
     def predict_frame(self, logs: Any, batch_rows: int = 65536) -> dict[str, Any]:
         """Expected demand, CTR and impressions for every row of canonical logs (numpy arrays)."""
-        import numpy as np
-
-        from models.finetune import TrainingData, gather
-
         data = TrainingData(logs)
         table = torch.stack(self.encode(data.texts)) if data.texts else torch.zeros(0, self.heads.text_dim)
         parts: dict[str, list] = {"demand": [], "ctr": [], "impressions": []}

@@ -89,6 +89,9 @@ class Baseline:
         x = self._x(df, fit=True)
         self.demand = HistGradientBoostingRegressor(loss="poisson", max_iter=400, random_state=self.seed)
         self.demand.fit(x[launched], df["units"].to_numpy()[launched])
+        # Poisson boosting can return absurd values on feature combinations it never saw; clipping at
+        # the largest weekly count in training keeps the comparison fair to the baselines.
+        self.max_units = float(df["units"].max())
         self.ctr = None
         if "clicks" in df and (df["impressions"] > 0).any():
             m = (df["impressions"] > 0).to_numpy()
@@ -98,7 +101,7 @@ class Baseline:
 
     def predict(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
         x = self._x(df, fit=False)
-        out = {"demand": self.demand.predict(x) * (df["launched"].to_numpy() > 0)}
+        out = {"demand": np.clip(self.demand.predict(x), 0.0, self.max_units) * (df["launched"].to_numpy() > 0)}
         if self.ctr is not None:
             out["ctr"] = np.clip(self.ctr.predict(x), 0.0, 1.0)
         return out
