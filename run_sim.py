@@ -135,8 +135,9 @@ def cmd_predictors_eval(args: argparse.Namespace) -> int:
         print(f"{split} ({result['rows'][split]['products']} products):")
         for name, m in models.items():
             r2 = m.get("demand_r2", m["demand_r2_vs_observed"])
-            ctr = m.get("ctr_r2", m.get("ctr_r2_vs_observed", float("nan")))
-            print(f"  {name:<18} demand R² {r2:7.4f}  CTR R² {ctr:7.4f}  deviance explained {m['demand_deviance_explained']:7.4f}")
+            ctr = m.get("ctr_r2", m.get("ctr_r2_vs_observed"))
+            ctr_text = "    n/a" if ctr is None else f"{ctr:7.4f}"
+            print(f"  {name:<18} demand R² {r2:7.4f}  CTR R² {ctr_text}  deviance explained {m['demand_deviance_explained']:7.4f}")
     print(f"written to {args.json} and {png}")
     return 0
 
