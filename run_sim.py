@@ -15,7 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from errors import LaunchSimError
+from errors import LaunchSimError, PredictorError
 
 EXIT_USER_ERROR = 2
 
@@ -48,11 +48,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from scenarios import load_scenario
 
     scenario = load_scenario(args.scenario)
+    market = None
+    if args.market == "learned":
+        from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+
+        market = LaunchPredictor.load(args.predictor or DEFAULT_PREDICTOR_DIR, device=args.device)
+    elif args.predictor:
+        raise PredictorError("--predictor needs --market learned")
     weekly, summary = simulate(
-        scenario, args.policy, product=args.product, seed=args.seed, episodes=args.episodes, outcomes=args.outcomes
-    )
+        scenario, args.policy, product=args.product, seed=args.seed, episodes=args.episodes, outcomes=args.outcomes,
+        response_model=market,
+    )  # fmt: skip
     console = Console(width=None if sys.stdout.isatty() else 150)
-    table = Table(title=f"{scenario.name} · policy {args.policy} · seed {args.seed} · structural market")
+    table = Table(title=f"{scenario.name} · policy {args.policy} · seed {args.seed} · {args.market} market")
     columns = {
         "week": "{:.0f}", "launched": "{}", "price": "{:.2f}", "bundle_partner": "{}", "ad_spend": "{:,.0f}",
         "impressions": "{:,.0f}", "clicks": "{:,.0f}", "demand": "{:,.0f}", "units_sold": "{:,.0f}",
@@ -153,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("simulate", help="run a heuristic policy in the structural market, print the weekly table")
+    p = sub.add_parser("simulate", help="run a heuristic policy in a market, print the weekly table")
     p.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="a scenario file or a shipped scenario name")
     p.add_argument("--policy", default="list_price", help=f"one of: {', '.join(HEURISTICS)}")
     p.add_argument("--product", default="0", help="which product of the scenario to launch (index or name)")
@@ -161,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=_positive_int, default=1, help="episodes to average (seeds seed, seed+1, ...)")
     p.add_argument("--outcomes", choices=["sampled", "expected"], default="sampled", help="sampled or noise-free")
     p.add_argument("--csv", help="also write the weekly table of the first episode to this CSV file")
+    p.add_argument("--market", choices=["structural", "learned"], default="structural", help="ground truth or the BERT predictor")
+    p.add_argument("--predictor", help="predictor folder for --market learned (default: the shipped default predictor)")
+    p.add_argument("--device", help="cpu or cuda for the predictor (default: cuda when present)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("logs", help="generate historical launch logs from the structural market")

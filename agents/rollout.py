@@ -62,13 +62,15 @@ def simulate(
     seed: int = 0,
     episodes: int = 1,
     outcomes: str = "sampled",
+    response_model: Any = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run a heuristic in the structural market: the first episode's weekly table and one summary row per episode."""
+    """Run a heuristic in a market (structural unless ``response_model`` is given): the first
+    episode's weekly table and one summary row per episode."""
     from agents.heuristics import make_heuristic
     from envs.launch_market import LaunchMarketEnv, product_index
 
     index = product_index(scenario, product)
-    env = LaunchMarketEnv(scenario, product=index, outcomes=outcomes)  # type: ignore[arg-type]
+    env = LaunchMarketEnv(scenario, product=index, outcomes=outcomes, response_model=response_model)  # type: ignore[arg-type]
     policy = make_heuristic(policy_name, scenario, product=index, seed=seed)
     first, summaries = None, []
     for episode in range(episodes):

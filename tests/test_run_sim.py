@@ -80,3 +80,17 @@ def test_finetune_bad_logs_exits_2(tmp_path):
     result = run("finetune", "--logs", str(bad), "--out", str(tmp_path / "p"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {bad}: column 'price', row 2: not a number (found 'free')"
+
+
+def test_simulate_in_the_learned_market(tmp_path, tiny_bert):
+    logs, pred = tmp_path / "logs.parquet", tmp_path / "pred"
+    assert run("logs", "--out", str(logs), "--train", "6", "--heldout", "0", "--paraphrase", "0").returncode == 0
+    assert run("finetune", "--logs", str(logs), "--out", str(pred), "--encoder", str(tiny_bert), "--mode", "frozen", "--head-epochs", "1", "--hidden", "16").returncode == 0
+    result = run("simulate", "--scenario", "apparel_sneaker_drop", "--market", "learned", "--predictor", str(pred), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "learned market" in result.stdout and "total profit" in result.stdout
+
+
+def test_predictor_without_learned_market_exits_2(tmp_path):
+    result = run("simulate", "--predictor", str(tmp_path))
+    assert result.returncode == 2 and "--market learned" in result.stderr
