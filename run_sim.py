@@ -88,7 +88,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_benchmarks(n_steps=args.steps, repeats=args.repeats, progress=lambda m: print(m, file=sys.stderr))
     for name, r in result["single_env"].items():
         print(f"{name:<40} {r['steps_per_s']:>12,.0f} steps/s  (min {r['min']:,.0f}, max {r['max']:,.0f})")
-    print(f"launch market / CartPole-v1 (raw): {result['ratio_launch_market_to_cartpole_raw']:.2f}")
+    print(f"launch market / CartPole-v1 (raw): structural {result['ratio_launch_market_to_cartpole_raw']:.2f}, learned {result['ratio_learned_market_to_cartpole_raw']:.2f}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))

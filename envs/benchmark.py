@@ -42,12 +42,17 @@ def _run(env: gym.Env, actions: list) -> None:
 
 
 def run_benchmarks(n_steps: int = 50_000, repeats: int = 5, progress: Callable[[str], Any] = print) -> dict:
-    """Single-env throughput: structural launch market (raw and through ``gym.make``) and CartPole-v1."""
+    """Single-env throughput: the launch market on the structural and the learned (default predictor,
+    CPU) backends, raw and through ``gym.make``, and CartPole-v1 as a yardstick."""
     import envs  # noqa: F401  (registers the LaunchSim ids)
     from envs.launch_market import LaunchMarketEnv
 
+    from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+
+    learned = LaunchPredictor.load(DEFAULT_PREDICTOR_DIR, device="cpu")
     cases = {
         "launch_market_structural_raw": lambda: LaunchMarketEnv(DEFAULT_SCENARIO),
+        "launch_market_learned_raw": lambda: LaunchMarketEnv(DEFAULT_SCENARIO, response_model=learned),
         "launch_market_structural_gym_make": lambda: gym.make("LaunchSim/Market-v0", scenario=DEFAULT_SCENARIO),
         "launch_market_structural_box_raw": lambda: LaunchMarketEnv(DEFAULT_SCENARIO, action_type="box"),
         "cartpole_v1_raw": lambda: gym.make("CartPole-v1").unwrapped,
@@ -57,10 +62,12 @@ def run_benchmarks(n_steps: int = 50_000, repeats: int = 5, progress: Callable[[
     for name, make in cases.items():
         progress(f"timing {name} ({repeats} x {n_steps:,} steps)")
         results[name] = steps_per_second(make(), n_steps, repeats)
-    ratio = results["launch_market_structural_raw"]["steps_per_s"] / results["cartpole_v1_raw"]["steps_per_s"]
+    cartpole = results["cartpole_v1_raw"]["steps_per_s"]
     return {
         "single_env": results,
-        "ratio_launch_market_to_cartpole_raw": ratio,
+        "ratio_launch_market_to_cartpole_raw": results["launch_market_structural_raw"]["steps_per_s"] / cartpole,
+        "ratio_learned_market_to_cartpole_raw": results["launch_market_learned_raw"]["steps_per_s"] / cartpole,
+        "predictor": str(DEFAULT_PREDICTOR_DIR),
         "machine": _machine(),
         "n_steps": n_steps,
         "scenario": DEFAULT_SCENARIO.stem,

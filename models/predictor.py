@@ -28,6 +28,7 @@ from torch import nn
 from errors import PredictorError
 from models.context_features import FEATURE_NAMES, FEATURES_VERSION, context_features
 from models.response import MarketContext, MarketResponse, TextRole
+from models.single_market import SingleMarketHeads
 from models.text_encoder import TextEncoder, default_encoder_path
 from models.training_data import TrainingData, gather
 
@@ -97,6 +98,7 @@ class LaunchPredictor:
         self.demand_overdispersion = float(card.get("demand_overdispersion", 0.0))
         self.encoder.eval()
         self.heads.eval()
+        self._single: SingleMarketHeads | None = None  # built on first single-market call
 
     # ------------------------------------------------------------------ ResponseModel
 
@@ -110,7 +112,11 @@ class LaunchPredictor:
 
     @torch.inference_mode()
     def expected(self, product: Any, creative: Any, partner: Any | None, ctx: MarketContext) -> MarketResponse:
-        scalar = isinstance(ctx.price_ratio, float | int)
+        """Expected outcomes: floats for one market (NumPy fast path), tensors for a batch."""
+        if isinstance(ctx.price_ratio, float | int):
+            if self._single is None:
+                self._single = SingleMarketHeads(self.heads, float(self.card.get("cannibalisation", 0.2)))
+            return self._single.expected(product, creative, partner, ctx)
         p, c = _rows(product), _rows(creative)
         n = p.shape[0] if p.shape[0] > 1 else max(1, _len(ctx.price_ratio))
         p, c = p.expand(n, -1), c.expand(n, -1)
@@ -129,8 +135,6 @@ class LaunchPredictor:
             bundle_take=torch.sigmoid(out["take_logit"]) * (discount > 0).float(),
             cannibalisation=torch.full_like(discount, float(self.card.get("cannibalisation", 0.2))) * (discount > 0).float(),
         )
-        if scalar:
-            return MarketResponse(*(float(getattr(resp, f)[0]) for f in MarketResponse.__dataclass_fields__))
         return resp
 
     @torch.inference_mode()

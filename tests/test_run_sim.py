@@ -51,6 +51,7 @@ def test_bench_command(tmp_path):
     data = json.loads(out.read_text())
     assert data["single_env"]["launch_market_structural_raw"]["steps_per_s"] > 0
     assert data["single_env"]["cartpole_v1_raw"]["steps_per_s"] > 0
+    assert data["single_env"]["launch_market_learned_raw"]["steps_per_s"] > 0
     assert data["ratio_launch_market_to_cartpole_raw"] > 0
 
 

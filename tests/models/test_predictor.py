@@ -152,3 +152,27 @@ def test_evaluation_report_and_plot(tiny_predictor, tiny_logs, tmp_path):
         assert len(split["predictor"]["demand_calibration"]) == 10 and "demand_r2" in split["predictor"] and "ctr_r2" in split["predictor"]
     json.dumps(strip_predictions(report))
     assert plot_report(report, tiny_logs, tmp_path / "eval.png").stat().st_size > 10_000
+
+
+def test_single_market_fast_path_matches_the_batch_path(tiny_predictor):
+    from models.response import MarketContext
+
+    rng = np.random.default_rng(0)
+    (prod, part) = tiny_predictor.encode(["Norvik premium wool coat", "knitted scarf"])
+    (creative,) = tiny_predictor.encode(["Meet the Norvik wool coat."], "creative")
+    n = 40
+    fields = dict(
+        launched=rng.choice([0.0, 1.0], n), step_weeks=np.ones(n), season=rng.uniform(0.7, 1.3, n), holiday=rng.uniform(0, 1, n),
+        price_ratio=rng.uniform(0.7, 1.3, n), reference_price=np.full(n, 150.0), flash=rng.choice([0.0, 1.0], n),
+        weeks_since_flash=rng.choice([1.0, 2.0, 3.0, 1e4], n), competitor_strength=rng.uniform(0, 1, n),
+        competitor_price_ratio=rng.uniform(0, 1.2, n), adstock=rng.choice([0.0, 800.0, 6000.0], n),
+        adopters=rng.uniform(0, 5000, n), bundle_discount=rng.choice([0.0, 0.1, 0.3], n),
+    )  # fmt: skip
+    for with_partner in (False, True):
+        disc = fields["bundle_discount"] if with_partner else np.zeros(n)
+        batch = tiny_predictor.expected(prod, creative, part if with_partner else None, MarketContext(**{**fields, "bundle_discount": disc}))
+        for i in range(n):
+            ctx = MarketContext(**{k: float(v[i]) for k, v in {**fields, "bundle_discount": disc}.items()})
+            one = tiny_predictor.expected(prod, creative, part if with_partner else None, ctx)
+            for name in ("demand", "first_purchase_share", "impressions", "ctr", "bundle_uplift", "bundle_take"):
+                assert getattr(one, name) == pytest.approx(float(getattr(batch, name)[i]), rel=1e-4, abs=1e-6), name
