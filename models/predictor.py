@@ -91,9 +91,10 @@ class LaunchPredictor:
 
     _cache: dict[tuple[str, str], torch.Tensor] = {}  # (predictor identity, text) -> embedding, shared
 
-    def __init__(self, encoder: TextEncoder, heads: PredictorHeads, card: dict[str, Any], identity: str = "unsaved"):
+    def __init__(self, encoder: TextEncoder, heads: PredictorHeads, card: dict[str, Any], identity: str | None = None):
         self.encoder, self.heads, self.card = encoder, heads, card
-        self.identity = identity
+        # An unsaved predictor has no content hash yet: give it an identity no other instance shares.
+        self.identity = identity or f"unsaved-{id(self):x}"
         self.device = next(heads.parameters()).device
         self.demand_overdispersion = float(card.get("demand_overdispersion", 0.0))
         self.encoder.eval()

@@ -176,3 +176,12 @@ def test_single_market_fast_path_matches_the_batch_path(tiny_predictor):
             one = tiny_predictor.expected(prod, creative, part if with_partner else None, ctx)
             for name in ("demand", "first_purchase_share", "impressions", "ctr", "bundle_uplift", "bundle_take"):
                 assert getattr(one, name) == pytest.approx(float(getattr(batch, name)[i]), rel=1e-4, abs=1e-6), name
+
+
+def test_unsaved_predictors_do_not_share_cached_embeddings(tiny_bert, tiny_logs):
+    train = tiny_logs[tiny_logs["split"] == "train"]
+    a = finetune(train, FinetuneConfig(encoder=str(tiny_bert), mode="frozen", head_epochs=1, hidden=16, latent=4))
+    b = finetune(train, FinetuneConfig(encoder=str(tiny_bert), mode="lora", lora_rank=2, head_epochs=1, encoder_epochs=1, polish_epochs=1, hidden=16, latent=4))
+    assert a.identity != b.identity
+    (ea,), (eb,) = a.encode(["premium wool coat"]), b.encode(["premium wool coat"])
+    assert not torch.allclose(ea, eb)  # b's LoRA-tuned encoder, not a's cached embedding
