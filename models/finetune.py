@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -96,7 +95,7 @@ def _train_heads(heads: PredictorHeads, table: torch.Tensor, data: TrainingData,
     heads.train()
     for _ in tqdm(range(epochs), desc=desc, leave=False):
         totals: dict[str, float] = {}
-        for rows in torch.randperm(data.n).split(cfg.batch_rows):
+        for rows in torch.randperm(data.n, device=data.feats.device).split(cfg.batch_rows):
             terms = losses(_forward(heads, table, data, rows), data, rows)
             loss = sum(terms.values())
             opt.zero_grad()
@@ -147,7 +146,7 @@ def finetune(logs: pd.DataFrame, cfg: FinetuneConfig, source: str = "<logs>") ->
     """Fine-tune a predictor on logs in the canonical schema and return it (unsaved)."""
     set_seed(cfg.seed)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    data = TrainingData(logs)
+    data = TrainingData(logs).to(device)
     encoder = TextEncoder(cfg.encoder, max_length=cfg.max_length).to(device)
     heads = PredictorHeads(encoder.dim, cfg.hidden, cfg.latent, cfg.creative_latent, cfg.dropout).to(device)
     _init_bias(heads, logs)
@@ -183,14 +182,13 @@ def finetune(logs: pd.DataFrame, cfg: FinetuneConfig, source: str = "<logs>") ->
         "cannibalisation": 0.2,  # not identifiable from logs without partner sales; an assumption
         "config": {k: v for k, v in asdict(cfg).items() if k != "device"},
     }
-    heads.eval()
     return LaunchPredictor(encoder, heads, card)
 
 
 @torch.no_grad()
 def _overdispersion(heads: PredictorHeads, table: torch.Tensor, data: TrainingData) -> float:
     """Method-of-moments negative-binomial k from the training residuals (var = mu + k mu^2)."""
-    rows = torch.arange(data.n)
+    rows = torch.arange(data.n, device=data.feats.device)
     mu = _forward(heads.eval(), table, data, rows)["log_demand"].exp()
     y = data.y["units"]
     m = data.launched & torch.isfinite(y) & (mu > 1)
@@ -218,10 +216,7 @@ def logs_hash(logs: pd.DataFrame) -> str:
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python, NumPy, torch and transformers for a reproducible run."""
+    """Seed Python, NumPy and torch (and CUDA) for a reproducible run, through transformers' set_seed."""
     from transformers import set_seed as hf_set_seed
 
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
     hf_set_seed(seed)

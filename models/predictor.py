@@ -97,6 +97,7 @@ class LaunchPredictor:
         self.identity = identity or f"unsaved-{id(self):x}"
         self.device = next(heads.parameters()).device
         self.demand_overdispersion = float(card.get("demand_overdispersion", 0.0))
+        self.cannibalisation = float(card.get("cannibalisation", 0.2))
         self.encoder.eval()
         self.heads.eval()
         self._single: SingleMarketHeads | None = None  # built on first single-market call
@@ -116,13 +117,12 @@ class LaunchPredictor:
         """Expected outcomes: floats for one market (NumPy fast path), tensors for a batch."""
         if isinstance(ctx.price_ratio, float | int):
             if self._single is None:
-                self._single = SingleMarketHeads(self.heads, float(self.card.get("cannibalisation", 0.2)))
+                self._single = SingleMarketHeads(self.heads, self.cannibalisation)
             return self._single.expected(product, creative, partner, ctx)
-        p, c = _rows(product), _rows(creative)
-        n = p.shape[0] if p.shape[0] > 1 else max(1, _len(ctx.price_ratio))
-        p, c = p.expand(n, -1), c.expand(n, -1)
-        j = torch.zeros_like(p) if partner is None else _rows(partner).expand(n, -1)
         feats = context_features(ctx).to(self.device)
+        n = feats.shape[0]
+        p, c = _rows(product).expand(n, -1), _rows(creative).expand(n, -1)
+        j = torch.zeros_like(p) if partner is None else _rows(partner).expand(n, -1)
         discount = torch.as_tensor(ctx.bundle_discount, dtype=torch.float32, device=self.device).reshape(-1).expand(n)
         out = self.heads(p, c, j, feats, discount)
         launched = torch.as_tensor(ctx.launched, dtype=torch.float32, device=self.device).reshape(-1)
@@ -134,24 +134,24 @@ class LaunchPredictor:
             ctr=torch.sigmoid(out["ctr_logit"]),
             bundle_uplift=out["log_uplift"].exp(),
             bundle_take=torch.sigmoid(out["take_logit"]) * (discount > 0).float(),
-            cannibalisation=torch.full_like(discount, float(self.card.get("cannibalisation", 0.2))) * (discount > 0).float(),
+            cannibalisation=torch.full_like(discount, self.cannibalisation) * (discount > 0).float(),
         )
         return resp
 
     @torch.inference_mode()
     def predict_frame(self, logs: Any, batch_rows: int = 65536) -> dict[str, Any]:
         """Expected demand, CTR and impressions for every row of canonical logs (numpy arrays)."""
-        data = TrainingData(logs)
-        table = torch.stack(self.encode(data.texts)) if data.texts else torch.zeros(0, self.heads.text_dim)
+        data = TrainingData(logs).to(self.device)
+        table = torch.stack(self.encode(data.texts)) if data.texts else torch.zeros(0, self.heads.text_dim, device=self.device)
         parts: dict[str, list] = {"demand": [], "ctr": [], "impressions": []}
-        for rows in torch.arange(data.n).split(batch_rows):
+        for rows in torch.arange(data.n, device=self.device).split(batch_rows):
             out = self.heads(
                 gather(table, data.desc[rows]), gather(table, data.creative[rows]), gather(table, data.partner[rows]),
-                data.feats[rows].to(self.device), data.discount[rows].to(self.device),
+                data.feats[rows], data.discount[rows],
             )  # fmt: skip
-            parts["demand"].append((out["log_demand"].exp() * data.launched[rows].to(self.device)).cpu())
+            parts["demand"].append((out["log_demand"].exp() * data.launched[rows]).cpu())
             parts["ctr"].append(torch.sigmoid(out["ctr_logit"]).cpu())
-            parts["impressions"].append(((data.adstock[rows] > 0).to(self.device) * out["log_impressions"].exp()).cpu())
+            parts["impressions"].append(((data.adstock[rows] > 0) * out["log_impressions"].exp()).cpu())
         return {k: torch.cat(v).numpy().astype(np.float64) for k, v in parts.items()}
 
     # ------------------------------------------------------------------ saving and loading
@@ -237,10 +237,6 @@ def _card_weights_part(card_path: Path) -> bytes:
 def _rows(x: Any) -> torch.Tensor:
     t = torch.as_tensor(x, dtype=torch.float32)
     return t.reshape(1, -1) if t.dim() == 1 else t
-
-
-def _len(x: Any) -> int:
-    return 1 if isinstance(x, float | int) else len(x)
 
 
 def _versions() -> dict[str, str]:

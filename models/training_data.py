@@ -36,6 +36,14 @@ class TrainingData:
     def has(self, target: str) -> bool:
         return bool(torch.isfinite(self.y[target]).any())
 
+    def to(self, device: torch.device | str) -> TrainingData:
+        """Move every tensor to ``device`` (the heads' device), in place; returns self."""
+        for name in ("desc", "creative", "partner", "feats", "discount", "launched", "adstock"):
+            setattr(self, name, getattr(self, name).to(device))
+        self.y = {k: v.to(device) for k, v in self.y.items()}
+        self.product_rows = [rows.to(device) for rows in self.product_rows]
+        return self
+
 
 def gather(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Rows of an embedding table; index -1 (no text) gives a zero vector."""

@@ -70,7 +70,7 @@ def canonical_logs(raw: pd.DataFrame, source: str = "<logs>", zero_fill: bool = 
 
     df["product_id"] = df["product_id"].astype(str)
     text = df["description"]
-    _check(source, "description", text.isna() | (text.astype(str).str.strip() == ""), "empty text", df)
+    _check(source, "description", text.isna() | (text.astype(str).str.strip() == ""), "empty text")
     df["description"] = text.astype(str).str.strip()
     for col in ("creative_text", "partner_text"):
         df[col] = df[col].fillna("").astype(str).str.strip() if col in df else ""
@@ -79,18 +79,18 @@ def canonical_logs(raw: pd.DataFrame, source: str = "<logs>", zero_fill: bool = 
     numeric = [c for c in ("price", "price_ratio", "reference_price", *TARGET_COLUMNS, *OPTIONAL) if c in df and c not in ("creative_text", "partner_text")]
     for col in numeric:
         converted = pd.to_numeric(df[col], errors="coerce")
-        _check(source, col, converted.isna() & df[col].notna(), "not a number", df, found=df[col])
+        _check(source, col, converted.isna() & df[col].notna(), "not a number", found=df[col])
         df[col] = converted.astype(float)
     for col in ("price", "price_ratio", "reference_price"):
         if col in df:
-            _check(source, col, df[col].isna() | (df[col] <= 0), "expected a positive price", df, found=df[col])
+            _check(source, col, df[col].isna() | (df[col] <= 0), "expected a positive price", found=df[col])
     for col in TARGET_COLUMNS:
         if col in df:
-            _check(source, col, df[col] < 0, "expected a count ≥ 0", df, found=df[col])
+            _check(source, col, df[col] < 0, "expected a count ≥ 0", found=df[col])
     if "clicks" in df:
-        _check(source, "clicks", df["clicks"] > df["impressions"], "more clicks than impressions", df, found=df["clicks"])
+        _check(source, "clicks", df["clicks"] > df["impressions"], "more clicks than impressions", found=df["clicks"])
     dup = df.duplicated(["product_id", "week"])
-    _check(source, "week", dup, "a second row for the same product and week", df, found=df["week"])
+    _check(source, "week", dup, "a second row for the same product and week", found=df["week"])
 
     df["week_of_year"] = week_of_year
     if zero_fill and "units" in df:
@@ -127,11 +127,11 @@ def _weeks(col: pd.Series, source: str) -> tuple[pd.Series, pd.Series]:
     """Week indices (0 = the earliest week in the file) and week of year (1..52)."""
     numeric = pd.to_numeric(col, errors="coerce")
     if numeric.notna().all():
-        _check(source, "week", numeric < 0, "expected a week ≥ 0", col.to_frame(), found=col)
+        _check(source, "week", numeric < 0, "expected a week ≥ 0", found=col)
         weeks = numeric.astype(int)
         return weeks - weeks.min(), ((weeks % 52) + 1).astype(int)
     dates = pd.to_datetime(col, errors="coerce")
-    _check(source, "week", dates.isna(), "neither a week number nor a date", col.to_frame(), found=col)
+    _check(source, "week", dates.isna(), "neither a week number nor a date", found=col)
     start = dates.min()
     weeks = ((dates - start).dt.days // 7).astype(int)
     return weeks, dates.dt.isocalendar().week.clip(upper=52).astype(int)
@@ -154,15 +154,13 @@ def _zero_fill(df: pd.DataFrame) -> pd.DataFrame:
                 g.loc[filled, col] = 0.0
             elif col not in keep and col != "week_of_year":
                 g.loc[filled, col] = np.nan  # a count we know nothing about in a week without sales
-        woy = g["week_of_year"].to_numpy()
-        offsets = np.arange(len(g)) - np.arange(len(g))[~filled.to_numpy()][0]
-        first_woy = woy[~filled.to_numpy()][0]
-        g["week_of_year"] = ((first_woy - 1 + offsets) % 52 + 1).astype(int)
+        first_woy = int(g["week_of_year"].iloc[0])  # a product's range starts at a logged week
+        g["week_of_year"] = (first_woy - 1 + np.arange(len(g))) % 52 + 1
         frames.append(g.reset_index())
     return pd.concat(frames, ignore_index=True)
 
 
-def _check(source: str, column: str, bad: pd.Series, problem: str, df: pd.DataFrame, found: pd.Series | None = None) -> None:
+def _check(source: str, column: str, bad: pd.Series, problem: str, found: pd.Series | None = None) -> None:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         item = found.iloc[row] if found is not None else None
