@@ -1,0 +1,171 @@
+"""Vectorised launch markets for SB3: many (scenario, product) markets behind one VecEnv.
+
+``make_market_vec_env`` is the one way training code builds its envs. Markets of different
+scenarios share one action space (the elementwise maximum of their ``MultiDiscrete`` sizes; an
+index beyond a market's own range is clipped to its last value) and, when products are mixed, one
+observation: the 25 ``OBSERVATION_NAMES`` fields followed by the product's latent traits from the
+predictor (a compact text embedding, so a policy can be tried on a product it never saw).
+``kind="batched"`` steps every market in one tensor call (``envs.batched_market``);
+``kind="dummy"`` is SB3's ``DummyVecEnv`` of single envs, the reference it is compared with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+from envs.actions import ActionLayout, ActionType
+from envs.launch_market import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES, LaunchMarketEnv
+from scenarios.schema import Scenario
+
+MarketKind = Literal["learned", "structural"]
+TRAIT_SCALE = 0.25  # latent traits are O(1-5); scaled into about [-1.5, 1.5]
+TRAIT_BOUND = 3.0
+
+
+def market_pairs(markets: Scenario | Sequence[Scenario] | Sequence[tuple[Scenario, int]]) -> list[tuple[Scenario, int]]:
+    """(scenario, product index) pairs: every product of each scenario given, or the pairs given."""
+    if isinstance(markets, Scenario):
+        markets = [markets]
+    pairs: list[tuple[Scenario, int]] = []
+    for m in markets:
+        if isinstance(m, Scenario):
+            pairs += [(m, i) for i in range(len(m.products))]
+        else:
+            scenario, product = m
+            pairs.append((scenario, int(product)))
+    if not pairs:
+        raise ValueError("make_market_vec_env needs at least one scenario")
+    return pairs
+
+
+def union_nvec(pairs: Sequence[tuple[Scenario, int]]) -> np.ndarray:
+    """The shared MultiDiscrete sizes: elementwise maximum over the markets' own layouts."""
+    return np.max([ActionLayout(s, "multidiscrete").nvec for s, _ in pairs], axis=0)
+
+
+def clip_action(action: Any, native_nvec: np.ndarray) -> np.ndarray:
+    """Map a shared-space MultiDiscrete action onto one market's layout (each index clipped to its range)."""
+    return np.minimum(np.asarray(action, dtype=np.int64), np.asarray(native_nvec) - 1)
+
+
+def product_traits(scenario: Scenario, product_index: int, predictor: Any = None) -> np.ndarray:
+    """The predictor's latent traits of a product's text, scaled for an observation (float32)."""
+    import torch
+
+    if predictor is None:
+        predictor = _default_predictor()
+    emb = predictor.encode([scenario.products[product_index].text], "product")[0]
+    heads = predictor.heads
+    with torch.inference_mode():
+        traits = heads.product_traits(heads.norm(emb.reshape(1, -1).to(predictor.device)))[0].float().cpu().numpy()
+    return np.clip(traits * TRAIT_SCALE, -TRAIT_BOUND, TRAIT_BOUND).astype(np.float32)
+
+
+def observation_space(n_traits: int) -> spaces.Box:
+    """The market observation, with ``n_traits`` product-trait numbers appended (0 for none)."""
+    n = len(OBSERVATION_NAMES)
+    low = np.concatenate([np.full(n, OBS_LOW), np.full(n_traits, -TRAIT_BOUND)]).astype(np.float32)
+    high = np.concatenate([np.full(n, OBS_HIGH), np.full(n_traits, TRAIT_BOUND)]).astype(np.float32)
+    return spaces.Box(low, high, dtype=np.float32)
+
+
+class SharedSpaceMarket(gym.Wrapper):
+    """A single market presented in the shared action space, with its product traits in the observation."""
+
+    def __init__(self, env: LaunchMarketEnv, nvec: np.ndarray | None, traits: np.ndarray | None):
+        super().__init__(env)
+        self._native = env.layout.nvec
+        self._nvec = nvec
+        self._traits = traits if traits is not None else np.zeros(0, dtype=np.float32)
+        if nvec is not None:
+            self.action_space = spaces.MultiDiscrete(nvec)
+        self.observation_space = observation_space(len(self._traits))
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return self._extend(obs), info
+
+    def step(self, action):
+        if self._nvec is not None:
+            action = clip_action(action, self._native)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._extend(obs), reward, terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        """The market's own masks, padded with False for indices it does not have."""
+        own = np.split(self.env.unwrapped.action_masks(), np.cumsum(self._native)[:-1])
+        nvec = self._nvec if self._nvec is not None else self._native
+        return np.concatenate([np.pad(m, (0, int(n) - len(m))) for m, n in zip(own, nvec)])
+
+    def _extend(self, obs: np.ndarray) -> np.ndarray:
+        return np.concatenate([obs, self._traits]) if len(self._traits) else obs
+
+
+def make_market_vec_env(
+    markets: Scenario | Sequence[Scenario] | Sequence[tuple[Scenario, int]],
+    n_envs: int,
+    market: MarketKind = "learned",
+    predictor: Any = None,
+    seed: int = 0,
+    action_type: ActionType = "multidiscrete",
+    kind: Literal["batched", "dummy"] = "batched",
+    product_features: bool | None = None,
+    device: str | None = None,
+) -> VecEnv:
+    """``n_envs`` markets (assigned round-robin over the (scenario, product) pairs) as one SB3 VecEnv."""
+    if n_envs < 1:
+        raise ValueError(f"n_envs must be at least 1, found {n_envs}")
+    if market not in ("learned", "structural"):
+        raise ValueError(f"market must be 'learned' or 'structural', found {market!r}")
+    if kind not in ("batched", "dummy"):
+        raise ValueError(f"kind must be 'batched' or 'dummy', found {kind!r}")
+    pairs = market_pairs(markets)
+    if product_features is None:
+        product_features = len(pairs) > 1
+    if market == "learned" and predictor is None:
+        predictor = _default_predictor(device)
+    slots = [pairs[i % len(pairs)] for i in range(n_envs)]
+    if kind == "batched":
+        from envs.batched_market import BatchedMarketVecEnv
+
+        venv: VecEnv = BatchedMarketVecEnv(
+            slots, market=market, predictor=predictor, action_type=action_type, product_features=product_features
+        )
+    else:
+        nvec = union_nvec(pairs) if action_type == "multidiscrete" else None
+        traits = {}
+        if product_features:
+            for s, i in pairs:
+                traits[(id(s), i)] = product_traits(s, i, predictor)
+
+        def factory(pair: tuple[Scenario, int]):
+            def make() -> gym.Env:
+                response = predictor if market == "learned" else None
+                env = LaunchMarketEnv(pair[0], product=pair[1], response_model=response, action_type=action_type)
+                return Monitor(SharedSpaceMarket(env, nvec, traits.get((id(pair[0]), pair[1]))))
+
+            return make
+
+        venv = DummyVecEnv([factory(p) for p in slots])
+    venv.seed(seed)
+    return venv
+
+
+_PREDICTORS: dict[str, Any] = {}
+
+
+def _default_predictor(device: str | None = None) -> Any:
+    """The shipped predictor, loaded once per process and device."""
+    from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+
+    key = device or "auto"
+    if key not in _PREDICTORS:
+        _PREDICTORS[key] = LaunchPredictor.load(DEFAULT_PREDICTOR_DIR, device=device)
+    return _PREDICTORS[key]
