@@ -6,7 +6,7 @@ from envs.actions import ActionLayout, Decision
 from envs.launch_market import OBSERVATION_NAMES, LaunchMarketEnv
 from envs.timeline import Timeline
 
-ENV_IDS = {"multidiscrete": "LaunchSim/Market-v0", "box": "LaunchSim/MarketContinuous-v0"}
+ENV_IDS = {"multidiscrete": "LaunchSim/Market-v1", "box": "LaunchSim/MarketContinuous-v1"}
 
 for _action_type, _env_id in ENV_IDS.items():
     if _env_id not in registry:

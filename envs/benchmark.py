@@ -53,7 +53,7 @@ def run_benchmarks(n_steps: int = 50_000, repeats: int = 5, progress: Callable[[
     cases = {
         "launch_market_structural_raw": lambda: LaunchMarketEnv(DEFAULT_SCENARIO),
         "launch_market_learned_raw": lambda: LaunchMarketEnv(DEFAULT_SCENARIO, response_model=learned),
-        "launch_market_structural_gym_make": lambda: gym.make("LaunchSim/Market-v0", scenario=DEFAULT_SCENARIO),
+        "launch_market_structural_gym_make": lambda: gym.make("LaunchSim/Market-v1", scenario=DEFAULT_SCENARIO),
         "launch_market_structural_box_raw": lambda: LaunchMarketEnv(DEFAULT_SCENARIO, action_type="box"),
         "cartpole_v1_raw": lambda: gym.make("CartPole-v1").unwrapped,
         "cartpole_v1_gym_make": lambda: gym.make("CartPole-v1"),

@@ -13,7 +13,7 @@ from gymnasium import spaces
 from envs.actions import ActionLayout, ActionType, Decision
 from envs.timeline import NEVER, Timeline
 from errors import ScenarioError
-from models.outcomes import expected_outcome, sample_outcome
+from models.outcomes import draw_noise, expected_outcome, sample_outcome
 from models.response import MarketContext, ResponseModel
 from models.structural_market import StructuralMarket
 from scenarios import DEFAULT_SCENARIO, Scenario, load_scenario
@@ -54,10 +54,12 @@ class LaunchMarketEnv(gym.Env):
     Each step is ``scenario.step_weeks`` weeks (usually one); an episode covers the scenario's
     horizon. The market's responses come from a response model: the structural ground-truth
     market by default, or any other ``models.response.ResponseModel`` (the fine-tuned predictors).
-    Outcomes are drawn with the env's own ``np_random``, so a seed fixes the whole trajectory.
+    Outcomes are counts sampled by inversion from uniforms that ``reset`` draws, one row per step,
+    with the env's own ``np_random`` (``models.outcomes``): a seed fixes the whole trajectory, and
+    two runs with the same seed share their random numbers step by step whatever the levers do.
 
     ## Action space
-    ``MultiDiscrete([2, P, B, A, C])`` (``action_type="multidiscrete"``, id ``LaunchSim/Market-v0``):
+    ``MultiDiscrete([2, P, B, A, C])`` (``action_type="multidiscrete"``, id ``LaunchSim/Market-v1``):
 
     | index | lever    | values                                                                   |
     |-------|----------|--------------------------------------------------------------------------|
@@ -68,7 +70,7 @@ class LaunchMarketEnv(gym.Env):
     | 3     | ad share | ``ads.spend_levels[i]`` of the remaining budget, spent this step          |
     | 4     | creative | which of ``ads.creatives`` the ads show                                   |
 
-    ``Box(-1, 1, (6,))`` (``action_type="box"``, id ``LaunchSim/MarketContinuous-v0``) holds
+    ``Box(-1, 1, (6,))`` (``action_type="box"``, id ``LaunchSim/MarketContinuous-v1``) holds
     launch, price, flash, bundle, ad share and creative as numbers; see ``envs.actions``.
     Invalid choices never crash: a launch before ``launch.earliest_week``, a flash sale outside
     its window or beyond its uses, a bundle whose partner is not yet available, and a price or
@@ -91,12 +93,15 @@ class LaunchMarketEnv(gym.Env):
 
     ## Example
     >>> import gymnasium as gym, envs
-    >>> env = gym.make("LaunchSim/Market-v0", scenario="food_coffee_bundle")
+    >>> env = gym.make("LaunchSim/Market-v1", scenario="food_coffee_bundle")
     >>> obs, info = env.reset(seed=0)
     >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
 
     ## Version history
     - v0: first release (structural market, Bass diffusion, logit price, Hill ads, bundles, flash sales).
+    - v1: outcomes sampled by inversion of per-step uniforms drawn at reset (same distributions, except
+      a Wilson-Hilferty gamma multiplier for over-dispersed demand and bundle buyers thinned from
+      demand), so that the batched VecEnv reproduces single envs and replays share random numbers.
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -147,6 +152,7 @@ class LaunchMarketEnv(gym.Env):
         self._salvage = float(s.reward.salvage_value_per_unit)
         self._launch_cost = float(s.launch.launch_cost)
         self._log_stock = math.log1p(max(self._stock0, 1.0))
+        self._noise: np.ndarray | None = None
         self._state_reset()
 
     # ------------------------------------------------------------------ Gymnasium API
@@ -154,11 +160,12 @@ class LaunchMarketEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self._state_reset()
+        self._noise = draw_noise(self.np_random, self._n)  # this episode's uniforms, one row per step
         return self._observe(), {"week": 0, "ignored": []}
 
     def step(self, action):
-        if self._t >= self._n:
-            raise RuntimeError("step() called after the episode ended; call reset() first")
+        if self._t >= self._n or self._noise is None:
+            raise RuntimeError("step() called before reset() or after the episode ended; call reset() first")
         return self._apply(self.layout.decode(action))
 
     def action_masks(self) -> np.ndarray:
@@ -271,19 +278,15 @@ class LaunchMarketEnv(gym.Env):
         )
         resp = self.market.expected(self._product_enc, self._creative_enc[creative], partner, ctx)
         self.last_context, self.last_response = ctx, resp  # read by the log generator
+        take = float(resp.bundle_take) if bundle_option is not None else 0.0
         if self.outcomes == "sampled":
-            out = sample_outcome(resp, self.np_random, self.market.demand_overdispersion)
+            out = sample_outcome(resp, self._noise[t], self.market.demand_overdispersion, take)
         else:
-            out = expected_outcome(resp)
+            out = expected_outcome(resp, take)
 
+        # A stock-out serves solo and bundle buyers in proportion.
         sold = min(out.demand, self._stock)
-        take = float(resp.bundle_take)
-        if bundle_option is None or sold <= 0:
-            bundled = 0.0
-        elif self.outcomes == "sampled":
-            bundled = float(self.np_random.binomial(int(sold), min(max(take, 0.0), 1.0)))
-        else:
-            bundled = sold * take
+        bundled = bundled_units(sold, out.demand, out.bundle_demand, self.outcomes == "sampled")
         self._stock -= sold
         self._adopters += sold * float(resp.first_purchase_share)
 
@@ -378,6 +381,14 @@ class LaunchMarketEnv(gym.Env):
             _share_open(tl, self.layout.bundle_options, tc),
         ]
         return np.clip(np.array(obs, dtype=np.float32), OBS_LOW, OBS_HIGH)
+
+
+def bundled_units(sold: float, demand: float, bundle_demand: float, whole: bool) -> float:
+    """Bundle units among those sold: all bundle buyers, or their share of a stock-out (rounded down for counts)."""
+    if sold >= demand:
+        return bundle_demand
+    share = bundle_demand * sold / demand if demand > 0 else 0.0
+    return float(math.floor(share)) if whole else share
 
 
 def _share_open(tl: Timeline, options, t: int) -> float:
