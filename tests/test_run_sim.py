@@ -95,3 +95,52 @@ def test_simulate_in_the_learned_market(tmp_path, tiny_bert):
 def test_predictor_without_learned_market_exits_2(tmp_path):
     result = run("simulate", "--predictor", str(tmp_path))
     assert result.returncode == 2 and "--market learned" in result.stderr
+
+
+def test_replay_command(tmp_path):
+    out = tmp_path / "replay"
+    result = run(
+        "replay", "--scenario", "electronics_earbuds_competitor", "--policy", "list_price", "--set", "competitor.events.0.week=-3",
+        "--set", "ads.budget=*0.5", "--episodes", "2", "--out", str(out), "--device", "cpu",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "profit" in result.stdout and "learned" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["markets"]) == {"structural", "learned"}
+    assert summary["markets"]["structural"]["ad_spend"]["delta_mean"] < 0
+    assert {"profit_baseline", "profit_override", "profit_delta"} <= set(pd.read_parquet(out / "weekly.parquet").columns)
+    assert (out / "weekly.csv").exists() and (out / "trajectories.png").exists()
+
+
+def run_in_process(capsys, *args: str) -> tuple[int, str]:
+    """Error paths in-process (no interpreter start-up): the exit code and stderr of run_sim.main."""
+    import run_sim
+
+    code = run_sim.main(list(args))
+    return code, capsys.readouterr().err
+
+
+def test_replay_bad_set_exits_2_naming_the_path(tmp_path, capsys):
+    code, err = run_in_process(capsys, "replay", "--set", "ad.budget=*0.5", "--out", str(tmp_path))
+    assert code == 2 and err.startswith("error: --set ad.budget=*0.5: ad: unknown key; did you mean 'ads.budget'?")
+    code, err = run_in_process(capsys, "replay", "--set", "competitor.events.0.week=-20", "--scenario", "electronics_earbuds_competitor", "--out", str(tmp_path))
+    assert code == 2 and "competitor.events.0.week: found -8, expected greater than or equal to 0" in err
+
+
+def test_export_table_command_and_replaying_the_table(tmp_path, capsys):
+    table = tmp_path / "table.csv"
+    result = run("export-table", "--scenario", "food_coffee_bundle", "--policy", "bundle_first", "--out", str(table), "--fidelity-episodes", "2", "--context-episodes", "1")
+    assert result.returncode == 0, result.stderr
+    assert "rows written to" in result.stdout and "actions agree in 100.00%" in result.stdout
+    assert table.exists() and (tmp_path / "table.meta.json").exists()
+    out = tmp_path / "r"
+    code, err = run_in_process(capsys, "replay", "--scenario", "food_coffee_bundle", "--policy", str(table), "--versus", "bundle_first", "--markets", "structural", "--episodes", "2", "--out", str(out))
+    assert code == 0, err
+    assert json.loads((out / "summary.json").read_text())["markets"]["structural"]["profit"]["delta_mean"] == 0.0
+    code, err = run_in_process(capsys, "replay", "--scenario", "apparel_sneaker_drop", "--policy", str(table), "--versus", "list_price", "--markets", "structural", "--out", str(out))
+    assert code == 2 and "exported for scenario 'food_coffee_bundle'" in err
+    (tmp_path / "bad.parquet").write_text("not a table")
+    code, err = run_in_process(capsys, "replay", "--policy", str(tmp_path / "bad.parquet"), "--versus", "list_price", "--markets", "structural", "--out", str(out))
+    assert code == 2 and "bad.parquet: cannot read the table" in err
+    code, err = run_in_process(capsys, "export-table", "--policy", "list_price", "--out", str(tmp_path / "t.xlsx"))
+    assert code == 2 and "expected one of .csv, .parquet, .json" in err
