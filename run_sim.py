@@ -150,6 +150,50 @@ def cmd_predictors_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from agents.evaluation import evaluate, report_rows, write_report
+    from agents.policy_source import check_policy_spec
+    from scenarios import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    check_policy_spec(args.policy)  # fail fast, before loading a predictor
+    predictor = None
+    if not args.no_learned:
+        from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+
+        predictor = LaunchPredictor.load(args.predictor or DEFAULT_PREDICTOR_DIR, device=args.device)
+    elif args.predictor:
+        raise PredictorError("--predictor needs the learned market (drop --no-learned)")
+    result = evaluate(
+        scenario, args.policy, episodes=args.episodes, seed=args.seed, product=args.product, predictor=predictor,
+        learned=not args.no_learned, progress=lambda message: print(message, file=sys.stderr),
+    )  # fmt: skip
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2))
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    table = Table(title=f"{result['scenario']} · {result['product_name']} · {args.episodes} episodes from seed {args.seed}")
+    for col in ("policy", "profit (mean)", "95% CI", "ratio to oracle"):
+        table.add_column(col, justify="left" if col == "policy" else "right", no_wrap=True)
+    oracle_profit = result["oracle"]["profit_mean"]
+    for label, s in report_rows(result):
+        low, high = s["profit_ci95"]
+        ratio = f"{s['profit_mean'] / oracle_profit:.3f}" if oracle_profit else "n/a"
+        table.add_row(label, f"{s['profit_mean']:,.0f}", f"[{low:,.0f}, {high:,.0f}]", ratio)
+    console.print(table)
+    line = f"ratio_to_oracle {result['ratio_to_oracle']:.3f}"
+    if result.get("sim_to_real_gap") is not None:
+        line += f"; sim_to_real_gap {result['sim_to_real_gap']:.3f}"
+    console.print(line + f"; best heuristic {result['best_heuristic']['name']}")
+    console.print(f"written to {args.json}")
+    if args.report:
+        paths = write_report(result, args.report)
+        console.print(f"report: {paths['markdown']} and {paths['png']}")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -264,6 +308,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
     p.set_defaults(func=cmd_predictors_eval)
+
+    p = sub.add_parser("evaluate", help="judge a policy in the ground-truth market next to the oracle and heuristics, and in the learned market")
+    p.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="a scenario file or a shipped scenario name")
+    p.add_argument("--policy", required=True, help="heuristic name, oracle, run folder or lookup table (.csv/.parquet/.json)")
+    p.add_argument("--episodes", type=_positive_int, default=20, help="episodes per policy and market (seeds seed, seed+1, ...)")
+    p.add_argument("--json", required=True, help="the evaluation file to write")
+    p.add_argument("--product", default="0", help="which product of the scenario to launch (index or name)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--predictor", help="predictor folder for the learned market (default: the shipped default predictor)")
+    p.add_argument("--no-learned", action="store_true", help="skip the learned market (no sim_to_real_gap)")
+    p.add_argument("--device", help="cpu or cuda for the predictor (default: cuda when present)")
+    p.add_argument("--report", metavar="DIR", help="also write report.md and trajectories.png into this folder")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="measure single-env steps/s next to CartPole-v1")
     p.add_argument("--steps", type=_positive_int, default=50_000)

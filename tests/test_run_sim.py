@@ -144,3 +144,20 @@ def test_export_table_command_and_replaying_the_table(tmp_path, capsys):
     assert code == 2 and "bad.parquet: cannot read the table" in err
     code, err = run_in_process(capsys, "export-table", "--policy", "list_price", "--out", str(tmp_path / "t.xlsx"))
     assert code == 2 and "expected one of .csv, .parquet, .json" in err
+
+
+def test_evaluate_command(tmp_path):
+    out, report = tmp_path / "eval.json", tmp_path / "report"
+    result = run("evaluate", "--scenario", "apparel_sneaker_drop", "--policy", "list_price", "--episodes", "2", "--json", str(out), "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    assert "ratio_to_oracle" in result.stdout and "sim_to_real_gap" in result.stdout
+    data = json.loads(out.read_text())
+    assert {"truth", "learned", "oracle", "heuristics", "ratio_to_oracle", "sim_to_real_gap"} <= set(data)
+    assert (report / "report.md").exists() and (report / "trajectories.png").exists()
+
+
+def test_evaluate_bad_policy_or_scenario_exits_2(tmp_path, capsys):
+    code, err = run_in_process(capsys, "evaluate", "--policy", "oracel", "--json", str(tmp_path / "e.json"))
+    assert code == 2 and err.startswith("error: unknown policy 'oracel'; did you mean 'oracle'?")
+    code, err = run_in_process(capsys, "evaluate", "--scenario", "food_cofee", "--policy", "oracle", "--json", str(tmp_path / "e.json"))
+    assert code == 2 and "did you mean food_coffee_bundle" in err and not (tmp_path / "e.json").exists()
