@@ -136,8 +136,9 @@ def make_market_vec_env(
         from envs.batched_market import BatchedMarketVecEnv
 
         venv: VecEnv = BatchedMarketVecEnv(
-            slots, market=market, predictor=predictor, action_type=action_type, product_features=product_features
-        )
+            slots, market=market, predictor=predictor, action_type=action_type, product_features=product_features,
+            device=device, nvec=union_nvec(pairs),
+        )  # fmt: skip
     else:
         nvec = union_nvec(pairs) if action_type == "multidiscrete" else None
         traits = {}

@@ -36,6 +36,8 @@ def context_features(ctx: Any) -> torch.Tensor:
 
     def col(name: str) -> torch.Tensor:
         value = ctx[name].to_numpy() if isinstance(ctx, pd.DataFrame) else getattr(ctx, name)
+        if isinstance(value, torch.Tensor):  # the batched env's state stays on its device
+            return value.float().reshape(-1)
         return torch.as_tensor(np.asarray(value, dtype=np.float32)).reshape(-1)
 
     since = col("weeks_since_flash")

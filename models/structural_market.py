@@ -48,8 +48,21 @@ class PartnerParams(NamedTuple):
 _SCALAR = SimpleNamespace(exp=math.exp, maximum=max, minimum=min, where=lambda c, a, b: a if c else b)
 
 
+
+
+def _torch_ops() -> SimpleNamespace:
+    import torch
+
+    def bound(fn: Any) -> Any:
+        return lambda a, b: fn(a, b) if isinstance(b, torch.Tensor) else fn(a, torch.as_tensor(b, dtype=a.dtype, device=a.device))
+
+    return SimpleNamespace(exp=torch.exp, maximum=bound(torch.maximum), minimum=bound(torch.minimum), where=torch.where)
+
+
 def _ops(x: Any) -> Any:
-    return _SCALAR if isinstance(x, float | int) else np
+    if isinstance(x, float | int):
+        return _SCALAR
+    return np if isinstance(x, np.ndarray | np.generic) else _torch_ops()
 
 
 class StructuralMarket:
@@ -93,60 +106,67 @@ class StructuralMarket:
         self, product: ProductParams, creative: CreativeParams, partner: PartnerParams | None, ctx: MarketContext
     ) -> MarketResponse:
         """Expected outcomes of one step; floats for one market, arrays (fields stacked) for many."""
-        xp = _ops(ctx.price_ratio)
-        pr, ads, bundle, flash = product, self._ads, self._bundle, self._flash
-        k = ctx.step_weeks
+        return structural_response(product, creative, partner, self._ads, self._bundle, self._flash, ctx)
 
-        # Ads: adstock (per week) through Hill saturation into impressions, then clicks.
-        weekly_stock = ctx.adstock / k
-        a_h = weekly_stock**ads.hill_shape
-        hill = a_h / (a_h + ads.half_saturation**ads.hill_shape)
-        impressions = k * ads.max_impressions * hill
-        ctr = xp.minimum(creative.ctr * pr.ad_responsiveness, 0.5)
 
-        # Price: logit share against the competitor and the outside option, relative to the
-        # share at the reference price with no competitor (so the Bass rates describe that case).
-        exp_u = xp.exp(pr.price_alpha - pr.price_beta * ctx.price_ratio)
-        rival = ctx.competitor_strength * xp.exp(pr.price_alpha - pr.price_beta * ctx.competitor_price_ratio)
-        exp_ref = math.exp(pr.price_alpha - pr.price_beta) if xp is _SCALAR else np.exp(pr.price_alpha - pr.price_beta)
-        price_factor = (exp_u / (1.0 + exp_u + rival)) / (exp_ref / (1.0 + exp_ref))
+def structural_response(
+    pr: ProductParams, creative: CreativeParams, partner: PartnerParams | None, ads: Any, bundle: Any, flash: Any, ctx: MarketContext
+) -> MarketResponse:
+    """The market's equations on floats (one market), NumPy arrays or torch tensors (a batch, where the
+    scenario-level ``ads``, ``bundle`` and ``flash`` truth records may hold one value per market too)."""
+    xp = _ops(ctx.price_ratio)
+    k = ctx.step_weeks
 
-        # Calendar, flash sale, bundle: multiplicative on the purchase hazard.
-        season = xp.maximum(1.0 + pr.season_sensitivity * (ctx.season - 1.0), 0.05)
-        holiday = 1.0 + pr.gift_appeal * ctx.holiday
-        in_dip = (ctx.weeks_since_flash >= 1) * (ctx.weeks_since_flash <= flash.dip_weeks)
-        flash_factor = (1.0 + flash.spike * ctx.flash) * (1.0 - flash.dip * in_dip)
-        if partner is None:
-            affinity = cannibalisation = 0.0
-        else:
-            affinity, cannibalisation = partner.affinity, partner.cannibalisation
-        d = ctx.bundle_discount
-        has_bundle = d > 0
-        bundle_uplift = 1.0 + has_bundle * affinity * (bundle.lift_base + bundle.lift_per_discount * d)
-        bundle_take = has_bundle * affinity * d / (d + bundle.take_half_discount)
-        mix = season * holiday * price_factor * flash_factor * bundle_uplift
+    # Ads: adstock (per week) through Hill saturation into impressions, then clicks.
+    weekly_stock = ctx.adstock / k
+    a_h = weekly_stock**ads.hill_shape
+    hill = a_h / (a_h + ads.half_saturation**ads.hill_shape)
+    impressions = k * ads.max_impressions * hill
+    ctr = xp.minimum(creative.ctr * pr.ad_responsiveness, 0.5)
 
-        # Clicks convert into purchases at the going price.
-        ad_buyers = impressions * ctr * ads.click_conversion * price_factor * flash_factor
+    # Price: logit share against the competitor and the outside option, relative to the
+    # share at the reference price with no competitor (so the Bass rates describe that case).
+    exp_u = xp.exp(pr.price_alpha - pr.price_beta * ctx.price_ratio)
+    rival = ctx.competitor_strength * xp.exp(pr.price_alpha - pr.price_beta * ctx.competitor_price_ratio)
+    exp_ref = math.exp(pr.price_alpha - pr.price_beta) if xp is _SCALAR else xp.exp(pr.price_alpha - pr.price_beta)
+    price_factor = (exp_u / (1.0 + exp_u + rival)) / (exp_ref / (1.0 + exp_ref))
 
-        # Diffusion: Bass hazard (p + q N/M) on the remaining pool, saturating so that new adopters
-        # never exceed it; or, for a constant pool, M weekly potential buyers at reference terms.
-        remaining = xp.maximum(pr.market_size - ctx.adopters, 0.0)
-        hazard = (pr.bass_p + pr.bass_q * ctx.adopters / pr.market_size) * k
-        total_hazard = hazard * mix + ad_buyers / xp.maximum(remaining, 1.0)
-        bass_new = remaining * (1.0 - xp.exp(-total_hazard))
-        constant_new = pr.market_size * k * mix + ad_buyers
-        new = pr.constant_pool * constant_new + (1.0 - pr.constant_pool) * bass_new
-        repeat = pr.repeat_rate * k * ctx.adopters * price_factor * season * holiday
+    # Calendar, flash sale, bundle: multiplicative on the purchase hazard.
+    season = xp.maximum(1.0 + pr.season_sensitivity * (ctx.season - 1.0), 0.05)
+    holiday = 1.0 + pr.gift_appeal * ctx.holiday
+    in_dip = (ctx.weeks_since_flash >= 1) * (ctx.weeks_since_flash <= flash.dip_weeks)
+    flash_factor = (1.0 + flash.spike * ctx.flash) * (1.0 - flash.dip * in_dip)
+    if partner is None:
+        affinity = cannibalisation = 0.0
+    else:
+        affinity, cannibalisation = partner.affinity, partner.cannibalisation
+    d = ctx.bundle_discount
+    has_bundle = d > 0
+    bundle_uplift = 1.0 + has_bundle * affinity * (bundle.lift_base + bundle.lift_per_discount * d)
+    bundle_take = has_bundle * affinity * d / (d + bundle.take_half_discount)
+    mix = season * holiday * price_factor * flash_factor * bundle_uplift
 
-        demand = ctx.launched * (new + repeat)
-        first_share = new / xp.maximum(new + repeat, 1e-12)
-        return MarketResponse(
-            demand=demand,
-            first_purchase_share=first_share,
-            impressions=impressions,
-            ctr=ctr,
-            bundle_uplift=bundle_uplift,
-            bundle_take=bundle_take,
-            cannibalisation=has_bundle * cannibalisation,
-        )
+    # Clicks convert into purchases at the going price.
+    ad_buyers = impressions * ctr * ads.click_conversion * price_factor * flash_factor
+
+    # Diffusion: Bass hazard (p + q N/M) on the remaining pool, saturating so that new adopters
+    # never exceed it; or, for a constant pool, M weekly potential buyers at reference terms.
+    remaining = xp.maximum(pr.market_size - ctx.adopters, 0.0)
+    hazard = (pr.bass_p + pr.bass_q * ctx.adopters / pr.market_size) * k
+    total_hazard = hazard * mix + ad_buyers / xp.maximum(remaining, 1.0)
+    bass_new = remaining * (1.0 - xp.exp(-total_hazard))
+    constant_new = pr.market_size * k * mix + ad_buyers
+    new = pr.constant_pool * constant_new + (1.0 - pr.constant_pool) * bass_new
+    repeat = pr.repeat_rate * k * ctx.adopters * price_factor * season * holiday
+
+    demand = ctx.launched * (new + repeat)
+    first_share = new / xp.maximum(new + repeat, 1e-12)
+    return MarketResponse(
+        demand=demand,
+        first_purchase_share=first_share,
+        impressions=impressions,
+        ctr=ctr,
+        bundle_uplift=bundle_uplift,
+        bundle_take=bundle_take,
+        cannibalisation=has_bundle * cannibalisation,
+    )

@@ -61,3 +61,12 @@ def tiny_bert(tmp_path_factory, tiny_logs):
     config = BertConfig(vocab_size=len(dict.fromkeys(vocab)), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_predictor(tiny_bert, tiny_logs):
+    """A LoRA predictor fine-tuned for a few epochs from the tiny BERT (shared by models/ and envs/ tests)."""
+    from models.finetune import FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(encoder=str(tiny_bert), mode="lora", lora_rank=2, head_epochs=3, encoder_epochs=1, polish_epochs=1, hidden=16, latent=4, products_per_batch=8)
+    return finetune(tiny_logs[tiny_logs["split"] == "train"], cfg)

@@ -78,12 +78,6 @@ def test_online_retail_reads_through_the_logs_path(tmp_path):
     assert (df["units"] >= 0).all() and df["season"].between(0.05, 20).all()
 
 
-@pytest.fixture(scope="module")
-def tiny_predictor(tiny_bert, tiny_logs):
-    cfg = FinetuneConfig(encoder=str(tiny_bert), mode="lora", lora_rank=2, head_epochs=3, encoder_epochs=1, polish_epochs=1, hidden=16, latent=4, products_per_batch=8)
-    return finetune(tiny_logs[tiny_logs["split"] == "train"], cfg)
-
-
 def test_finetune_trains_every_head_and_changes_the_encoder(tiny_predictor, tiny_bert):
     from models.text_encoder import TextEncoder
 

@@ -1,0 +1,94 @@
+"""A predictor's heads for many markets at once, with every text-only quantity computed once.
+
+The batched env's markets keep their texts for a whole episode, so the trait latents, the text part
+of the demand head's first layer, the CTR of each (market, creative) and the uplift and take of each
+(market, bundle option) are computed once (``prepare``). A step then runs only the context part of
+the demand head and the tiny impressions head on a (markets x features) matrix: the cost that the
+benchmark reports as "the head alone". It computes the same function as ``PredictorHeads``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from models.context_features import context_features
+from models.response import MarketContext, MarketResponse
+
+
+class TextParts(NamedTuple):
+    """Per-market quantities that depend on texts only."""
+
+    demand_text: torch.Tensor  # (N, hidden): first demand layer applied to the product traits, plus its bias
+    ctr: torch.Tensor  # (N, creatives)
+    log_uplift: torch.Tensor  # (N, options); option 0 is "no bundle" (0)
+    take: torch.Tensor  # (N, options)
+    has_bundle: torch.Tensor  # (N, options) 1.0 where the option is a bundle with a discount
+
+
+class BatchedHeads(nn.Module):
+    """``PredictorHeads`` split into a once-per-episode text part and a per-step context part."""
+
+    def __init__(self, heads: nn.Module, cannibalisation: float, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        # Copies: the predictor's own heads stay float32 for single envs and training.
+        # Text parts and the tiny impressions head run in float64 (once per episode, or cheap), so
+        # that clicks match the single-market NumPy path; the demand MLP runs in ``dtype``.
+        self.text_heads = copy.deepcopy(heads).double().eval()
+        self.latent = int(heads.latent)
+        self.cannibalisation = cannibalisation
+        self.dtype = dtype
+        first = self.text_heads.demand[0]
+        # The context columns of the first demand layer, then the demand MLP after its first SiLU, and impressions.
+        self.context_in = nn.Linear(first.in_features - self.latent, first.out_features, bias=False)
+        self.context_in.weight.data = first.weight.data[:, self.latent :].clone()
+        self.context_in.to(dtype=dtype)
+        self.demand_rest = copy.deepcopy(self.text_heads.demand[2:]).to(dtype=dtype)
+        self.impressions = self.text_heads.impressions
+        self.eval()
+
+    @torch.inference_mode()
+    def prepare(
+        self, product: torch.Tensor, creatives: torch.Tensor, partners: torch.Tensor, discounts: torch.Tensor
+    ) -> TextParts:
+        """Text parts for N markets: product (N, D), creatives (N, C, D), partners (N, O, D), discounts (N, O)."""
+        h = self.text_heads
+        n, c_max, d = creatives.shape
+        o_max = partners.shape[1]
+        p = h.product_traits(h.norm(product.double()))
+        c = h.creative_traits(h.norm(creatives.double().reshape(-1, d))).reshape(n, c_max, -1)
+        j = h.partner_traits(h.norm(partners.double().reshape(-1, d))).reshape(n, o_max, -1)
+        j = j * (partners.abs().sum(-1, keepdim=True) > 0).double()
+        ctr = torch.sigmoid(h.ctr(torch.cat([p[:, None].expand(-1, c_max, -1), c], dim=-1))[..., 0])
+        disc = discounts.double()
+        raw = h.bundle(torch.cat([p[:, None].expand(-1, o_max, -1), j, disc[..., None]], dim=-1))
+        has_bundle = (disc > 0).double()
+        log_uplift = nn.functional.softplus(raw[..., 0]) * has_bundle
+        take = torch.sigmoid(raw[..., 1]) * has_bundle
+        first = h.demand[0]
+        demand_text = p @ first.weight[:, : self.latent].T + first.bias
+        return TextParts(demand_text, ctr, log_uplift, take, has_bundle)
+
+    @torch.inference_mode()
+    def respond(self, parts: TextParts, ctx: MarketContext, creative: torch.Tensor, option: torch.Tensor) -> MarketResponse:
+        """Expected outcomes of one step for every market (``creative``/``option``: chosen indices)."""
+        feats = context_features(ctx)
+        rows = torch.arange(feats.shape[0], device=feats.device)
+        hidden = parts.demand_text.to(self.dtype) + self.context_in(feats.to(self.dtype))
+        out = self.demand_rest(nn.functional.silu(hidden)).float()
+        log_uplift = parts.log_uplift[rows, option]
+        has_bundle = parts.has_bundle[rows, option]
+        ad_in = torch.stack([torch.log1p(torch.as_tensor(ctx.adstock).double() / 1000.0), torch.as_tensor(ctx.step_weeks).double()], 1)
+        impressions = self.impressions(ad_in)[:, 0].exp()
+        return MarketResponse(
+            demand=torch.as_tensor(ctx.launched).double() * torch.exp(out[:, 0].double() + log_uplift),
+            first_purchase_share=torch.sigmoid(out[:, 1]),
+            impressions=(torch.as_tensor(ctx.adstock) > 0).double() * impressions,
+            ctr=parts.ctr[rows, creative],
+            bundle_uplift=log_uplift.exp(),
+            bundle_take=parts.take[rows, option],
+            cannibalisation=self.cannibalisation * has_bundle,
+        )

@@ -1,0 +1,112 @@
+"""The batched VecEnv reproduces N single envs, auto-resets, masks, and trains SB3 agents."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from sb3_contrib import MaskablePPO
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+from envs import LaunchMarketEnv
+from envs.vector import SharedSpaceMarket, make_market_vec_env, market_pairs, product_traits, union_nvec
+from scenarios import load_scenario
+from tests.conftest import SCENARIO_PATHS
+
+
+@pytest.fixture(scope="module")
+def every_scenario():
+    return [load_scenario(p) for p in SCENARIO_PATHS]
+
+
+def _lockstep(batched, dummy, steps: int, seed: int = 0) -> tuple[float, float]:
+    """Step both VecEnvs with the same random actions; return the largest reward and observation gaps."""
+    rng = np.random.default_rng(seed)
+    ob, od = batched.reset(), dummy.reset()
+    np.testing.assert_array_equal(ob, od)
+    worst_r = worst_o = 0.0
+    box = batched.action_space.dtype == np.float32
+    for step in range(steps):
+        if box:
+            actions = rng.uniform(-1, 1, (batched.num_envs, 6)).astype(np.float32)
+        else:
+            mb, md = np.stack(batched.env_method("action_masks")), np.stack(dummy.env_method("action_masks"))
+            np.testing.assert_array_equal(mb, md, err_msg=f"masks differ at step {step}")
+            actions = np.stack([rng.integers(0, batched.action_space.nvec) for _ in range(batched.num_envs)])
+        ob, rb, db, ib = batched.step(actions)
+        od, rd, dd, idd = dummy.step(actions)
+        np.testing.assert_array_equal(db, dd, err_msg=f"dones differ at step {step}")
+        for i in np.flatnonzero(db):
+            assert ib[i]["episode"]["l"] == idd[i]["episode"]["l"]
+            np.testing.assert_allclose(ib[i]["terminal_observation"], idd[i]["terminal_observation"], atol=1e-5)
+        worst_r = max(worst_r, float(np.max(np.abs(rb - rd) / (1.0 + np.abs(rd)))))
+        worst_o = max(worst_o, float(np.max(np.abs(ob - od))))
+    return worst_r, worst_o
+
+
+@pytest.mark.parametrize("action_type", ["multidiscrete", "box"])
+def test_structural_batch_equals_single_envs_exactly(every_scenario, action_type):
+    # Every shipped (scenario, product) twice, through several episodes (auto-resets included).
+    kw = dict(market="structural", seed=11, action_type=action_type, product_features=False)
+    n = 2 * len(market_pairs(every_scenario))
+    batched = make_market_vec_env(every_scenario, n, kind="batched", **kw)
+    dummy = make_market_vec_env(every_scenario, n, kind="dummy", **kw)
+    worst_r, worst_o = _lockstep(batched, dummy, steps=110)
+    assert worst_r == 0.0 and worst_o == 0.0
+
+
+def test_learned_batch_matches_single_envs(every_scenario, tiny_predictor):
+    # The demand head runs in float32 on the batch and float64 on one market: same counts, float-level gaps.
+    kw = dict(market="learned", predictor=tiny_predictor, seed=3, product_features=True)
+    n = len(market_pairs(every_scenario))
+    batched = make_market_vec_env(every_scenario, n, kind="batched", **kw)
+    dummy = make_market_vec_env(every_scenario, n, kind="dummy", **kw)
+    worst_r, worst_o = _lockstep(batched, dummy, steps=60)
+    assert worst_r < 1e-5 and worst_o < 1e-4
+
+
+def test_shared_space_and_product_traits(every_scenario, tiny_predictor):
+    venv = make_market_vec_env(every_scenario, 5, market="learned", predictor=tiny_predictor, kind="batched")
+    pairs = market_pairs(every_scenario)
+    assert list(venv.action_space.nvec) == list(union_nvec(pairs))
+    obs = venv.reset()
+    assert obs.shape == (5, 25 + tiny_predictor.heads.latent)
+    np.testing.assert_allclose(obs[1, 25:], product_traits(*pairs[1], tiny_predictor), rtol=1e-6)
+
+
+def test_same_seed_same_batch_and_seed_offsets(default_scenario):
+    a = make_market_vec_env(default_scenario, 4, market="structural", seed=5)
+    b = make_market_vec_env(default_scenario, 4, market="structural", seed=5)
+    actions = np.stack([a.action_space.sample() for _ in range(4)])
+    np.random.seed(123)  # the global state must not matter
+    a.reset(), b.reset()
+    ra = [a.step(actions)[1] for _ in range(8)]
+    np.random.rand(7)
+    rb = [b.step(actions)[1] for _ in range(8)]
+    np.testing.assert_array_equal(ra, rb)
+    # Market i is a single env seeded 5 + i.
+    single = LaunchMarketEnv(default_scenario)
+    single.reset(seed=7)
+    r_single = [single.step(actions[2])[1] for _ in range(8)]
+    np.testing.assert_allclose(np.array(ra)[:, 2], r_single, rtol=1e-6)
+
+
+def test_learned_single_env_passes_both_checkers(tiny_predictor, default_scenario):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gym_check_env(LaunchMarketEnv(default_scenario, response_model=tiny_predictor), skip_render_check=True)
+        sb3_check_env(LaunchMarketEnv(default_scenario, response_model=tiny_predictor), warn=True)
+        sb3_check_env(SharedSpaceMarket(LaunchMarketEnv(default_scenario, response_model=tiny_predictor), np.array([2, 12, 9, 6, 4]), None))
+
+
+def test_ppo_and_maskable_ppo_learn_on_the_batched_env(every_scenario, tiny_predictor):
+    venv = make_market_vec_env(every_scenario[:3], 16, market="learned", predictor=tiny_predictor, seed=0)
+    for algo in (PPO, MaskablePPO):
+        model = algo("MlpPolicy", venv, n_steps=8, batch_size=64, n_epochs=1, seed=0, device="cpu")
+        model.learn(256)
+        assert model.num_timesteps >= 256 and len(model.ep_info_buffer) > 0
+    box = make_market_vec_env(every_scenario[0], 4, market="structural", action_type="box", seed=0)
+    SAC("MlpPolicy", box, learning_starts=16, batch_size=16, seed=0, device="cpu").learn(48)
