@@ -69,12 +69,15 @@ class BatchedMarketVecEnv(VecEnv):
         dtype: torch.dtype | None = None,
         head_dtype: torch.dtype = torch.float32,
         nvec: np.ndarray | None = None,
+        record_impressions: bool = False,
     ):
         if market == "learned" and predictor is None:
             raise ValueError("market='learned' needs a predictor")
         if outcomes not in ("sampled", "expected"):
             raise ValueError(f"outcomes must be 'sampled' or 'expected', found {outcomes!r}")
         self.market, self.outcomes, self.action_type = market, outcomes, action_type
+        # Impressions reach neither the observation nor the reward; drawing them is optional.
+        self.record_impressions = record_impressions
         self.device = torch.device(device) if device is not None else (predictor.device if predictor is not None else torch.device("cpu"))
         self.dtype = dtype or (torch.float64 if self.device.type == "cpu" else torch.float32)
         n = len(markets)
@@ -106,6 +109,7 @@ class BatchedMarketVecEnv(VecEnv):
         else:
             self._build_structural(pid)
 
+        self._overdispersed = bool((self.overdispersion > 0).any())
         self._generators: list[np.random.Generator | None] = [None] * n
         self._noise = torch.zeros(n, self.t_max, NOISE_SLOTS, dtype=self.dtype, device=self.device)
         self._actions: np.ndarray | None = None
@@ -421,7 +425,9 @@ class BatchedMarketVecEnv(VecEnv):
         ctr = resp.ctr.to(self.dtype)
         if self.outcomes == "sampled":
             u = self._noise[rows, t.clamp(max=self.t_max - 1)]
-            mu = mu_demand.clamp(min=0.0) * gamma_multiplier_batch(u[:, GAMMA], self.overdispersion)
+            mu = mu_demand.clamp(min=0.0)
+            if self._overdispersed:
+                mu = mu * gamma_multiplier_batch(u[:, GAMMA], self.overdispersion)
             take = take.clamp(0.0, 1.0)
             bundle_demand = torch.zeros_like(mu)
             if bool(active.any()):
@@ -429,7 +435,7 @@ class BatchedMarketVecEnv(VecEnv):
             demand = poisson_quantile_batch(u[:, SOLO], mu * (1.0 - take)) + bundle_demand
             imp, ctr = imp.clamp(min=0.0), ctr.clamp(0.0, 1.0)
             clicks = poisson_quantile_batch(u[:, CLICKS], imp * ctr)
-            impressions = clicks + poisson_quantile_batch(u[:, NON_CLICKS], imp * (1.0 - ctr))
+            impressions = clicks + poisson_quantile_batch(u[:, NON_CLICKS], imp * (1.0 - ctr)) if self.record_impressions else imp
         else:
             demand, bundle_demand = mu_demand, mu_demand * take.clamp(0.0, 1.0)
             impressions, clicks = imp, imp * ctr
@@ -463,11 +469,13 @@ class BatchedMarketVecEnv(VecEnv):
         self._ep_len = self._ep_len + 1
         self.last_step = {
             "launched": launched, "price": price, "flash_sale": flash, "bundle_discount": discount, "ad_spend": spend,
-            "impressions": impressions, "clicks": clicks, "demand": demand, "units_sold": sold, "bundled_units": bundled,
+            "clicks": clicks, "demand": demand, "units_sold": sold, "bundled_units": bundled,
             "stock_left": self._stock, "budget_left": self._budget, "revenue": revenue, "partner_revenue": partner_revenue,
             "cogs": cogs, "cannibalised_margin": cannibalised, "holding_cost": holding, "launch_cost": launch_cost,
             "salvage": salvage, "profit": profit,
         }  # fmt: skip
+        if self.record_impressions or self.outcomes == "expected":
+            self.last_step["impressions"] = impressions
         return self._observe(), profit, terminated
 
     def _respond(self, ctx: MarketContext, creative: torch.Tensor, option: torch.Tensor):

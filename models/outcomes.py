@@ -28,6 +28,9 @@ from models.response import MarketResponse
 NOISE_SLOTS = 5
 GAMMA, SOLO, BUNDLE, CLICKS, NON_CLICKS = range(NOISE_SLOTS)
 _U_EDGE = 1e-12  # u is capped at 1 - _U_EDGE, and kept above _U_EDGE for the normal starting guess
+_TABLE = 256  # log k! is tabulated below this, and from Stirling's series above (error < 1e-20)
+_LOG_FACTORIAL = [math.lgamma(k + 1.0) for k in range(_TABLE)]
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 class Outcome(NamedTuple):
@@ -50,7 +53,7 @@ def poisson_quantile(u: float, mu: float) -> float:
     z = float(ndtri(max(u, _U_EDGE)))
     k = max(float(math.floor(mu + math.sqrt(mu) * z + (z * z - 1.0) / 6.0)), 0.0)
     cdf = float(gammaincc(k + 1.0, mu))
-    pmf = math.exp(k * math.log(mu) - mu - math.lgamma(k + 1.0))
+    pmf = math.exp(k * math.log(mu) - mu - log_factorial(k))
     if u > cdf:
         while u > cdf and pmf > 0.0:
             k += 1.0
@@ -62,6 +65,14 @@ def poisson_quantile(u: float, mu: float) -> float:
             pmf = pmf * k / mu
             k -= 1.0
     return k
+
+
+def log_factorial(k: float) -> float:
+    """log k! for a whole number k: a table for small k, Stirling's series for large (the batch path does the same)."""
+    if k < _TABLE:
+        return _LOG_FACTORIAL[int(k)]
+    x = k + 1.0
+    return (x - 0.5) * math.log(x) - x + _HALF_LOG_2PI + 1.0 / (12.0 * x) - 1.0 / (360.0 * x**3) + 1.0 / (1260.0 * x**5)
 
 
 def gamma_multiplier(u: float, overdispersion: float) -> float:
@@ -104,23 +115,27 @@ def poisson_quantile_batch(u: torch.Tensor, mu: torch.Tensor, max_walk: int = 64
     z = torch.special.ndtri(u.clamp(min=_U_EDGE))
     k = torch.floor(m + m.sqrt() * z + (z * z - 1.0) / 6.0).clamp(min=0.0)
     cdf = torch.special.gammaincc(k + 1.0, m)
-    pmf = torch.exp(k * m.log() - m - torch.lgamma(k + 1.0))
+    pmf = torch.exp(k * m.log() - m - log_factorial_batch(k))
     up = u > cdf
-    for _ in range(max_walk):  # walk up where the guess was too low
-        move = up & (u > cdf) & (pmf > 0)
-        if not bool(move.any()):
+    for _ in range(max_walk):  # one walk: up where the guess was too low, down where too high
+        move_up = up & (u > cdf) & (pmf > 0)
+        move_down = ~up & (k > 0) & (u <= cdf - pmf)
+        if not bool((move_up | move_down).any()):
             break
-        k = torch.where(move, k + 1.0, k)
-        pmf = torch.where(move, pmf * m / k, pmf)
-        cdf = torch.where(move, cdf + pmf, cdf)
-    for _ in range(max_walk):  # walk down where it was too high
-        move = ~up & (k > 0) & (u <= cdf - pmf)
-        if not bool(move.any()):
-            break
-        cdf = torch.where(move, cdf - pmf, cdf)
-        pmf = torch.where(move, pmf * k / m, pmf)
-        k = torch.where(move, k - 1.0, k)
+        k_up = k + 1.0
+        pmf_up = pmf * m / k_up
+        cdf = torch.where(move_up, cdf + pmf_up, torch.where(move_down, cdf - pmf, cdf))
+        pmf = torch.where(move_up, pmf_up, torch.where(move_down, pmf * k / m, pmf))
+        k = torch.where(move_up, k_up, torch.where(move_down, k - 1.0, k))
     return torch.where(pos, k, torch.zeros_like(k))
+
+
+def log_factorial_batch(k: torch.Tensor) -> torch.Tensor:
+    """``log_factorial`` elementwise."""
+    table = torch.tensor(_LOG_FACTORIAL, dtype=k.dtype, device=k.device)
+    x = k.clamp(min=float(_TABLE)) + 1.0
+    stirling = (x - 0.5) * x.log() - x + _HALF_LOG_2PI + 1.0 / (12.0 * x) - 1.0 / (360.0 * x**3) + 1.0 / (1260.0 * x**5)
+    return torch.where(k < _TABLE, table[k.clamp(max=_TABLE - 1).long()], stirling)
 
 
 def gamma_multiplier_batch(u: torch.Tensor, overdispersion: torch.Tensor) -> torch.Tensor:

@@ -87,11 +87,20 @@ def test_same_seed_same_batch_and_seed_offsets(default_scenario):
     np.random.rand(7)
     rb = [b.step(actions)[1] for _ in range(8)]
     np.testing.assert_array_equal(ra, rb)
-    # Market i is a single env seeded 5 + i.
+    # Market i is a single env seeded 5 + i, count for count.
+    from envs.batched_market import BatchedMarketVecEnv
+
+    c = BatchedMarketVecEnv([(default_scenario, 0)] * 4, market="structural", record_impressions=True)
+    c.seed(5)
+    c.reset()
     single = LaunchMarketEnv(default_scenario)
     single.reset(seed=7)
-    r_single = [single.step(actions[2])[1] for _ in range(8)]
-    np.testing.assert_allclose(np.array(ra)[:, 2], r_single, rtol=1e-6)
+    for step in range(8):
+        _, r_single, _, _, info = single.step(actions[2])
+        reward = c.step(actions)[1][2]
+        assert reward == np.float32(r_single) and reward == ra[step][2]
+        for key in ("units_sold", "clicks", "impressions", "demand", "stock_left", "ad_spend"):
+            assert c.last_step[key][2].item() == info[key], (step, key)
 
 
 def test_learned_single_env_passes_both_checkers(tiny_predictor, default_scenario):
