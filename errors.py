@@ -38,6 +38,10 @@ class PredictorError(LaunchSimError):
     """A predictor folder or a response model is missing, mismatched or unusable."""
 
 
+class TrainingError(LaunchSimError):
+    """A training setting (algorithm, hyperparameters) or a run folder is invalid or unusable."""
+
+
 T = TypeVar("T")
 
 

@@ -194,6 +194,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from agents.training import TrainConfig, default_run_dir, hyperparams_from_file, resume, summary_lines, train
+
+    if args.resume:
+        run_dir = resume(args.resume)
+    else:
+        config = TrainConfig(
+            scenarios=args.scenario, algo=args.algo, steps=args.steps, market=args.market, predictor=args.predictor,
+            n_envs=args.n_envs, seed=args.seed, out=args.out or default_run_dir(args.scenario, args.algo, args.seed),
+            hyperparams=hyperparams_from_file(args.hyperparams, args.algo) if args.hyperparams else None,
+            checkpoint_every=args.checkpoint_every, eval_episodes=args.eval_episodes, evaluation=args.evaluation,
+            device=args.device,
+        )  # fmt: skip
+        run_dir = train(config)
+    print("\n".join(summary_lines(json.loads((Path(run_dir) / "evaluation.json").read_text()))))
+    print(f"run folder: {run_dir}")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -321,6 +340,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda for the predictor (default: cuda when present)")
     p.add_argument("--report", metavar="DIR", help="also write report.md and trajectories.png into this folder")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train", help="train an SB3 agent in the learned (or structural) market; evaluate it in the ground truth")
+    p.add_argument("--scenario", nargs="+", default=[DEFAULT_SCENARIO.stem], help="one or more scenario files or names (several: one policy for all)")
+    p.add_argument("--algo", default="ppo", help="ppo, a2c, dqn, sac, td3 or maskable_ppo")
+    p.add_argument("--steps", type=_positive_int, help="environment steps (default: the algorithm's n_timesteps in agents/hyperparams.yaml)")
+    p.add_argument("--market", choices=["learned", "structural"], default="learned", help="the market trained in")
+    p.add_argument("--predictor", help="predictor folder for the learned market (default: the shipped default predictor)")
+    p.add_argument("--n-envs", type=_positive_int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="the run folder (default: runs/ALGO_SCENARIO_seedK)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from its last checkpoint (its own settings apply)")
+    p.add_argument("--hyperparams", metavar="FILE.yaml", help="hyperparameters keyed by algorithm, over agents/hyperparams.yaml")
+    p.add_argument("--checkpoint-every", type=_positive_int, help="steps between checkpoints (default: a tenth of the run)")
+    p.add_argument("--eval-episodes", type=_positive_int, default=20, help="episodes per market of the final evaluation")
+    p.add_argument("--evaluation", choices=["full", "quick"], default="full", help="full: ground truth, learned market, oracle and heuristics; quick: the training market only")
+    p.add_argument("--device", help="cpu or cuda for the predictor (default: cuda when present); the agent runs on the CPU")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="measure single-env steps/s next to CartPole-v1")
     p.add_argument("--steps", type=_positive_int, default=50_000)

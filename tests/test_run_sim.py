@@ -161,3 +161,25 @@ def test_evaluate_bad_policy_or_scenario_exits_2(tmp_path, capsys):
     assert code == 2 and err.startswith("error: unknown policy 'oracel'; did you mean 'oracle'?")
     code, err = run_in_process(capsys, "evaluate", "--scenario", "food_cofee", "--policy", "oracle", "--json", str(tmp_path / "e.json"))
     assert code == 2 and "did you mean food_coffee_bundle" in err and not (tmp_path / "e.json").exists()
+
+
+def test_train_command(tmp_path):
+    hp = tmp_path / "hp.yaml"
+    hp.write_text("ppo:\n  n_steps: 32\n  batch_size: 64\n  n_epochs: 2\n")
+    out = tmp_path / "run"
+    result = run(
+        "train", "--scenario", "apparel_sneaker_drop", "--algo", "ppo", "--steps", "128", "--market", "structural",
+        "--n-envs", "2", "--seed", "1", "--hyperparams", str(hp), "--eval-episodes", "2", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "truth profit" in result.stdout and "oracle" in result.stdout and f"run folder: {out}" in result.stdout
+    market = json.loads((out / "evaluation.json").read_text())["markets"][0]
+    assert market["scenario"] == "apparel_sneaker_drop" and {"truth", "learned", "oracle", "heuristics"} <= set(market)
+    assert (out / "model.zip").exists() and (out / "config.yml").exists() and list((out / "checkpoints").glob("step_*.zip"))
+
+
+def test_train_bad_algorithm_or_resume_exits_2(tmp_path, capsys):
+    code, err = run_in_process(capsys, "train", "--algo", "maskable_pp", "--out", str(tmp_path / "r"))
+    assert code == 2 and err.startswith("error: unknown algorithm 'maskable_pp'; did you mean 'maskable_ppo'?")
+    code, err = run_in_process(capsys, "train", "--resume", str(tmp_path))
+    assert code == 2 and "not a training run folder" in err

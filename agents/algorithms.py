@@ -1,0 +1,167 @@
+"""The SB3 algorithms a training run can use, their shipped hyperparameters, and the adapters that
+fit each algorithm's action space onto the market's levers.
+
+PPO, A2C and MaskablePPO act in the ``MultiDiscrete`` levers directly (MaskablePPO also reads the
+env's ``action_masks()``); DQN needs one ``Discrete`` action, so ``FlattenedActions`` numbers every
+lever combination; SAC and TD3 act in the continuous ``Box`` variant of the levers.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+
+from envs.actions import ActionType
+from errors import TrainingError, lookup
+
+HYPERPARAMS_FILE = Path(__file__).resolve().parent / "hyperparams.yaml"
+# Keys of a hyperparameter block that are ours, not keyword arguments of the SB3 class.
+RUN_KEYS = ("n_timesteps", "policy", "normalize", "action_noise_std")
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """How to build one algorithm: its class, the action type it needs and how actions are adapted."""
+
+    name: str
+    module: str  # imported lazily: sb3_contrib is only needed for MaskablePPO
+    class_name: str
+    action_type: ActionType
+    flatten_actions: bool = False  # DQN: MultiDiscrete levers as one Discrete index
+    action_masks: bool = False  # MaskablePPO: invalid lever values masked out
+    off_policy: bool = False  # keeps a replay buffer, saved with checkpoints
+
+    def load_class(self) -> type:
+        import importlib
+
+        return getattr(importlib.import_module(self.module), self.class_name)
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    "ppo": Algorithm("ppo", "stable_baselines3", "PPO", "multidiscrete"),
+    "a2c": Algorithm("a2c", "stable_baselines3", "A2C", "multidiscrete"),
+    "dqn": Algorithm("dqn", "stable_baselines3", "DQN", "multidiscrete", flatten_actions=True, off_policy=True),
+    "sac": Algorithm("sac", "stable_baselines3", "SAC", "box", off_policy=True),
+    "td3": Algorithm("td3", "stable_baselines3", "TD3", "box", off_policy=True),
+    "maskable_ppo": Algorithm("maskable_ppo", "sb3_contrib", "MaskablePPO", "multidiscrete", action_masks=True),
+}
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """The registered algorithm called ``name``; a typo fails naming the closest one."""
+    return lookup(ALGORITHMS, name.lower(), "algorithm", error=TrainingError)
+
+
+# ---------------------------------------------------------------------------- hyperparameters
+
+_ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "silu": "SiLU", "elu": "ELU", "leaky_relu": "LeakyReLU"}
+
+
+def default_hyperparams(algo: str) -> dict[str, Any]:
+    """The shipped hyperparameters of ``algo`` (agents/hyperparams.yaml)."""
+    return copy.deepcopy(read_hyperparams_file(HYPERPARAMS_FILE)[get_algorithm(algo).name])
+
+
+def read_hyperparams_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """A YAML file of hyperparameter blocks keyed by algorithm name (checked against the registry)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise TrainingError(f"{path}: unreadable hyperparameter file: {err}") from err
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise TrainingError(f"{path}: expected a mapping of algorithm name -> mapping of hyperparameters")
+    for name in data:
+        lookup(ALGORITHMS, str(name), f"algorithm in {path}", error=TrainingError)
+    return data
+
+
+def resolve_hyperparams(algo: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The shipped block of ``algo`` with ``overrides`` applied on top (nested dicts merged)."""
+    params = default_hyperparams(algo)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(params.get(key), dict):
+            params[key] = {**params[key], **value}
+        else:
+            params[key] = value
+    return params
+
+
+def sb3_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for the SB3 constructor: our run keys removed, names in policy_kwargs resolved."""
+    kwargs = {k: v for k, v in params.items() if k not in RUN_KEYS}
+    policy_kwargs = dict(kwargs.get("policy_kwargs") or {})
+    if isinstance(policy_kwargs.get("activation_fn"), str):
+        from torch import nn
+
+        name = lookup(_ACTIVATIONS, policy_kwargs["activation_fn"], "activation_fn", error=TrainingError)
+        policy_kwargs["activation_fn"] = getattr(nn, name)
+    if policy_kwargs:
+        kwargs["policy_kwargs"] = policy_kwargs
+    return kwargs
+
+
+# ---------------------------------------------------------------------------- action adapters
+
+
+class FlattenedActions(VecEnvWrapper):
+    """A MultiDiscrete VecEnv seen through one Discrete action that numbers every lever combination (for DQN)."""
+
+    def __init__(self, venv: VecEnv):
+        if not isinstance(venv.action_space, spaces.MultiDiscrete):
+            raise TrainingError(f"FlattenedActions needs a MultiDiscrete action space, found {venv.action_space}")
+        self.nvec = np.asarray(venv.action_space.nvec, dtype=np.int64)
+        super().__init__(venv, action_space=spaces.Discrete(int(np.prod(self.nvec))))
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self.venv.step_async(unflatten_action(actions, self.nvec))
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        return self.venv.step_wait()
+
+
+def unflatten_action(index: Any, nvec: np.ndarray) -> np.ndarray:
+    """The MultiDiscrete action(s) numbered ``index`` (C order, the inverse of ``flatten_action``)."""
+    index = np.asarray(index, dtype=np.int64).reshape(-1)
+    return np.stack(np.unravel_index(index, tuple(int(n) for n in nvec)), axis=-1).astype(np.int64)
+
+
+def flatten_action(action: Any, nvec: np.ndarray) -> np.ndarray:
+    """The Discrete index of MultiDiscrete action(s)."""
+    action = np.atleast_2d(np.asarray(action, dtype=np.int64))
+    return np.ravel_multi_index(tuple(action.T), tuple(int(n) for n in nvec))
+
+
+def masks_from_observation(obs: np.ndarray, scenario: Any, product: int, nvec: np.ndarray | None = None) -> np.ndarray:
+    """``LaunchMarketEnv.action_masks()`` rebuilt from an observation of that env (so a MaskablePPO
+    policy can act with masks where only observations reach it), padded with False to ``nvec``."""
+    from envs.actions import ActionLayout
+    from envs.launch_market import OBSERVATION_NAMES
+    from envs.timeline import Timeline
+
+    field = {name: i for i, name in enumerate(OBSERVATION_NAMES)}
+    layout, tl = ActionLayout(scenario, "multidiscrete"), Timeline.from_scenario(scenario)
+    n = tl.n_steps
+    t = min(int(round(float(obs[field["progress"]]) * n)), n - 1)
+    if obs[field["launched"]] > 0.5:
+        launch = [False, True]
+    else:
+        launch = [t < tl.deadline_step, t >= tl.earliest_launch_step]
+    price = [True] * len(layout.price_levels)
+    if layout.has_flash:
+        price.append(bool(obs[field["flash_open"]] > 0.5 and obs[field["flash_uses_left"]] > 0))
+    bundle = [True] + [bool(tl.partner_open[o.item][t]) for o in layout.bundle_options]
+    own = [launch, price, bundle, [True] * len(layout.spend_levels), [True] * layout.n_creatives]
+    target = layout.nvec if nvec is None else np.asarray(nvec)
+    return np.concatenate([np.pad(np.array(m, dtype=bool), (0, int(k) - len(m))) for m, k in zip(own, target)])
+

@@ -1,0 +1,232 @@
+"""Training runs: the algorithm registry, run folders, checkpoints and resume after a kill,
+determinism, and trained policies acting in native single envs (including an unseen scenario)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from agents.algorithms import (
+    ALGORITHMS,
+    FlattenedActions,
+    flatten_action,
+    get_algorithm,
+    masks_from_observation,
+    resolve_hyperparams,
+    unflatten_action,
+)
+from agents.rollout import run_episode
+from agents.training import (
+    TrainConfig,
+    default_run_dir,
+    hyperparams_from_file,
+    latest_checkpoint,
+    load_trained_policy,
+    resume,
+    train,
+)
+from envs.launch_market import LaunchMarketEnv
+from errors import TrainingError
+from scenarios import list_scenarios, load_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+# Tiny budgets: a rollout of 32 steps per env, small replay buffers that start learning at once.
+TINY = {
+    "ppo": {"n_steps": 32, "batch_size": 64, "n_epochs": 2},
+    "maskable_ppo": {"n_steps": 32, "batch_size": 64, "n_epochs": 2},
+    "a2c": {"n_steps": 8},
+    "dqn": {"learning_starts": 32, "buffer_size": 1000, "batch_size": 32},
+    "sac": {"learning_starts": 32, "buffer_size": 1000, "batch_size": 32},
+    "td3": {"learning_starts": 32, "buffer_size": 1000, "batch_size": 32},
+}
+
+
+def tiny_config(out: Path, algo: str = "ppo", **kwargs) -> TrainConfig:
+    settings = dict(
+        scenarios=["food_coffee_bundle"], algo=algo, steps=128, market="structural", n_envs=2, seed=3, out=out,
+        hyperparams=TINY[algo], eval_episodes=2, evaluation="quick", eval_every=64, vec_kind="dummy",
+    )  # fmt: skip
+    settings.update(kwargs)
+    return TrainConfig(**settings)
+
+
+def test_registry_names_every_algorithm_and_suggests_the_closest():
+    assert set(ALGORITHMS) == {"ppo", "a2c", "dqn", "sac", "td3", "maskable_ppo"}
+    assert get_algorithm("PPO").class_name == "PPO"
+    with pytest.raises(TrainingError, match="did you mean 'maskable_ppo'"):
+        get_algorithm("maskable_pp")
+    with pytest.raises(TrainingError, match="did you mean 'ppo'"):
+        get_algorithm("ppo2")
+
+
+def test_hyperparameter_file_overrides_the_shipped_block(tmp_path):
+    path = tmp_path / "hp.yaml"
+    path.write_text("ppo:\n  n_steps: 64\n  policy_kwargs: {net_arch: [32]}\n")
+    override = hyperparams_from_file(path, "ppo")
+    merged = resolve_hyperparams("ppo", override)
+    assert merged["n_steps"] == 64 and merged["policy_kwargs"]["net_arch"] == [32]
+    assert merged["gamma"] == resolve_hyperparams("ppo")["gamma"]  # untouched keys keep the shipped value
+    with pytest.raises(TrainingError, match="no block for algorithm 'sac'"):
+        hyperparams_from_file(path, "sac")
+    path.write_text("ppoo:\n  n_steps: 64\n")
+    with pytest.raises(TrainingError, match="did you mean 'ppo'"):
+        hyperparams_from_file(path, "ppo")
+
+
+def test_flattened_actions_round_trip():
+    nvec = np.array([2, 6, 5, 5, 3])
+    every = np.stack(np.meshgrid(*[np.arange(n) for n in nvec], indexing="ij"), axis=-1).reshape(-1, len(nvec))
+    index = flatten_action(every, nvec)
+    assert sorted(index.tolist()) == list(range(int(np.prod(nvec))))
+    np.testing.assert_array_equal(unflatten_action(index, nvec), every)
+
+
+@pytest.mark.parametrize("path", list_scenarios(), ids=[p.stem for p in list_scenarios()])
+def test_masks_rebuilt_from_observations_match_the_env(path):
+    scenario = load_scenario(path)
+    env = LaunchMarketEnv(scenario)
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=1)
+    done = False
+    while not done:
+        masks = env.action_masks()
+        np.testing.assert_array_equal(masks_from_observation(obs, scenario, 0), masks)
+        parts = np.split(masks, np.cumsum(env.layout.nvec)[:-1])
+        action = [rng.choice(np.flatnonzero(m)) for m in parts]
+        obs, _, terminated, truncated, _ = env.step(action)
+        done = terminated or truncated
+
+
+@pytest.mark.parametrize("algo", sorted(ALGORITHMS))
+def test_every_algorithm_trains_and_acts_in_the_native_env(tmp_path, algo):
+    run = train(tiny_config(tmp_path / algo, algo), progress=False)
+    for name in ("config.yml", "command.txt", "versions.json", "history.jsonl", "model.zip", "evaluation.json"):
+        assert (run / name).is_file(), name
+    assert (run / "scenarios" / "food_coffee_bundle.yaml").is_file()
+    assert (run / "vecnormalize.pkl").is_file() and latest_checkpoint(run) is not None
+    assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
+    config = yaml.safe_load((run / "config.yml").read_text())
+    assert config["algorithm"] == algo and config["env"]["action_type"] == get_algorithm(algo).action_type
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert evaluation["evaluator"].startswith("quick") and np.isfinite(evaluation["markets"][0]["training_market"]["profit_mean"])
+
+    scenario = load_scenario("food_coffee_bundle")
+    policy = load_trained_policy(run, scenario)
+    env = LaunchMarketEnv(scenario, action_type=get_algorithm(algo).action_type)
+    obs, _ = env.reset(seed=0)
+    action, _ = policy.predict(obs)
+    assert env.action_space.contains(np.asarray(action, dtype=env.action_space.dtype))
+    weekly = run_episode(env, policy, seed=0)
+    assert len(weekly) == scenario.n_steps
+
+
+def test_dqn_sees_one_discrete_action(tmp_path):
+    from envs.vector import make_market_vec_env
+
+    venv = FlattenedActions(make_market_vec_env(load_scenario("food_coffee_bundle"), 2, market="structural", kind="dummy"))
+    assert venv.action_space.n == int(np.prod(venv.nvec))
+    venv.reset()
+    _, rewards, _, _ = venv.step(np.array([0, venv.action_space.n - 1]))
+    assert rewards.shape == (2,)
+
+
+def test_same_seed_gives_the_same_run(tmp_path):
+    first = train(tiny_config(tmp_path / "a"), progress=False)
+    np.random.seed(12345)  # global NumPy state must not matter
+    np.random.random(7)
+    second = train(tiny_config(tmp_path / "b"), progress=False)
+    assert json.loads((first / "evaluation.json").read_text()) == json.loads((second / "evaluation.json").read_text())
+    scenario = load_scenario("food_coffee_bundle")
+    env = LaunchMarketEnv(scenario)
+    a = run_episode(env, load_trained_policy(first, scenario), seed=5)
+    b = run_episode(env, load_trained_policy(second, scenario), seed=5)
+    assert a.drop(columns="ignored").equals(b.drop(columns="ignored"))
+    other = train(tiny_config(tmp_path / "c", seed=4), progress=False)
+    pa = load_trained_policy(first, scenario).model.policy.state_dict()
+    pc = load_trained_policy(other, scenario).model.policy.state_dict()
+    assert any(not np.array_equal(pa[k].numpy(), pc[k].numpy()) for k in pa)
+
+
+def test_run_folder_is_not_overwritten_and_resume_needs_a_run(tmp_path):
+    run = train(tiny_config(tmp_path / "run"), progress=False)
+    with pytest.raises(TrainingError, match="already holds a run"):
+        train(tiny_config(run), progress=False)
+    with pytest.raises(TrainingError, match="has finished"):
+        resume(run, progress=False)
+    with pytest.raises(TrainingError, match="not a training run folder"):
+        resume(tmp_path, progress=False)
+    assert default_run_dir(["food_coffee_bundle"], "ppo", 3, root=tmp_path).name == "ppo_food_coffee_bundle_seed3"
+
+
+def test_resume_continues_from_the_last_checkpoint_after_a_kill(tmp_path):
+    hp = tmp_path / "hp.yaml"
+    hp.write_text(yaml.safe_dump({"ppo": TINY["ppo"]}))
+    run = tmp_path / "run"
+    steps, rollout = 3000, 32 * 2
+    command = [
+        sys.executable, str(ROOT / "run_sim.py"), "train", "--scenario", "food_coffee_bundle", "--market", "structural",
+        "--steps", str(steps), "--n-envs", "2", "--seed", "1", "--checkpoint-every", "128", "--hyperparams", str(hp),
+        "--eval-episodes", "2", "--evaluation", "quick", "--out", str(run),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while latest_checkpoint(run) is None and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, f"training ended before the kill: {process.stderr.read().decode()[-2000:]}"
+    killed_at = latest_checkpoint(run)
+    assert killed_at is not None and not (run / "model.zip").exists()
+    _, _, step = killed_at
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "run_sim.py"), "train", "--resume", str(run)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "evaluation" in result.stdout
+    events = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    resumed = next(e for e in events if e["event"] == "resume")
+    assert resumed["from_checkpoint"] == killed_at[0].name and resumed["steps_done"] == step
+    after = [e["step"] for e in events[events.index(resumed) :] if e["event"] == "checkpoint"]
+    assert after and min(after) > step  # it went on from there, not from scratch
+    finish = events[-1]
+    assert finish["event"] == "finish" and finish["steps"] == -(-steps // rollout) * rollout  # as an unbroken run
+    assert len((run / "command.txt").read_text().splitlines()) == 2
+
+
+def test_multi_scenario_policy_runs_on_a_scenario_it_never_saw(tmp_path, tiny_bert, tiny_logs):
+    from models.finetune import FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(encoder=str(tiny_bert), mode="frozen", head_epochs=1, hidden=16, latent=4)
+    predictor_dir = finetune(tiny_logs[tiny_logs["split"] == "train"], cfg).save(tmp_path / "predictor")
+    run = train(
+        tiny_config(
+            tmp_path / "multi", scenarios=["food_coffee_bundle", "apparel_sneaker_drop"], market="learned",
+            predictor=str(predictor_dir), device="cpu",
+        ),
+        progress=False,
+    )  # fmt: skip
+    config = yaml.safe_load((run / "config.yml").read_text())
+    assert config["env"]["product_features"] and config["env"]["observation_size"] == 25 + 4
+    assert json.loads((run / "predictor.json").read_text())["path"] == str(Path(predictor_dir).resolve())
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert [m["scenario"] for m in evaluation["markets"]] == ["food_coffee_bundle", "apparel_sneaker_drop"]
+
+    unseen = load_scenario("beauty_serum_flash_sale")
+    policy = load_trained_policy(run, unseen)
+    assert policy.traits is not None and policy.traits.shape == (4,)
+    env = LaunchMarketEnv(unseen)
+    obs, _ = env.reset(seed=0)
+    for _ in range(unseen.n_steps):
+        action, _ = policy.predict(obs)
+        assert env.action_space.contains(np.asarray(action, dtype=np.int64))
+        obs, _, terminated, _, _ = env.step(action)
+    assert terminated
