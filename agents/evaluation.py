@@ -61,17 +61,21 @@ def evaluate(
     def make_policy() -> Policy:
         return resolve_policy(spec, s, index, seed=seed, predictor=predictor)
 
-    started = time.perf_counter()
+    say(f"planning the oracle for {s.name}" if spec == ORACLE else f"loading {spec}")
+    wall, cpu = time.perf_counter(), time.process_time()
     policy = make_policy()  # first, so that a bad spec fails before any long work
-    say(f"planning the oracle for {s.name}")
+    if spec != ORACLE:
+        say(f"planning the oracle for {s.name}")
+        wall, cpu = time.perf_counter(), time.process_time()
     oracle = policy if spec == ORACLE else resolve_policy(ORACLE, s, index)
-    plan_seconds = time.perf_counter() - started
+    plan_seconds, plan_cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
 
     say(f"{spec}: {episodes} episodes in the structural market")
     truth, truth_weekly = _play(s, index, policy, seeds)
     oracle_result, oracle_weekly = (dict(truth), truth_weekly) if spec == ORACLE else _play(s, index, oracle, seeds)
     oracle_result["expected_profit"] = float(oracle.plan.expected_profit)
     oracle_result["plan_seconds"] = plan_seconds
+    oracle_result["plan_cpu_seconds"] = plan_cpu_seconds
 
     result: dict[str, Any] = {
         "scenario": s.name,

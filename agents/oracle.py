@@ -10,7 +10,11 @@ equation is duplicated here). The search, documented with its limits in docs/EVA
    heuristic baselines play;
 2. local search from the best few starts: sweeps of single-step and suffix ("from step t on")
    moves over every lever value, and moves of the launch step, until a sweep gains nothing;
-3. for the ``box`` action space, a bounded scalar refinement of each step's price ratio and ad
+   re-playing a changed plan only from its first changed step (env snapshots);
+3. iterated local search: a few seeded random "kicks" (two levers reset over random segments)
+   from the best plan, each followed by local search, kept when better;
+4. a final polish of the best plan with segment and two-phase moves of the price and ad levers;
+5. for the ``box`` action space, a bounded scalar refinement of each step's price ratio and ad
    share (continuous levers).
 
 The plan maximises expected profit. ``OraclePolicy`` plays it by step index, with SB3's ``predict``
@@ -134,8 +138,11 @@ class OraclePlanner:
         starts: int = 3,
         max_sweeps: int = 8,
         warm_starts: bool = True,
+        kicks: int = 10,
+        seed: int = 0,
     ):
         self.scenario = scenario
+        self.kicks, self.seed = kicks, seed
         self.product = product_index(scenario, product)
         self.action_type = action_type
         self.starts, self.max_sweeps, self.warm_starts = starts, max_sweeps, warm_starts
@@ -186,10 +193,26 @@ class OraclePlanner:
             if value > best_value:
                 best_value, best = value, lv
         assert best is not None
+        rng = np.random.default_rng(self.seed)
+        for _ in range(self.kicks):
+            trial = self._kick(best, rng)
+            value, lv = self._local_search(trial, self.value(trial))
+            if value > best_value:
+                best_value, best = value, lv
         best_value, best = self._local_search(best, best_value, segments=True)
         if self.action_type == "box":
             best_value, best = self._refine_continuous(best, best_value)
         return Plan(best.launch, tuple(self.decisions(best)), best_value, self.market.evaluations)
+
+    def _kick(self, lv: _Levers, rng: np.random.Generator) -> _Levers:
+        """A random jump out of a local optimum: two levers set to random values over random segments."""
+        sizes = {"price": self.n_price, "ad": len(self.layout.spend_levels), "bundle": 1 + len(self.layout.bundle_options)}
+        for levers in (("price", "ad", "bundle"), ("price", "ad")):
+            lever = str(rng.choice(levers))
+            start = int(rng.integers(lv.launch, self.n))
+            stop = int(rng.integers(start + 1, self.n + 1))
+            lv = _setter(lv, lever, start, stop, int(rng.integers(sizes[lever])))()
+        return lv
 
     def _constant(self, launch: int, price: int, bundle: int, ad: int, creative: int) -> _Levers:
         n = self.n
@@ -390,11 +413,17 @@ def make_oracle(
     starts: int = 3,
     max_sweeps: int = 8,
     warm_starts: bool = True,
+    kicks: int = 10,
+    seed: int = 0,
 ) -> OraclePolicy:
     """Plan on the structural market's expected dynamics and return the policy that plays the plan.
 
     ``starts``: how many of the best structured starts get the full local search; ``warm_starts``:
-    also start from the heuristic baselines' plans.
+    also start from the heuristic baselines' plans; ``kicks``: random restarts around the best plan
+    (iterated local search, drawn from a generator seeded with ``seed``).
     """
-    planner = OraclePlanner(scenario, product, action_type, starts=starts, max_sweeps=max_sweeps, warm_starts=warm_starts)
+    planner = OraclePlanner(
+        scenario, product, action_type, starts=starts, max_sweeps=max_sweeps, warm_starts=warm_starts, kicks=kicks,
+        seed=seed,
+    )  # fmt: skip
     return OraclePolicy(scenario, planner.plan(), product=planner.product, action_type=action_type)

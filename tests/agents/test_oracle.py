@@ -55,7 +55,7 @@ def test_oracle_picks_the_level_nearest_the_closed_form_price(closed_form):
 
 
 def test_oracle_in_the_box_space_finds_the_continuous_optimum(closed_form):
-    plan = OraclePlanner(closed_form, action_type="box", warm_starts=False, starts=1).plan()
+    plan = OraclePlanner(closed_form, action_type="box", warm_starts=False, starts=1, kicks=0).plan()
     x_star = closed_form_optimum(closed_form)
     for d in plan.decisions:
         assert d.price_ratio == pytest.approx(x_star, rel=0.005)
@@ -74,7 +74,7 @@ def test_oracle_beats_every_heuristic_in_the_expected_market(name):
 
 def test_search_alone_beats_the_heuristics_without_their_warm_starts():
     s = load_scenario("apparel_winter_coat_holiday")
-    plan = OraclePlanner(s, warm_starts=False).plan()
+    plan = OraclePlanner(s, warm_starts=False, kicks=0).plan()
     env = LaunchMarketEnv(s, outcomes="expected")
     best = max(run_episode(env, make_heuristic(h, s), seed=0)["profit"].sum() for h in HEURISTICS)
     assert plan.expected_profit > 1.2 * best
@@ -82,7 +82,7 @@ def test_search_alone_beats_the_heuristics_without_their_warm_starts():
 
 def test_policy_plays_the_plan_with_valid_actions_and_its_value():
     s = load_scenario("beauty_gift_set_holiday_bundle")
-    policy = make_oracle(s)
+    policy = make_oracle(s, kicks=0)
     weekly = run_episode(LaunchMarketEnv(s, outcomes="expected"), policy, seed=0)
     assert (weekly["ignored"] == "").all(), weekly["ignored"].unique()
     assert weekly["profit"].sum() == pytest.approx(policy.plan.expected_profit, rel=1e-9)
@@ -91,10 +91,10 @@ def test_policy_plays_the_plan_with_valid_actions_and_its_value():
 
 def test_oracle_respects_launch_rules_and_flash_sale_limits():
     s = load_scenario("food_bbq_sauce_summer")  # earliest launch week 2
-    weekly = run_episode(LaunchMarketEnv(s, outcomes="expected"), make_oracle(s), seed=0)
+    weekly = run_episode(LaunchMarketEnv(s, outcomes="expected"), make_oracle(s, kicks=0), seed=0)
     assert not weekly["launched"].iloc[:2].any() and (weekly["ignored"] == "").all()
     s = load_scenario("beauty_serum_flash_sale")
-    weekly = run_episode(LaunchMarketEnv(s), make_oracle(s), seed=3)
+    weekly = run_episode(LaunchMarketEnv(s), make_oracle(s, kicks=0), seed=3)
     assert weekly["flash_sale"].sum() <= s.pricing.flash_sale.max_uses and (weekly["ignored"] == "").all()
 
 
