@@ -32,7 +32,7 @@ import math
 import os
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -383,6 +383,25 @@ def export_table(
     out = Path(out)
     if out.suffix not in TABLE_SUFFIXES:
         raise PolicyError(f"{out}: found suffix {out.suffix!r}, expected one of {', '.join(TABLE_SUFFIXES)}")
+    table = table_policy_from(
+        policy, scenario, product, grid, policy_spec=policy_spec, seed=seed,
+        context_episodes=context_episodes, fidelity_episodes=fidelity_episodes,
+    )  # fmt: skip
+    return write_table(table.table, table.metadata, out)
+
+
+def table_policy_from(
+    policy: Any,
+    scenario: Scenario,
+    product: int | str = 0,
+    grid: TableGrid | None = None,
+    *,
+    policy_spec: str | None = None,
+    seed: int = 0,
+    context_episodes: int = 8,
+    fidelity_episodes: int = 20,
+) -> TablePolicy:
+    """The table of ``policy`` as a TablePolicy in memory, its metadata filled in (``export_table`` writes it)."""
     index = product_index(scenario, product)
     grid = grid or TableGrid()
     frame = build_table(policy, scenario, index, grid, context_episodes=context_episodes, seed=seed)
@@ -404,12 +423,42 @@ def export_table(
         ),
         "rows": len(frame),
     }
-    table = TablePolicy(frame, metadata, scenario, index, source=str(out))
+    table = TablePolicy(frame, metadata, scenario, index)
     if fidelity_episodes > 0:
         metadata["fidelity"] = measure_fidelity(
             policy, table, scenario, index, episodes=fidelity_episodes, seed=seed + max(context_episodes, 0) + 1000
         )
-    return write_table(frame, metadata, out)
+    return table
+
+
+def fidelity_survey(
+    policies: Sequence[str], scenarios: Sequence[str | Path] | None = None, episodes: int = 20, seed: int = 0,
+    grid: TableGrid | None = None, all_products: bool = True, progress: bool = False,
+) -> pd.DataFrame:  # fmt: skip
+    """Table-vs-source fidelity for every (scenario, product, policy): what docs/EVALUATION.md reports.
+    A policy spec may name a per-scenario run folder with ``{scenario}`` (``runs/ppo_{scenario}``)."""
+    from agents.replay import build_policy
+    from scenarios.loader import list_scenarios
+
+    rows = []
+    for path in scenarios or list_scenarios():
+        scenario = load_scenario(path)
+        for index, product in enumerate(scenario.products if all_products else scenario.products[:1]):
+            for template in policies:
+                spec = template.replace("{scenario}", scenario.name)
+                source = build_policy(spec, scenario, index, seed=seed)
+                fid = table_policy_from(source, scenario, index, grid, policy_spec=spec, seed=seed, fidelity_episodes=episodes).metadata["fidelity"]
+                rows.append({
+                    "scenario": scenario.name, "product": product.name, "policy": template,
+                    "source_profit": fid["source_profit_mean"], "table_profit": fid["table_profit_mean"],
+                    "profit_ratio": fid["profit_ratio"], "delta_ci95": fid["delta_ci95"],
+                    "agreement": fid["agreement"], "raw_agreement": fid["raw_agreement"], "states": fid["states"],
+                })  # fmt: skip
+                if progress:
+                    r = rows[-1]
+                    ratio = "n/a" if r["profit_ratio"] is None else f"{r['profit_ratio']:.4f}"
+                    print(f"{r['scenario']:<34} {r['product']:<26} {spec:<16} ratio {ratio} agreement {r['agreement']:.4f}", flush=True)
+    return pd.DataFrame(rows)
 
 
 def _grid_metadata(scenario: Scenario, product: int, grid: TableGrid) -> dict[str, Any]:
@@ -462,19 +511,22 @@ def measure_fidelity(
     source: Any, table: TablePolicy, scenario: Scenario, product: int = 0, episodes: int = 20, seed: int = 1000
 ) -> dict[str, Any]:
     """Ground-truth profit of the table policy vs its source on the same seeds, and the share of the
-    source's visited states in which the table takes the same action (after snapping to its levels)."""
+    source's visited states in which the table decides the same (after snapping to its levels):
+    ``agreement`` compares the levers that take effect in that state, ``raw_agreement`` all five."""
     from agents.replay import paired_interval
 
     env, source_env = LaunchMarketEnv(scenario, product), _source_env(source, scenario, product)
     layout = table.layout
-    source_profit, table_profit, agree, states = [], [], 0, 0
+    source_profit, table_profit, agree, raw, states = [], [], 0, 0, 0
     for ep in range(episodes):
         pairs, profit = _play(source_env, source, seed + ep)
         source_profit.append(profit)
         for obs, action in pairs:
-            mine = table.predict(obs)[0]
+            mine = np.asarray(table.predict(obs)[0])
             theirs = layout.encode(decode_action(action, scenario))
-            agree += bool(np.array_equal(np.asarray(mine), np.asarray(theirs)))
+            live = effective_levers(obs, mine, theirs)
+            agree += bool(np.array_equal(mine[live], theirs[live]))
+            raw += bool(np.array_equal(mine, theirs))
             states += 1
         table_profit.append(_play(env, table, seed + ep)[1])
     src, tab = float(np.mean(source_profit)), float(np.mean(table_profit))
@@ -489,8 +541,18 @@ def measure_fidelity(
         "delta_mean": delta["mean"],
         "delta_ci95": delta["ci95"],
         "agreement": agree / states if states else None,
+        "raw_agreement": raw / states if states else None,
         "states": states,
     }
+
+
+def effective_levers(obs: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Which MultiDiscrete components take effect in this state for both actions: the launch lever
+    only while unlaunched and allowed; price and bundle only once on sale (launched, or both launch now)."""
+    launched = obs[_OBS["launched"]] > 0.5
+    allowed = obs[_OBS["launch_allowed"]] > 0.5
+    on_sale = launched or (allowed and a[0] == 1 and b[0] == 1)
+    return np.array([not launched and allowed, on_sale, on_sale, True, True])
 
 
 # ---------------------------------------------------------------- files

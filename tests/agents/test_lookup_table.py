@@ -142,7 +142,7 @@ def test_table_of_a_deterministic_heuristic_matches_it(tmp_path, scenario, heuri
         make_heuristic(heuristic, s), s, out=tmp_path / "t.json", context_episodes=1, fidelity_episodes=2
     )
     fidelity = json.loads(path.read_text())["metadata"]["fidelity"]
-    assert fidelity["agreement"] == 1.0 and fidelity["states"] == 2 * s.n_steps
+    assert fidelity["agreement"] == fidelity["raw_agreement"] == 1.0 and fidelity["states"] == 2 * s.n_steps
     assert fidelity["table_profit_mean"] == fidelity["source_profit_mean"]  # same actions, same seeds
 
 
@@ -235,3 +235,19 @@ def test_unlisted_state_falls_back_to_the_nearest_cell_that_week(coffee_table):
     obs = GridObserver(s, 0, TableGrid()).observation(cell)
     obs[_OBS["flash_uses_left"]] = 1.0  # no flash sale in this scenario: never on the grid
     assert table.predict(obs)[0].shape == (5,)
+
+
+def test_agreement_counts_only_the_levers_in_effect():
+    from agents.lookup_table import effective_levers
+
+    obs = np.zeros(len(OBSERVATION_NAMES), dtype=np.float32)
+    obs[_OBS["launch_allowed"]] = 1.0
+    wait, wait_other_price = np.array([0, 1, 0, 2, 0]), np.array([0, 3, 1, 2, 0])
+    live = effective_levers(obs, wait, wait_other_price)
+    assert np.array_equal(wait[live], wait_other_price[live])  # before launch the price and bundle are ignored
+    go, go_other_price = np.array([1, 1, 0, 2, 0]), np.array([1, 3, 0, 2, 0])
+    live = effective_levers(obs, go, go_other_price)
+    assert not np.array_equal(go[live], go_other_price[live])  # launching now: the price takes effect
+    obs[_OBS["launched"]] = 1.0
+    live = effective_levers(obs, go, np.array([0, 1, 0, 2, 0]))
+    assert live.tolist() == [False, True, True, True, True]  # once on sale the launch lever is ignored
