@@ -265,63 +265,6 @@ def cmd_export_table(args: argparse.Namespace) -> int:
             f"fidelity in the ground-truth market over {fid['episodes']} episodes (seeds {fid['seeds'][0]}..{fid['seeds'][1]}): "
             f"table {fid['table_profit_mean']:,.2f} vs source {fid['source_profit_mean']:,.2f} profit ({ratio}; "
             f"delta {fid['delta_mean']:,.2f}" + ("" if ci is None else f", 95% CI [{ci[0]:,.2f}, {ci[1]:,.2f}]") + "); "
-            f"actions agree in {100 * fid['agreement']:.2f}% of {fid['states']} visited states"
-        )
-    return 0
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from agents.replay import replay, summary_table, write_replay
-    from scenarios import load_scenario
-    from scenarios.overrides import apply_overrides
-
-    scenario = load_scenario(args.scenario)
-    apply_overrides(scenario, args.set)  # fail fast on a bad --set, before loading a predictor
-    predictor = None
-    if "learned" in args.markets:
-        from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
-
-        predictor = LaunchPredictor.load(args.predictor or DEFAULT_PREDICTOR_DIR, device=args.device)
-    elif args.predictor:
-        raise PredictorError("--predictor needs --markets learned")
-    result = replay(
-        scenario, args.policy, overrides=args.set, versus=args.versus, episodes=args.episodes, seed=args.seed,
-        product=args.product, markets=args.markets, predictor=predictor, actions=args.actions,
-        rebuild_policy=args.rebuild_policy, outcomes=args.outcomes, progress=sys.stderr.isatty(),
-    )  # fmt: skip
-    paths = write_replay(result, args.out)
-    console = Console(width=None if sys.stdout.isatty() else 150)
-    console.print(summary_table(result.summary))
-    console.print(f"written to {paths['weekly_csv']}, {paths['weekly_parquet'].name}, {paths['summary'].name}, {paths['plot'].name}")
-    return 0
-
-
-def cmd_export_table(args: argparse.Namespace) -> int:
-    from agents.lookup_table import TableGrid, export_table, read_table
-    from agents.replay import build_policy
-    from envs.launch_market import product_index
-    from scenarios import load_scenario
-
-    scenario = load_scenario(args.scenario)
-    index = product_index(scenario, args.product)
-    policy = build_policy(args.policy, scenario, index, seed=args.seed, actions=args.actions)
-    path = export_table(
-        policy, scenario, index, grid=TableGrid.parse(args.bins), out=args.out,
-        policy_spec=args.policy if args.actions is None else f"actions:{args.actions}", seed=args.seed,
-        context_episodes=args.context_episodes, fidelity_episodes=args.fidelity_episodes,
-    )  # fmt: skip
-    _, meta = read_table(path)
-    print(f"{meta['rows']:,} rows written to {path}")
-    fid = meta.get("fidelity")
-    if fid:
-        ratio = "n/a (source profit ≤ 0)" if fid["profit_ratio"] is None else f"{100 * fid['profit_ratio']:.2f}%"
-        ci = fid["delta_ci95"]
-        print(
-            f"fidelity in the ground-truth market over {fid['episodes']} episodes (seeds {fid['seeds'][0]}..{fid['seeds'][1]}): "
-            f"table {fid['table_profit_mean']:,.2f} vs source {fid['source_profit_mean']:,.2f} profit ({ratio}; "
-            f"delta {fid['delta_mean']:,.2f}" + ("" if ci is None else f", 95% CI [{ci[0]:,.2f}, {ci[1]:,.2f}]") + "); "
             f"actions agree in {100 * fid['agreement']:.2f}% of {fid['states']} visited states "
             f"(levers in effect; all five levers: {100 * fid['raw_agreement']:.2f}%)"
         )
@@ -421,35 +364,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive_int, default=5)
     p.add_argument("--json", help="write the results as JSON to this file")
     p.set_defaults(func=cmd_bench)
-
-    p = sub.add_parser("replay", help="what-if replay: baseline vs --set overrides and/or --versus policy, same seeds")
-    p.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="a scenario file or a shipped scenario name")
-    p.add_argument("--policy", default="list_price", help="heuristic, oracle, run folder or lookup table (.csv/.parquet/.json)")
-    p.add_argument("--actions", help="play a recorded plan instead: a CSV with one row per week (see agents/recorded_plan.py)")
-    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="scenario override, e.g. ads.budget=*0.5, competitor.events.0.week=-3 (repeatable)")
-    p.add_argument("--versus", help="A/B form: this policy acts in the override arm")
-    p.add_argument("--rebuild-policy", action="store_true", help="build the policy again for the changed scenario (default: the baseline's policy acts unchanged)")
-    p.add_argument("--episodes", type=_positive_int, default=20, help="paired episodes (seeds seed, seed+1, ...)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--product", default="0", help="which product of the scenario to launch (index or name)")
-    p.add_argument("--markets", nargs="+", choices=["structural", "learned"], default=["structural", "learned"])
-    p.add_argument("--predictor", help="predictor folder for the learned market (default: the shipped default predictor)")
-    p.add_argument("--device", help="cpu or cuda for the predictor (default: cuda when present)")
-    p.add_argument("--outcomes", choices=["sampled", "expected"], default="sampled", help="sampled or noise-free")
-    p.add_argument("--out", required=True, help="folder for weekly.csv/.parquet, episodes.csv, summary.json, trajectories.png")
-    p.set_defaults(func=cmd_replay)
-
-    p = sub.add_parser("export-table", help="write a policy's decisions on a state grid as a lookup table (CSV/Parquet/JSON)")
-    p.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="a scenario file or a shipped scenario name")
-    p.add_argument("--policy", default="list_price", help="heuristic, oracle, run folder or lookup table")
-    p.add_argument("--actions", help="export a recorded plan (CSV, one row per week) instead")
-    p.add_argument("--product", default="0", help="which product of the scenario (index or name)")
-    p.add_argument("--out", required=True, help="the table file: .csv (with a .meta.json sidecar), .parquet or .json")
-    p.add_argument("--bins", action="append", default=[], metavar="AXIS=E0,E1,...", help="bin edges (shares) for adoption, stock or budget_left, e.g. stock=0,0.1,0.5,1")
-    p.add_argument("--fidelity-episodes", type=int, default=20, help="ground-truth episodes comparing table and source (0: skip)")
-    p.add_argument("--context-episodes", type=int, default=8, help="source episodes whose visited states fill the off-grid observation fields")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_export_table)
 
     p = sub.add_parser("replay", help="what-if replay: baseline vs --set overrides and/or --versus policy, same seeds")
     p.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="a scenario file or a shipped scenario name")
