@@ -25,6 +25,9 @@ class ScenarioError(LaunchSimError):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
 
+    def __reduce__(self):  # pickles intact across processes (Ray workers): rebuilt from the problem list
+        return type(self), (self.problems,)
+
 
 class PolicyError(LaunchSimError):
     """A policy name, run folder or table is unknown or does not fit the scenario."""
@@ -40,6 +43,10 @@ class PredictorError(LaunchSimError):
 
 class TrainingError(LaunchSimError):
     """A training setting (algorithm, hyperparameters) or a run folder is invalid or unusable."""
+
+
+class SweepError(LaunchSimError):
+    """A sweep file is invalid, or Ray is missing or unreachable."""
 
 
 T = TypeVar("T")

@@ -271,6 +271,18 @@ def cmd_export_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from agents.sweep import require_ray, run_sweep, summary_lines
+    from agents.sweep_config import load_sweep
+
+    config, path = load_sweep(args.config)
+    require_ray()
+    out = Path(args.out) if args.out else Path("runs/sweeps") / config.name
+    result = run_sweep(config, out, address=args.address, max_concurrent=args.max_concurrent, base_dir=path.parent)
+    print("\n".join(summary_lines(result)))
+    return 1 if result.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from agents.heuristics import HEURISTICS
     from scenarios import DEFAULT_SCENARIO
@@ -393,6 +405,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context-episodes", type=int, default=8, help="source episodes whose visited states fill the off-grid observation fields")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_export_table)
+
+    p = sub.add_parser("sweep", help="train and evaluate a grid of scenarios x algorithms x seeds on Ray (local or a cluster)")
+    p.add_argument("--config", required=True, help="a sweep YAML file (example: agents/sweeps/example.yaml)")
+    p.add_argument("--address", help="join this Ray cluster (ray://HOST:10001, or HOST:6379 on a cluster node); default: start Ray here")
+    p.add_argument("--max-concurrent", type=_positive_int, help="at most this many trials at once (default: as resources allow)")
+    p.add_argument("--out", help="the sweep folder (default: runs/sweeps/NAME); re-running skips completed trials")
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 

@@ -183,3 +183,45 @@ def test_train_bad_algorithm_or_resume_exits_2(tmp_path, capsys):
     assert code == 2 and err.startswith("error: unknown algorithm 'maskable_pp'; did you mean 'maskable_ppo'?")
     code, err = run_in_process(capsys, "train", "--resume", str(tmp_path))
     assert code == 2 and "not a training run folder" in err
+
+
+SWEEP_FILE = """name: smoke
+scenarios: [apparel_sneaker_drop]
+algorithms: [ppo]
+seeds: [0]
+steps: 64
+market: structural
+n_envs: 2
+eval_episodes: 2
+search: {ppo: {n_steps: 32, batch_size: 64, n_epochs: 1}}
+"""
+
+
+def test_sweep_command(tmp_path):
+    config, out = tmp_path / "smoke.yaml", tmp_path / "sweep"
+    config.write_text(SWEEP_FILE)
+    result = run("sweep", "--config", str(config), "--out", str(out), "--max-concurrent", "1")
+    assert result.returncode == 0, result.stderr
+    assert "1 trials: 1 ok, 0 failed" in result.stdout and "best run per scenario" in result.stdout
+    table = pd.read_parquet(out / "results.parquet")
+    assert list(table["status"]) == ["ok"] and (out / "results.md").exists()
+    assert (Path(table["run_dir"][0]) / "evaluation.json").exists()
+    result = run("sweep", "--config", str(config), "--out", str(out))  # completed: skipped, no training
+    assert result.returncode == 0 and "(0 run now, 1 completed earlier)" in result.stdout
+
+
+def test_sweep_bad_config_and_missing_ray_exit_2(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SWEEP_FILE.replace("seeds:", "seed:"))
+    result = run("sweep", "--config", str(bad))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {bad}: seed: unknown key; did you mean 'seeds'?")
+    no_ray = tmp_path / "no_ray"
+    (no_ray / "ray").mkdir(parents=True)
+    (no_ray / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    good = tmp_path / "good.yaml"
+    good.write_text(SWEEP_FILE)
+    monkeypatch.setenv("PYTHONPATH", str(no_ray))  # the subprocess finds this `ray`, which fails to import
+    result = run("sweep", "--config", str(good), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert 'pip install "launchsim[ray]"' in result.stderr
