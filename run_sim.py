@@ -83,12 +83,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from envs.benchmark import run_benchmarks
+    import torch
 
-    result = run_benchmarks(n_steps=args.steps, repeats=args.repeats, progress=lambda m: print(m, file=sys.stderr))
-    for name, r in result["single_env"].items():
-        print(f"{name:<40} {r['steps_per_s']:>12,.0f} steps/s  (min {r['min']:,.0f}, max {r['max']:,.0f})")
-    print(f"launch market / CartPole-v1 (raw): structural {result['ratio_launch_market_to_cartpole_raw']:.2f}, learned {result['ratio_learned_market_to_cartpole_raw']:.2f}")
+    from envs.benchmark import run_benchmarks, run_vec_benchmarks
+
+    progress = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    result: dict = {}
+    if args.only != "vec":
+        result = run_benchmarks(n_steps=args.steps, repeats=args.repeats, progress=progress)
+        for name, r in result["single_env"].items():
+            print(f"{name:<40} {r['steps_per_s']:>12,.0f} steps/s  (min {r['min']:,.0f}, max {r['max']:,.0f})")
+        print(f"launch market / CartPole-v1 (raw): structural {result['ratio_launch_market_to_cartpole_raw']:.2f}, learned {result['ratio_learned_market_to_cartpole_raw']:.2f}")
+    if args.only != "single":
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise LaunchSimError("--device cuda: torch sees no CUDA device here")
+        sizes = args.sizes or ([4096, 65536, 1048576] if device == "cuda" else [64, 1024, 4096])
+        vec = run_vec_benchmarks(sizes, device=device, dummy_max=4096, repeats=min(args.repeats, 3), texts=args.texts, progress=progress)
+        result["vec"] = vec
+        for r in vec["vec_env"]:
+            print(f"{r['env']:<12} {r['market']:<10} head {r['head']:<16} N={r['n']:>9,} {r['steps_per_s']:>14,.0f} steps/s")
+        for r in vec["ppo"]:
+            print(f"PPO {r['phase']:<8} {r['env']:<8} N={r['n']:>6,} {r['steps_per_s']:>10,.0f} steps/s")
+        print(f"encoder: {vec['encoder']['texts_per_s']:,.0f} texts/s at length {vec['encoder']['max_length']}; peak memory {vec['memory']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
@@ -150,6 +167,25 @@ def cmd_predictors_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from agents.training import TrainConfig, default_run_dir, hyperparams_from_file, resume, summary_lines, train
+
+    if args.resume:
+        run_dir = resume(args.resume)
+    else:
+        config = TrainConfig(
+            scenarios=args.scenario, algo=args.algo, steps=args.steps, market=args.market, predictor=args.predictor,
+            n_envs=args.n_envs, seed=args.seed, out=args.out or default_run_dir(args.scenario, args.algo, args.seed),
+            hyperparams=hyperparams_from_file(args.hyperparams, args.algo) if args.hyperparams else None,
+            checkpoint_every=args.checkpoint_every, eval_episodes=args.eval_episodes, evaluation=args.evaluation,
+            device=args.device,
+        )  # fmt: skip
+        run_dir = train(config)
+    print("\n".join(summary_lines(json.loads((Path(run_dir) / "evaluation.json").read_text()))))
+    print(f"run folder: {run_dir}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -191,25 +227,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.report:
         paths = write_report(result, args.report)
         console.print(f"report: {paths['markdown']} and {paths['png']}")
-    return 0
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from agents.training import TrainConfig, default_run_dir, hyperparams_from_file, resume, summary_lines, train
-
-    if args.resume:
-        run_dir = resume(args.resume)
-    else:
-        config = TrainConfig(
-            scenarios=args.scenario, algo=args.algo, steps=args.steps, market=args.market, predictor=args.predictor,
-            n_envs=args.n_envs, seed=args.seed, out=args.out or default_run_dir(args.scenario, args.algo, args.seed),
-            hyperparams=hyperparams_from_file(args.hyperparams, args.algo) if args.hyperparams else None,
-            checkpoint_every=args.checkpoint_every, eval_episodes=args.eval_episodes, evaluation=args.evaluation,
-            device=args.device,
-        )  # fmt: skip
-        run_dir = train(config)
-    print("\n".join(summary_lines(json.loads((Path(run_dir) / "evaluation.json").read_text()))))
-    print(f"run folder: {run_dir}")
     return 0
 
 
@@ -341,19 +358,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.set_defaults(func=cmd_predictors_eval)
 
-    p = sub.add_parser("evaluate", help="judge a policy in the ground-truth market next to the oracle and heuristics, and in the learned market")
-    p.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="a scenario file or a shipped scenario name")
-    p.add_argument("--policy", required=True, help="heuristic name, oracle, run folder or lookup table (.csv/.parquet/.json)")
-    p.add_argument("--episodes", type=_positive_int, default=20, help="episodes per policy and market (seeds seed, seed+1, ...)")
-    p.add_argument("--json", required=True, help="the evaluation file to write")
-    p.add_argument("--product", default="0", help="which product of the scenario to launch (index or name)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--predictor", help="predictor folder for the learned market (default: the shipped default predictor)")
-    p.add_argument("--no-learned", action="store_true", help="skip the learned market (no sim_to_real_gap)")
-    p.add_argument("--device", help="cpu or cuda for the predictor (default: cuda when present)")
-    p.add_argument("--report", metavar="DIR", help="also write report.md and trajectories.png into this folder")
-    p.set_defaults(func=cmd_evaluate)
-
     p = sub.add_parser("train", help="train an SB3 agent in the learned (or structural) market; evaluate it in the ground truth")
     p.add_argument("--scenario", nargs="+", default=[DEFAULT_SCENARIO.stem], help="one or more scenario files or names (several: one policy for all)")
     p.add_argument("--algo", default="ppo", help="ppo, a2c, dqn, sac, td3 or maskable_ppo")
@@ -371,9 +375,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda for the predictor (default: cuda when present); the agent runs on the CPU")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("bench", help="measure single-env steps/s next to CartPole-v1")
-    p.add_argument("--steps", type=_positive_int, default=50_000)
+    p = sub.add_parser("evaluate", help="judge a policy in the ground-truth market next to the oracle and heuristics, and in the learned market")
+    p.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="a scenario file or a shipped scenario name")
+    p.add_argument("--policy", required=True, help="heuristic name, oracle, run folder or lookup table (.csv/.parquet/.json)")
+    p.add_argument("--episodes", type=_positive_int, default=20, help="episodes per policy and market (seeds seed, seed+1, ...)")
+    p.add_argument("--json", required=True, help="the evaluation file to write")
+    p.add_argument("--product", default="0", help="which product of the scenario to launch (index or name)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--predictor", help="predictor folder for the learned market (default: the shipped default predictor)")
+    p.add_argument("--no-learned", action="store_true", help="skip the learned market (no sim_to_real_gap)")
+    p.add_argument("--device", help="cpu or cuda for the predictor (default: cuda when present)")
+    p.add_argument("--report", metavar="DIR", help="also write report.md and trajectories.png into this folder")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="steps/s: single envs vs CartPole, DummyVecEnv vs the batched VecEnv, PPO, encoder")
+    p.add_argument("--steps", type=_positive_int, default=50_000, help="steps per single-env timing")
     p.add_argument("--repeats", type=_positive_int, default=5)
+    p.add_argument("--sizes", type=_positive_int, nargs="+", help="VecEnv sizes (default 64 1024 4096 on CPU; 4096 65536 1048576 on CUDA)")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="device of the batched VecEnv (default: cuda when present)")
+    p.add_argument("--only", choices=["single", "vec"], help="run one part only")
+    p.add_argument("--texts", type=_positive_int, default=512, help="texts for the encoder timing")
     p.add_argument("--json", help="write the results as JSON to this file")
     p.set_defaults(func=cmd_bench)
 

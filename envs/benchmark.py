@@ -1,7 +1,10 @@
-"""Environment throughput: single-env steps/s of the launch market next to CartPole-v1, same run.
+"""Throughput of the launch market, measured in one run: single envs next to CartPole-v1, SB3's
+``DummyVecEnv`` against the batched VecEnv at several sizes, the predictor's head alone at the same
+sizes (the floor a batched step cannot beat), SB3 PPO rollout collection and end-to-end training
+with each VecEnv, the text encoder's texts/s, and peak memory.
 
-Actions are drawn before timing so that only ``step`` (and ``reset`` at episode ends) is timed;
-each figure is the median of several repeats after a warm-up.
+Actions are drawn before timing so that only ``step`` (and resets at episode ends) is timed; each
+figure is the median of several repeats after a warm-up. On CUDA, timings synchronise the device.
 """
 
 from __future__ import annotations
@@ -91,3 +94,161 @@ def _machine() -> dict[str, Any]:
         "stable_baselines3": stable_baselines3.__version__,
         "torch": torch.__version__,
     }
+
+
+# ---------------------------------------------------------------------- vectorised envs
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def vec_steps_per_second(venv: Any, n_calls: int, repeats: int = 3, device: Any = "cpu", seed: int = 0) -> dict[str, float]:
+    """Market steps/s of a VecEnv (calls x markets per second), median of ``repeats``."""
+    rng = np.random.default_rng(seed)
+    space = venv.action_space
+    if hasattr(space, "nvec"):
+        batches = [rng.integers(0, space.nvec, size=(venv.num_envs, len(space.nvec))) for _ in range(8)]
+    else:
+        batches = [rng.uniform(-1, 1, size=(venv.num_envs, *space.shape)).astype(np.float32) for _ in range(8)]
+    venv.seed(seed)
+    venv.reset()
+    for a in batches[:3]:  # warm-up
+        venv.step(a)
+    rates = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        for i in range(n_calls):
+            venv.step(batches[i % len(batches)])
+        _sync(device)
+        rates.append(n_calls * venv.num_envs / (time.perf_counter() - start))
+    return {"steps_per_s": statistics.median(rates), "min": min(rates), "max": max(rates), "calls": n_calls, "repeats": repeats}
+
+
+def head_alone_steps_per_second(venv: Any, n_calls: int, repeats: int = 3) -> dict[str, float]:
+    """The learned market's per-step model cost alone: context features and heads for every market of a
+    batched env, on its device and head dtype, with the env's current context (no sampling, no state)."""
+    import torch
+
+    from models.response import MarketContext
+
+    c = venv.c
+    zeros = torch.zeros_like(c.ref)
+    ctx = MarketContext(
+        launched=torch.ones_like(c.ref), step_weeks=c.k, season=torch.ones_like(c.ref), holiday=zeros, price_ratio=torch.ones_like(c.ref),
+        reference_price=c.ref, flash=zeros, weeks_since_flash=torch.full_like(c.ref, 99.0), competitor_strength=zeros,
+        competitor_price_ratio=zeros, adstock=torch.full_like(c.ref, 500.0), adopters=torch.full_like(c.ref, 100.0), bundle_discount=zeros,
+    )  # fmt: skip
+    index = torch.zeros(venv.num_envs, dtype=torch.long, device=venv.device)
+    for _ in range(3):
+        venv.heads.respond(venv.parts, ctx, index, index)
+    rates = []
+    for _ in range(repeats):
+        _sync(venv.device)
+        start = time.perf_counter()
+        for _ in range(n_calls):
+            venv.heads.respond(venv.parts, ctx, index, index)
+        _sync(venv.device)
+        rates.append(n_calls * venv.num_envs / (time.perf_counter() - start))
+    return {"steps_per_s": statistics.median(rates), "min": min(rates), "max": max(rates), "calls": n_calls}
+
+
+def ppo_steps_per_second(venv: Any, n_steps: int, learn: bool, seed: int = 0) -> dict[str, float]:
+    """SB3 PPO on a VecEnv: rollout collection alone (``learn=False``) or a full ``learn`` (collection + updates)."""
+    from stable_baselines3 import PPO
+
+    batch = min(4096, n_steps * venv.num_envs)
+    model = PPO("MlpPolicy", venv, n_steps=n_steps, batch_size=batch, n_epochs=1, seed=seed, device="cpu", verbose=0)
+    total = n_steps * venv.num_envs
+    if learn:
+        model.learn(total)  # warm-up: the first call builds buffers and logger
+        start = time.perf_counter()
+        model.learn(2 * total, reset_num_timesteps=False)
+        return {"steps_per_s": 2 * total / (time.perf_counter() - start), "timesteps": 2 * total}
+    total, callback = model._setup_learn(total, None)
+    callback.on_training_start(locals(), globals())
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=n_steps)  # warm-up
+    start = time.perf_counter()
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=n_steps)
+    return {"steps_per_s": n_steps * venv.num_envs / (time.perf_counter() - start), "timesteps": n_steps * venv.num_envs}
+
+
+def encoder_texts_per_second(predictor: Any, n_texts: int = 512, batch: int = 128) -> dict[str, float]:
+    """Distinct texts/s through the predictor's fine-tuned encoder, every text at its max length."""
+    from models.product_text import NOUNS
+
+    # Long enough that every text is truncated to the encoder's max length (64 tokens by default).
+    filler = "warm, durable and giftable, a limited run for the season's shoppers, " * 6
+    texts = [f"{i} {NOUNS[i % len(NOUNS)].name}: {filler}" for i in range(n_texts)]
+    encoder = predictor.encoder
+    encoder.encode(texts[:batch])  # warm-up
+    _sync(predictor.device)
+    start = time.perf_counter()
+    encoder.encode(texts)
+    _sync(predictor.device)
+    return {"texts_per_s": n_texts / (time.perf_counter() - start), "texts": n_texts, "max_length": encoder.max_length}
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak resident memory of this process (and peak CUDA memory when a GPU is used), in MiB."""
+    import resource
+
+    import torch
+
+    out = {"rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    if torch.cuda.is_available():
+        out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def run_vec_benchmarks(
+    sizes: list[int], device: str = "cpu", dummy_max: int = 4096, calls: int = 20, repeats: int = 3, texts: int = 512,
+    progress: Callable[[str], Any] = print,
+) -> dict[str, Any]:  # fmt: skip
+    """DummyVecEnv vs the batched VecEnv (learned market; float32 and bfloat16 heads) and the head alone
+    at each size; PPO rollout collection and end-to-end learning with both; encoder texts/s; peak memory."""
+    import torch
+
+    from envs.batched_market import BatchedMarketVecEnv
+    from envs.vector import make_market_vec_env
+    from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+    from scenarios import load_scenario
+
+    scenario = load_scenario(DEFAULT_SCENARIO)
+    predictor = LaunchPredictor.load(DEFAULT_PREDICTOR_DIR, device=device)
+    rows: list[dict[str, Any]] = []
+    for n in sizes:
+        for head_dtype in (torch.float32, torch.bfloat16):
+            name = str(head_dtype).removeprefix("torch.")
+            progress(f"timing batched VecEnv, learned market, N={n:,}, head {name}")
+            venv = BatchedMarketVecEnv([(scenario, 0)] * n, market="learned", predictor=predictor, device=device, head_dtype=head_dtype)
+            n_calls = max(3, min(calls, 2_000_000 // n))
+            rows.append({"env": "batched", "market": "learned", "head": name, "n": n, **vec_steps_per_second(venv, n_calls, repeats, device)})
+            rows.append({"env": "head alone", "market": "learned", "head": name, "n": n, **head_alone_steps_per_second(venv, n_calls, repeats)})
+            del venv
+        progress(f"timing batched VecEnv, structural market, N={n:,}")
+        venv = BatchedMarketVecEnv([(scenario, 0)] * n, market="structural", device=device)
+        rows.append({"env": "batched", "market": "structural", "head": "-", "n": n, **vec_steps_per_second(venv, max(3, min(calls, 2_000_000 // n)), repeats, device)})
+        del venv
+        if n <= dummy_max:
+            progress(f"timing DummyVecEnv of single envs, learned market, N={n:,}")
+            venv = make_market_vec_env(scenario, n, market="learned", predictor=predictor, kind="dummy")
+            rows.append({"env": "DummyVecEnv", "market": "learned", "head": "float64 (NumPy)", "n": n, **vec_steps_per_second(venv, max(2, min(calls, 50_000 // n)), repeats)})
+            del venv
+    ppo: list[dict[str, Any]] = []
+    for n in [s for s in sizes if s <= dummy_max]:
+        for kind in ("batched", "dummy"):
+            venv = make_market_vec_env(scenario, n, market="learned", predictor=predictor, kind=kind, device=device)
+            n_steps = max(4, min(64, 16_384 // n))
+            progress(f"timing PPO rollout collection, {kind}, N={n:,}, {n_steps} steps per env")
+            ppo.append({"env": kind, "n": n, "phase": "rollout", **ppo_steps_per_second(venv, n_steps, learn=False)})
+            if n <= 1024:
+                progress(f"timing PPO learn (collection + updates), {kind}, N={n:,}")
+                ppo.append({"env": kind, "n": n, "phase": "learn", **ppo_steps_per_second(venv, n_steps, learn=True)})
+    progress("timing the encoder")
+    encoder = encoder_texts_per_second(predictor, n_texts=texts)
+    return {"vec_env": rows, "ppo": ppo, "encoder": encoder, "memory": peak_memory(), "device": device, "scenario": DEFAULT_SCENARIO.stem}

@@ -46,9 +46,14 @@ def test_simulate_unknown_policy_exits_2():
 
 def test_bench_command(tmp_path):
     out = tmp_path / "bench.json"
-    result = run("bench", "--steps", "300", "--repeats", "1", "--json", str(out))
+    result = run("bench", "--steps", "300", "--repeats", "1", "--sizes", "4", "--texts", "8", "--json", str(out))
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
+    rows = {(r["env"], r["market"], r["head"]): r["steps_per_s"] for r in data["vec"]["vec_env"]}
+    assert rows[("batched", "learned", "float32")] > 0 and rows[("head alone", "learned", "bfloat16")] > 0
+    assert rows[("DummyVecEnv", "learned", "float64 (NumPy)")] > 0
+    assert {(r["env"], r["phase"]) for r in data["vec"]["ppo"]} == {(k, p) for k in ("batched", "dummy") for p in ("rollout", "learn")}
+    assert data["vec"]["encoder"]["texts_per_s"] > 0 and data["vec"]["memory"]["rss_peak_mib"] > 0
     assert data["single_env"]["launch_market_structural_raw"]["steps_per_s"] > 0
     assert data["single_env"]["cartpole_v1_raw"]["steps_per_s"] > 0
     assert data["single_env"]["launch_market_learned_raw"]["steps_per_s"] > 0
