@@ -75,7 +75,7 @@ class TrainConfig(BaseModel):
     eval_every: int | None = Field(None, ge=0)  # progress-bar evaluation; None: about 20 per run, 0: never
     eval_episodes: int = Field(20, ge=1)  # episodes per market of the final evaluation
     evaluation: Literal["full", "quick"] = "full"  # full: agents.evaluation; quick: the training market only
-    vec_kind: Literal["batched", "dummy"] | None = None  # None: dummy (SB3 DummyVecEnv of single envs)
+    vec_kind: Literal["batched", "dummy"] | None = None  # None: batched on a GPU, dummy (SB3 DummyVecEnv) on a CPU
     device: str | None = None  # the predictor's device (cuda when present); the agent runs on the CPU
     torch_threads: int | None = Field(1, ge=1)  # small networks train fastest on one thread; None: torch's default
 
@@ -114,8 +114,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 
     _set_threads(config)
     set_random_seed(config.seed)
-    venv = _make_env(config, algorithm, params, scenarios, predictor, seed=config.seed)
-    env_info = _env_info(config, algorithm, scenarios, venv)
+    kind = _vec_kind(config)
+    venv = _make_env(config, algorithm, params, scenarios, predictor, seed=config.seed, kind=kind)
+    env_info = _env_info(kind, algorithm, scenarios, venv)
     run = _Run(run_dir, config, algorithm, params, steps, scenarios, env_info)
     _write_run_folder(run, predictor)
     model = algorithm.load_class()(
@@ -146,7 +147,9 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
 
     _set_threads(config)
     set_random_seed(config.seed + step)
-    venv = _make_env(config, algorithm, run.params, run.scenarios, predictor, seed=config.seed + step, stats=stats_path)
+    venv = _make_env(
+        config, algorithm, run.params, run.scenarios, predictor, seed=config.seed + step, kind=run.env["kind"], stats=stats_path
+    )
     model = algorithm.load_class().load(zip_path, env=venv, device="cpu", tensorboard_log=_tensorboard_dir(run.dir))
     model.set_random_seed(config.seed + step)
     buffer = run.dir / "checkpoints" / "replay_buffer.pkl"
@@ -422,13 +425,13 @@ def evaluate_run(run: _Run, predictor: Any) -> dict[str, Any]:
 
 def _make_env(
     config: TrainConfig, algorithm: Algorithm, params: dict[str, Any], scenarios: list[Scenario], predictor: Any,
-    seed: int, stats: Path | None = None,
+    seed: int, kind: str, stats: Path | None = None,
 ) -> VecEnv:  # fmt: skip
     from envs.vector import make_market_vec_env
 
     venv = make_market_vec_env(
         scenarios, config.n_envs, market=config.market, predictor=predictor, seed=seed,
-        action_type=algorithm.action_type, kind=_vec_kind(config),
+        action_type=algorithm.action_type, kind=kind, device=config.device,
     )  # fmt: skip
     if algorithm.flatten_actions:
         venv = FlattenedActions(venv)
@@ -453,7 +456,14 @@ def _set_threads(config: TrainConfig) -> None:
 
 
 def _vec_kind(config: TrainConfig) -> str:
-    return config.vec_kind or "dummy"
+    """SB3's DummyVecEnv of single envs on a CPU (measured faster at 8 envs: 10.3k vs 4.5k learned-market
+    steps/s on 2 cores), the batched tensor env where a GPU holds the predictor."""
+    if config.vec_kind is not None:
+        return config.vec_kind
+    import torch
+
+    cuda = torch.cuda.is_available() and (config.device is None or config.device.startswith("cuda"))
+    return "batched" if cuda else "dummy"
 
 
 def _constructor_kwargs(algorithm: Algorithm, params: dict[str, Any]) -> dict[str, Any]:
@@ -518,13 +528,13 @@ def _predictor_for(config: TrainConfig, scenarios: list[Scenario]) -> Any:
 # ---------------------------------------------------------------------------- the run folder
 
 
-def _env_info(config: TrainConfig, algorithm: Algorithm, scenarios: list[Scenario], venv: VecEnv) -> dict[str, Any]:
+def _env_info(kind: str, algorithm: Algorithm, scenarios: list[Scenario], venv: VecEnv) -> dict[str, Any]:
     from envs.launch_market import OBSERVATION_NAMES
 
     raw = venv.venv if isinstance(venv, VecNormalize) else venv
     shared = getattr(raw, "nvec", None) if algorithm.flatten_actions else getattr(raw.action_space, "nvec", None)
     return {
-        "kind": _vec_kind(config),
+        "kind": kind,
         "action_type": algorithm.action_type,
         "action_nvec": None if shared is None else [int(n) for n in shared],
         "observation_size": int(venv.observation_space.shape[0]),

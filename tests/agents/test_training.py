@@ -52,7 +52,7 @@ TINY = {
 def tiny_config(out: Path, algo: str = "ppo", **kwargs) -> TrainConfig:
     settings = dict(
         scenarios=["food_coffee_bundle"], algo=algo, steps=128, market="structural", n_envs=2, seed=3, out=out,
-        hyperparams=TINY[algo], eval_episodes=2, evaluation="quick", eval_every=64, vec_kind="dummy",
+        hyperparams=TINY[algo], eval_episodes=2, evaluation="quick", eval_every=64,
     )  # fmt: skip
     settings.update(kwargs)
     return TrainConfig(**settings)
@@ -107,7 +107,7 @@ def test_masks_rebuilt_from_observations_match_the_env(path):
 
 @pytest.mark.parametrize("algo", sorted(ALGORITHMS))
 def test_every_algorithm_trains_and_acts_in_the_native_env(tmp_path, algo):
-    run = train(tiny_config(tmp_path / algo, algo), progress=False)
+    run = train(tiny_config(tmp_path / algo, algo, vec_kind="batched"), progress=False)
     for name in ("config.yml", "command.txt", "versions.json", "history.jsonl", "model.zip", "evaluation.json"):
         assert (run / name).is_file(), name
     assert (run / "scenarios" / "food_coffee_bundle.yaml").is_file()
@@ -115,6 +115,7 @@ def test_every_algorithm_trains_and_acts_in_the_native_env(tmp_path, algo):
     assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
     config = yaml.safe_load((run / "config.yml").read_text())
     assert config["algorithm"] == algo and config["env"]["action_type"] == get_algorithm(algo).action_type
+    assert config["env"]["kind"] == "batched"
     evaluation = json.loads((run / "evaluation.json").read_text())
     assert evaluation["evaluator"].startswith("quick") and np.isfinite(evaluation["markets"][0]["training_market"]["profit_mean"])
 
