@@ -70,15 +70,8 @@ def build_policy(
         from agents.recorded_plan import RecordedPlan
 
         return RecordedPlan.load(actions, scenario, product)
-    try:
-        from agents.policy_source import resolve_policy
-    except ImportError:  # before agents.policy_source exists: heuristics and lookup tables only
-        from agents.heuristics import make_heuristic
-        from agents.lookup_table import TABLE_SUFFIXES, TablePolicy
+    from agents.policy_source import resolve_policy
 
-        if Path(spec).suffix in TABLE_SUFFIXES:
-            return TablePolicy.load(spec, scenario, product)
-        return make_heuristic(spec, scenario, product=product, seed=seed)
     return resolve_policy(spec, scenario, product=product, seed=seed, predictor=predictor)
 
 
