@@ -70,6 +70,7 @@ class BatchedMarketVecEnv(VecEnv):
         head_dtype: torch.dtype = torch.float32,
         nvec: np.ndarray | None = None,
         record_impressions: bool = False,
+        noise_episodes: int | None = None,
     ):
         if market == "learned" and predictor is None:
             raise ValueError("market='learned' needs a predictor")
@@ -102,6 +103,7 @@ class BatchedMarketVecEnv(VecEnv):
         self._pid = pid
         self._rows = torch.arange(n, device=self.device)
         self._build_tables(pid)
+        self._n_steps = self.c.n.long().tolist()
         self._build_actions(pid, nvec)
         self._traits = torch.tensor(np.stack(traits), device=self.device)[pid].float() if traits else None
         if market == "learned":
@@ -111,7 +113,13 @@ class BatchedMarketVecEnv(VecEnv):
 
         self._overdispersed = bool((self.overdispersion > 0).any())
         self._generators: list[np.random.Generator | None] = [None] * n
-        self._noise = torch.zeros(n, self.t_max, NOISE_SLOTS, dtype=self.dtype, device=self.device)
+        # Uniforms for several episodes per market are drawn in one call (a generator fills blocks in
+        # stream order, so this equals one draw per reset) to keep per-market Python calls rare.
+        budget = 2**25 if self.device.type == "cpu" else 2**28  # numbers held in the buffer
+        self.noise_episodes = noise_episodes or max(1, min(64, budget // (n * self.t_max * NOISE_SLOTS)))
+        self._noise = torch.zeros(n, self.noise_episodes * self.t_max, NOISE_SLOTS, dtype=self.dtype, device=self.device)
+        self._noise_np = self._noise.numpy() if self.device.type == "cpu" and self.dtype == torch.float64 else None
+        self._episode_in_block = torch.zeros(n, dtype=torch.long, device=self.device)
         self._actions: np.ndarray | None = None
         self._state_reset(torch.ones(n, dtype=torch.bool, device=self.device))
         self.last_step: dict[str, torch.Tensor] = {}
@@ -258,6 +266,7 @@ class BatchedMarketVecEnv(VecEnv):
         self._seeds = [None] * self.num_envs
         self._state_reset(every)
         self._draw_noise(range(self.num_envs))
+        self._episode_in_block.zero_()
         self._options = [{} for _ in range(self.num_envs)]
         return self._observe().cpu().numpy()
 
@@ -281,7 +290,11 @@ class BatchedMarketVecEnv(VecEnv):
             mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
             mask[idx] = True
             self._state_reset(mask)
-            self._draw_noise(ended)
+            self._episode_in_block[idx] += 1
+            spent = ended[(self._episode_in_block[idx] >= self.noise_episodes).cpu().numpy()]
+            if len(spent):
+                self._draw_noise(spent)
+                self._episode_in_block[torch.as_tensor(spent, device=self.device)] = 0
             obs[ended] = self._observe()[idx].cpu().numpy()
         return obs, rewards, dones, infos
 
@@ -356,12 +369,18 @@ class BatchedMarketVecEnv(VecEnv):
         self._ep_len[mask] = 0
 
     def _draw_noise(self, indices: Any) -> None:
-        """Each market's next episode of uniforms, from its own generator (as a single env's reset does)."""
-        n_steps = self.c.n.long().tolist()
+        """Each market's next ``noise_episodes`` episodes of uniforms from its own generator, in the order
+        in which a single env's resets would draw them."""
+        n_steps = self._n_steps
+        k = self.noise_episodes
         for i in indices:
             i = int(i)
-            block = torch.as_tensor(self._generators[i].random((n_steps[i], NOISE_SLOTS)), dtype=self.dtype)
-            self._noise[i, : n_steps[i]] = block.to(self.device)
+            rows = k * n_steps[i]
+            if self._noise_np is not None:  # straight into the tensor's memory
+                self._generators[i].random(out=self._noise_np[i, :rows])
+            else:
+                block = self._generators[i].random((rows, NOISE_SLOTS))
+                self._noise[i, :rows] = torch.as_tensor(block, dtype=self.dtype).to(self.device)
 
     def _decode(self, actions: torch.Tensor) -> SimpleNamespace:
         a, rows = self.a, self._rows
@@ -424,7 +443,7 @@ class BatchedMarketVecEnv(VecEnv):
         imp = resp.impressions.to(self.dtype)
         ctr = resp.ctr.to(self.dtype)
         if self.outcomes == "sampled":
-            u = self._noise[rows, t.clamp(max=self.t_max - 1)]
+            u = self._noise[rows, self._episode_in_block * c.n.long() + t]
             mu = mu_demand.clamp(min=0.0)
             if self._overdispersed:
                 mu = mu * gamma_multiplier_batch(u[:, GAMMA], self.overdispersion)

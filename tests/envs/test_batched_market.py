@@ -12,6 +12,7 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from envs import LaunchMarketEnv
+from envs.batched_market import BatchedMarketVecEnv
 from envs.vector import SharedSpaceMarket, make_market_vec_env, market_pairs, product_traits, union_nvec
 from scenarios import load_scenario
 from tests.conftest import SCENARIO_PATHS
@@ -49,11 +50,13 @@ def _lockstep(batched, dummy, steps: int, seed: int = 0) -> tuple[float, float]:
 
 @pytest.mark.parametrize("action_type", ["multidiscrete", "box"])
 def test_structural_batch_equals_single_envs_exactly(every_scenario, action_type):
-    # Every shipped (scenario, product) twice, through several episodes (auto-resets included).
-    kw = dict(market="structural", seed=11, action_type=action_type, product_features=False)
-    n = 2 * len(market_pairs(every_scenario))
-    batched = make_market_vec_env(every_scenario, n, kind="batched", **kw)
-    dummy = make_market_vec_env(every_scenario, n, kind="dummy", **kw)
+    # Every shipped (scenario, product) twice, through several episodes: auto-resets, and uniforms
+    # drawn two episodes at a time, so refills happen mid-run.
+    pairs = market_pairs(every_scenario)
+    slots = [pairs[i % len(pairs)] for i in range(2 * len(pairs))]
+    batched = BatchedMarketVecEnv(slots, market="structural", action_type=action_type, nvec=union_nvec(pairs), noise_episodes=2)
+    batched.seed(11)
+    dummy = make_market_vec_env(every_scenario, len(slots), market="structural", seed=11, action_type=action_type, kind="dummy", product_features=False)
     worst_r, worst_o = _lockstep(batched, dummy, steps=110)
     assert worst_r == 0.0 and worst_o == 0.0
 
@@ -88,8 +91,6 @@ def test_same_seed_same_batch_and_seed_offsets(default_scenario):
     rb = [b.step(actions)[1] for _ in range(8)]
     np.testing.assert_array_equal(ra, rb)
     # Market i is a single env seeded 5 + i, count for count.
-    from envs.batched_market import BatchedMarketVecEnv
-
     c = BatchedMarketVecEnv([(default_scenario, 0)] * 4, market="structural", record_impressions=True)
     c.seed(5)
     c.reset()
