@@ -36,8 +36,8 @@ def context_features(ctx: Any) -> torch.Tensor:
 
     def col(name: str) -> torch.Tensor:
         value = ctx[name].to_numpy() if isinstance(ctx, pd.DataFrame) else getattr(ctx, name)
-        if isinstance(value, torch.Tensor):  # the batched env's state stays on its device
-            return value.float().reshape(-1)
+        if isinstance(value, torch.Tensor):  # the batched env's state: its device and dtype, one cast at the end
+            return value.reshape(-1)
         return torch.as_tensor(np.asarray(value, dtype=np.float32)).reshape(-1)
 
     since = col("weeks_since_flash")
@@ -49,9 +49,9 @@ def context_features(ctx: Any) -> torch.Tensor:
         col("holiday"),
         col("price_ratio"),
         col("flash"),
-        (since == 1).float(),
-        (since == 2).float(),
-        (since == 3).float(),
+        (since == 1).to(since.dtype),
+        (since == 2).to(since.dtype),
+        (since == 3).to(since.dtype),
         col("competitor_strength"),
         col("competitor_price_ratio"),
         torch.log1p(adstock / 1000.0),
@@ -59,4 +59,4 @@ def context_features(ctx: Any) -> torch.Tensor:
         col("step_weeks"),
         torch.log(ref.clamp(min=0.01)) / 5.0,
     ]
-    return torch.stack(cols, dim=1)
+    return torch.stack(cols, dim=1).float()
