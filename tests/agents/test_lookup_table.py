@@ -251,3 +251,39 @@ def test_agreement_counts_only_the_levers_in_effect():
     obs[_OBS["launched"]] = 1.0
     live = effective_levers(obs, go, np.array([0, 1, 0, 2, 0]))
     assert live.tolist() == [False, True, True, True, True]  # once on sale the launch lever is ignored
+
+
+class _StockRule:
+    """A state-reading policy: list price while more than 40% of the stock is left, else the top price
+    level; spends more while more than 60% of the budget is left. Its thresholds sit on bin edges."""
+
+    def __init__(self, s):
+        from envs.actions import ActionLayout
+
+        self.layout = ActionLayout(s, "multidiscrete")
+        self.top = len(self.layout.price_levels) - 1
+        self.list = self.layout.price_levels.index(1.0)
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=True):
+        obs = np.asarray(obs)
+        if obs.ndim == 2:
+            return np.stack([self.predict(row)[0] for row in obs]), state
+        price = self.list if obs[_OBS["stock"]] > 0.4 else self.top
+        ad = 2 if obs[_OBS["budget_left"]] > 0.6 else 1
+        return np.array([1, price, 0, ad, 0]), state
+
+
+def test_table_of_a_state_reading_policy_matches_it_when_its_thresholds_are_bin_edges(tmp_path):
+    s = load_scenario("apparel_sneaker_drop")  # stock binds: the stock rule switches within episodes
+    policy = _StockRule(s)
+    table = TablePolicy.load(
+        export_table(policy, s, out=tmp_path / "t.csv", context_episodes=1, fidelity_episodes=3), s
+    )
+    fidelity = table.metadata["fidelity"]
+    assert fidelity["agreement"] == 1.0 and fidelity["table_profit_mean"] == fidelity["source_profit_mean"]
+    prices = {round(float(p), 2) for p in table.table.loc[table.table["launched"], "price"]}
+    assert len(prices) == 2  # both sides of the stock threshold are in the table
+    from agents.rollout import run_episode
+
+    played = run_episode(LaunchMarketEnv(s), table, seed=1)
+    assert played["price"].nunique() == 2 and played["ad_spend"].gt(0).all()  # the rule switches within an episode

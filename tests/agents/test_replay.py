@@ -189,3 +189,16 @@ def test_bad_plans_name_row_and_column(tmp_path, edit, message):
 def test_missing_plan_file(tmp_path):
     with pytest.raises(PolicyError, match="actions file not found"):
         RecordedPlan.load(tmp_path / "nope.csv", load_scenario("food_coffee_bundle"))
+
+
+def test_replay_of_a_recorded_plan(tmp_path):
+    s = load_scenario("food_coffee_bundle")
+    run_episode(LaunchMarketEnv(s), make_heuristic("bundle_first", s), seed=0).to_csv(
+        tmp_path / "plan.csv", index=False
+    )
+    same = replay(s, actions=tmp_path / "plan.csv", versus="bundle_first", episodes=2, markets=["structural"])
+    assert same.summary["markets"]["structural"]["profit"]["delta_mean"] == 0.0  # the plan is the heuristic, replayed
+    assert same.summary["arms"]["baseline"]["policy"]["spec"] == f"actions:{tmp_path / 'plan.csv'}"
+    doubled = replay(s, actions=tmp_path / "plan.csv", overrides=["ads.budget=*2"], episodes=2, markets=["structural"])
+    ad = doubled.summary["markets"]["structural"]["ad_spend"]
+    assert ad["override_mean"] == pytest.approx(2 * ad["baseline_mean"])  # the same shares of a doubled budget
