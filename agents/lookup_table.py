@@ -255,11 +255,13 @@ def decode_action(action: Any, scenario: Scenario) -> Decision:
     return ActionLayout(scenario, "box" if a.size == 6 else "multidiscrete").decode(a)
 
 
-def decision_row(d: Decision, scenario: Scenario, product: int, budget_left: float) -> dict[str, Any]:
+def decision_row(
+    d: Decision, scenario: Scenario, product: int, budget_left: float, layout: ActionLayout | None = None
+) -> dict[str, Any]:
     """The action columns of one table row; ``budget_left`` in currency prices the ad share."""
     ref = scenario.products[product].reference_price
     flash = scenario.pricing.flash_sale
-    layout = ActionLayout(scenario, "multidiscrete")
+    layout = layout or ActionLayout(scenario, "multidiscrete")
     partner, discount = "", 0.0
     if 0 < d.bundle <= len(layout.bundle_options):
         option = layout.bundle_options[d.bundle - 1]
@@ -279,10 +281,12 @@ def decision_row(d: Decision, scenario: Scenario, product: int, budget_left: flo
     }
 
 
-def row_decision(row: dict[str, Any], scenario: Scenario, product: int, where: str) -> Decision:
+def row_decision(
+    row: dict[str, Any], scenario: Scenario, product: int, where: str, layout: ActionLayout | None = None
+) -> Decision:
     """Read the action columns of one row back into a Decision; PolicyError names what does not fit."""
     ref = scenario.products[product].reference_price
-    layout = ActionLayout(scenario, "multidiscrete")
+    layout = layout or ActionLayout(scenario, "multidiscrete")
     partner = row["bundle_partner"]
     partner = "" if partner is None or (isinstance(partner, float) and math.isnan(partner)) else str(partner)
     bundle = 0
@@ -348,7 +352,7 @@ def build_table(
     cells = grid_cells(scenario, grid)
     actions = _predict_many(policy, np.stack([observer.observation(c) for c in cells]))
     stock0, budget0 = float(scenario.products[product].stock), float(scenario.ads.budget)
-    tl = observer.timeline
+    tl, layout = observer.timeline, ActionLayout(scenario, "multidiscrete")
     rows = []
     for cell, action in zip(cells, actions):
         a_lo, a_hi = grid.adoption[cell.adoption], grid.adoption[cell.adoption + 1]
@@ -361,7 +365,7 @@ def build_table(
             "stock_bin": cell.stock, "stock_from": s_lo * stock0, "stock_to": s_hi * stock0,
             "budget_bin": cell.budget, "budget_left_from": b_lo * budget0, "budget_left_to": b_hi * budget0,
             "flash_uses_left": cell.flash_left, "competitor_present": bool(tl.competitor_strength[cell.step] > 0),
-            **decision_row(decode_action(action, scenario), scenario, product, budget_centre),
+            **decision_row(decode_action(action, scenario), scenario, product, budget_centre, layout),
         })  # fmt: skip
     return pd.DataFrame(rows, columns=STATE_COLUMNS + ACTION_COLUMNS)
 
@@ -447,7 +451,9 @@ def fidelity_survey(
             for template in policies:
                 spec = template.replace("{scenario}", scenario.name)
                 source = build_policy(spec, scenario, index, seed=seed)
-                fid = table_policy_from(source, scenario, index, grid, policy_spec=spec, seed=seed, fidelity_episodes=episodes).metadata["fidelity"]
+                fid = table_policy_from(
+                    source, scenario, index, grid, policy_spec=spec, seed=seed, fidelity_episodes=episodes
+                ).metadata["fidelity"]
                 rows.append({
                     "scenario": scenario.name, "product": product.name, "policy": template,
                     "source_profit": fid["source_profit_mean"], "table_profit": fid["table_profit_mean"],
@@ -457,7 +463,10 @@ def fidelity_survey(
                 if progress:
                     r = rows[-1]
                     ratio = "n/a" if r["profit_ratio"] is None else f"{r['profit_ratio']:.4f}"
-                    print(f"{r['scenario']:<34} {r['product']:<26} {spec:<16} ratio {ratio} agreement {r['agreement']:.4f}", flush=True)
+                    print(
+                        f"{r['scenario']:<34} {r['product']:<26} {spec:<16} ratio {ratio} agreement {r['agreement']:.4f}",
+                        flush=True,
+                    )
     return pd.DataFrame(rows)
 
 
@@ -706,7 +715,7 @@ class TablePolicy:
                 int(row["budget_bin"]),
                 int(row["flash_uses_left"]),
             )
-            self._actions[key] = self.layout.encode(row_decision(row, scenario, product, where))
+            self._actions[key] = self.layout.encode(row_decision(row, scenario, product, where, self.layout))
         if not self._actions:
             raise PolicyError(f"{source}: the table has no rows")
         self._by_step: dict[int, list[tuple]] = defaultdict(list)

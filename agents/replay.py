@@ -90,7 +90,7 @@ class ReplayResult:
     weekly: pd.DataFrame  # one row per (market, episode, week): <col>_baseline, <col>_override, <col>_delta
     episodes: pd.DataFrame  # one row per (market, arm, episode): the episode totals
     summary: dict[str, Any]
-    arms: tuple[Arm, Arm] = field(repr=False, default=None)  # type: ignore[assignment]
+    arms: tuple[Arm, Arm] = field(repr=False)
 
 
 def replay(
