@@ -356,31 +356,36 @@ class BatchedMarketVecEnv(VecEnv):
                 setattr(self, f"_{name}", torch.zeros(n, dtype=dt, device=dev))
             self._ep_len = torch.zeros(n, dtype=torch.long, device=dev)
             self._t0 = time.perf_counter()
+        # New tensors rather than in-place writes: last_step's tensors of the ending step stay intact.
         c = self.c
-        self._t[mask] = 0
-        self._launched[mask] = False
-        self._launch_step[mask] = NEVER
-        self._since_flash[mask] = NEVER
-        self._flash_left[mask] = c.flash_max[mask].long()
-        self._stock[mask] = c.stock0[mask]
-        self._budget[mask] = c.budget0[mask]
+
+        def fresh(current: torch.Tensor, start: Any) -> torch.Tensor:
+            return torch.where(mask, start, current)
+
+        self._t = fresh(self._t, 0)
+        self._launched = fresh(self._launched, False)
+        self._launch_step = fresh(self._launch_step, NEVER)
+        self._since_flash = fresh(self._since_flash, NEVER)
+        self._flash_left = fresh(self._flash_left, c.flash_max.long())
+        self._stock = fresh(self._stock, c.stock0)
+        self._budget = fresh(self._budget, c.budget0)
         for name in ("adstock", "adopters", "last_sales", "last_clicks", "last_price", "ep_return"):
-            getattr(self, f"_{name}")[mask] = 0.0
-        self._ep_len[mask] = 0
+            setattr(self, f"_{name}", fresh(getattr(self, f"_{name}"), 0.0))
+        self._ep_len = fresh(self._ep_len, 0)
 
     def _draw_noise(self, indices: Any) -> None:
         """Each market's next ``noise_episodes`` episodes of uniforms from its own generator, in the order
         in which a single env's resets would draw them."""
-        n_steps = self._n_steps
-        k = self.noise_episodes
-        for i in indices:
-            i = int(i)
-            rows = k * n_steps[i]
-            if self._noise_np is not None:  # straight into the tensor's memory
-                self._generators[i].random(out=self._noise_np[i, :rows])
-            else:
-                block = self._generators[i].random((rows, NOISE_SLOTS))
-                self._noise[i, :rows] = torch.as_tensor(block, dtype=self.dtype).to(self.device)
+        n_steps, k = self._n_steps, self.noise_episodes
+        indices = [int(i) for i in indices]
+        if self._noise_np is not None:  # straight into the tensor's memory
+            for i in indices:
+                self._generators[i].random(out=self._noise_np[i, : k * n_steps[i]])
+            return
+        stage = np.zeros((len(indices), *self._noise.shape[1:]))  # one host-to-device copy for all
+        for j, i in enumerate(indices):
+            self._generators[i].random(out=stage[j, : k * n_steps[i]])
+        self._noise[torch.as_tensor(indices, device=self.device)] = torch.as_tensor(stage, dtype=self.dtype).to(self.device)
 
     def _decode(self, actions: torch.Tensor) -> SimpleNamespace:
         a, rows = self.a, self._rows

@@ -16,6 +16,7 @@ into clicks and non-clicks the same way, so impressions are Poisson and clicks b
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -130,9 +131,14 @@ def poisson_quantile_batch(u: torch.Tensor, mu: torch.Tensor, max_walk: int = 64
     return torch.where(pos, k, torch.zeros_like(k))
 
 
+@functools.cache
+def _log_factorial_table(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(_LOG_FACTORIAL, dtype=dtype, device=device)
+
+
 def log_factorial_batch(k: torch.Tensor) -> torch.Tensor:
     """``log_factorial`` elementwise."""
-    table = torch.tensor(_LOG_FACTORIAL, dtype=k.dtype, device=k.device)
+    table = _log_factorial_table(k.dtype, k.device)
     x = k.clamp(min=float(_TABLE)) + 1.0
     stirling = (x - 0.5) * x.log() - x + _HALF_LOG_2PI + 1.0 / (12.0 * x) - 1.0 / (360.0 * x**3) + 1.0 / (1260.0 * x**5)
     return torch.where(k < _TABLE, table[k.clamp(max=_TABLE - 1).long()], stirling)
