@@ -287,3 +287,19 @@ def test_table_of_a_state_reading_policy_matches_it_when_its_thresholds_are_bin_
 
     played = run_episode(LaunchMarketEnv(s), table, seed=1)
     assert played["price"].nunique() == 2 and played["ad_spend"].gt(0).all()  # the rule switches within an episode
+
+
+def test_an_edited_csv_plays_once_its_hash_is_removed(coffee_table):
+    s, _, path = coffee_table
+    frame, _ = read_table(path)
+    frame["price"] = 20.0  # a hand-set price in every row (level 1.25 of 16.00)
+    frame.to_csv(path, index=False)
+    with pytest.raises(PolicyError, match="does not match its metadata"):
+        TablePolicy.load(path, s)
+    side = json.loads(sidecar_path(path).read_text())
+    del side["csv_sha256"]
+    sidecar_path(path).write_text(json.dumps(side))
+    from agents.rollout import run_episode
+
+    weekly = run_episode(LaunchMarketEnv(s), TablePolicy.load(path, s), seed=0)
+    assert (weekly.loc[weekly["launched"], "price"] == 20.0).all()
