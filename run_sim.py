@@ -170,17 +170,21 @@ def cmd_predictors_eval(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from agents.training import TrainConfig, default_run_dir, hyperparams_from_file, resume, summary_lines, train
 
-    if args.resume:
-        run_dir = resume(args.resume)
-    else:
-        config = TrainConfig(
-            scenarios=args.scenario, algo=args.algo, steps=args.steps, market=args.market, predictor=args.predictor,
-            n_envs=args.n_envs, seed=args.seed, out=args.out or default_run_dir(args.scenario, args.algo, args.seed),
-            hyperparams=hyperparams_from_file(args.hyperparams, args.algo) if args.hyperparams else None,
-            checkpoint_every=args.checkpoint_every, eval_episodes=args.eval_episodes, evaluation=args.evaluation,
-            device=args.device,
-        )  # fmt: skip
-        run_dir = train(config)
+    out = args.resume or args.out or default_run_dir(args.scenario, args.algo, args.seed)
+    try:
+        if args.resume:
+            run_dir = resume(args.resume)
+        else:
+            config = TrainConfig(
+                scenarios=args.scenario, algo=args.algo, steps=args.steps, market=args.market, predictor=args.predictor,
+                n_envs=args.n_envs, seed=args.seed, out=out, checkpoint_every=args.checkpoint_every,
+                hyperparams=hyperparams_from_file(args.hyperparams, args.algo) if args.hyperparams else None,
+                eval_episodes=args.eval_episodes, evaluation=args.evaluation, device=args.device,
+            )  # fmt: skip
+            run_dir = train(config)
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with: python run_sim.py train --resume {out}", file=sys.stderr)
+        return 130
     print("\n".join(summary_lines(json.loads((Path(run_dir) / "evaluation.json").read_text()))))
     print(f"run folder: {run_dir}")
     return 0
