@@ -16,6 +16,7 @@ number of steps needs ``rebuild_policy``.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Sequence
@@ -135,7 +136,7 @@ def replay(
         other_policy = build_policy(policy, changed, index, seed=seed, predictor=predictor, actions=actions)
     else:
         _check_same_levers(scenario, changed)
-        other_policy = base_policy
+        other_policy = _twin(base_policy)
     arms = (Arm("baseline", scenario, base_policy, policy if actions is None else f"actions:{actions}"),
             Arm("override", changed, other_policy, other_spec))  # fmt: skip
 
@@ -157,6 +158,15 @@ def replay(
         per_episode, arms, list(overrides), versus, episodes, seed, markets, predictor, rebuild_policy, outcomes, index
     )
     return ReplayResult(weekly, per_episode, summary, arms)
+
+
+def _twin(policy: Any) -> Any:
+    """An independent copy in the same state, so a policy with its own random generator (``random``)
+    draws the same numbers in both arms; the policy itself when it cannot be copied."""
+    try:
+        return copy.deepcopy(policy)
+    except Exception:  # noqa: BLE001 - an uncopyable policy (open handles) is shared; deterministic ones lose nothing
+        return policy
 
 
 def _check_same_levers(base: Scenario, changed: Scenario) -> None:

@@ -65,10 +65,11 @@ def test_common_random_numbers_shrink_the_interval(board):
     assert sd_paired < 0.2 * np.std(per_episode, ddof=1) * math.sqrt(2)  # far below independent-seed noise
 
 
+@pytest.mark.parametrize("policy", ["bundle_first", "random"])
 @pytest.mark.parametrize("override", ["ads.budget=*1", "horizon_weeks=+0", "products.0.stock=*1.0"])
-def test_no_op_override_gives_exactly_zero(override):
+def test_no_op_override_gives_exactly_zero(override, policy):
     s = load_scenario("food_coffee_bundle")
-    result = replay(s, "bundle_first", [override], episodes=3, markets=["structural"])
+    result = replay(s, policy, [override], episodes=3, markets=["structural"])
     for metric in METRICS:
         m = result.summary["markets"]["structural"][metric]
         assert m["delta_mean"] == 0.0 and m["delta_ci95"] == [0.0, 0.0], metric
