@@ -36,6 +36,7 @@ from scipy.optimize import minimize_scalar
 from envs.actions import ActionLayout, ActionType, Decision
 from envs.launch_market import OBSERVATION_NAMES, LaunchMarketEnv, product_index
 from envs.timeline import Timeline
+from scenarios.loader import scenario_hash
 from scenarios.schema import Scenario
 
 _PROGRESS = OBSERVATION_NAMES.index("progress")
@@ -422,8 +423,19 @@ def make_oracle(
     also start from the heuristic baselines' plans; ``kicks``: random restarts around the best plan
     (iterated local search, drawn from a generator seeded with ``seed``).
     """
-    planner = OraclePlanner(
-        scenario, product, action_type, starts=starts, max_sweeps=max_sweeps, warm_starts=warm_starts, kicks=kicks,
-        seed=seed,
-    )  # fmt: skip
-    return OraclePolicy(scenario, planner.plan(), product=planner.product, action_type=action_type)
+    index = product_index(scenario, product)
+    key = (scenario_hash(scenario), index, action_type, starts, max_sweeps, warm_starts, kicks, seed)
+    plan = _PLANS.get(key)
+    if plan is None:
+        planner = OraclePlanner(
+            scenario, index, action_type, starts=starts, max_sweeps=max_sweeps, warm_starts=warm_starts, kicks=kicks,
+            seed=seed,
+        )  # fmt: skip
+        plan = _PLANS[key] = planner.plan()
+    return OraclePolicy(scenario, plan, product=index, action_type=action_type)
+
+
+# A plan depends only on the resolved scenario and the search settings, and the search is
+# deterministic, so one process plans each (scenario, product, settings) once (evaluations of several
+# runs, replays and sweeps ask for the same oracle again and again).
+_PLANS: dict[tuple, Plan] = {}
