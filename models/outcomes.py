@@ -20,11 +20,15 @@ import functools
 import math
 from typing import NamedTuple
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from scipy.special import gammaincc, ndtri
 
 from models.response import MarketResponse
+
+if TYPE_CHECKING:  # the batch functions import torch when called; single envs never need it
+    import torch
 
 NOISE_SLOTS = 5
 GAMMA, SOLO, BUNDLE, CLICKS, NON_CLICKS = range(NOISE_SLOTS)
@@ -109,6 +113,8 @@ def expected_outcome(resp: MarketResponse, take: float = 0.0) -> Outcome:
 
 def poisson_quantile_batch(u: torch.Tensor, mu: torch.Tensor, max_walk: int = 64) -> torch.Tensor:
     """``poisson_quantile`` elementwise on tensors (same guess, same walk)."""
+    import torch
+
     mu = mu.clamp(min=0.0)
     pos = mu > 0
     m = torch.where(pos, mu, torch.ones_like(mu))
@@ -133,11 +139,15 @@ def poisson_quantile_batch(u: torch.Tensor, mu: torch.Tensor, max_walk: int = 64
 
 @functools.cache
 def _log_factorial_table(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    import torch
+
     return torch.tensor(_LOG_FACTORIAL, dtype=dtype, device=device)
 
 
 def log_factorial_batch(k: torch.Tensor) -> torch.Tensor:
     """``log_factorial`` elementwise."""
+    import torch
+
     table = _log_factorial_table(k.dtype, k.device)
     x = k.clamp(min=float(_TABLE)) + 1.0
     stirling = (x - 0.5) * x.log() - x + _HALF_LOG_2PI + 1.0 / (12.0 * x) - 1.0 / (360.0 * x**3) + 1.0 / (1260.0 * x**5)
@@ -146,6 +156,8 @@ def log_factorial_batch(k: torch.Tensor) -> torch.Tensor:
 
 def gamma_multiplier_batch(u: torch.Tensor, overdispersion: torch.Tensor) -> torch.Tensor:
     """``gamma_multiplier`` elementwise (overdispersion per market)."""
+    import torch
+
     c = overdispersion.clamp(min=0.0) / 9.0
     z = torch.special.ndtri(u.clamp(_U_EDGE, 1.0 - _U_EDGE))
     g = (1.0 - c + z * c.sqrt()).clamp(min=0.0) ** 3
