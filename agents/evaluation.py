@@ -158,7 +158,9 @@ def summarise(summaries: list[dict[str, float]]) -> dict[str, Any]:
     mean = float(profit.mean())
     sd = float(profit.std(ddof=1)) if n > 1 else 0.0
     half = float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)) if n > 1 else 0.0
-    out: dict[str, Any] = {"profit_mean": mean, "profit_ci95": [mean - half, mean + half], "profit_sd": sd, "episodes": n}
+    out: dict[str, Any] = {
+        "profit_mean": mean, "profit_ci95": [mean - half, mean + half], "profit_sd": sd, "episodes": n,
+    }  # fmt: skip
     for key, source in METRICS.items():
         values = np.array([e[source] for e in summaries], dtype=float)
         out[key] = float(np.nanmean(values)) if np.isfinite(values).any() else None
@@ -239,7 +241,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         notes.append(f"sim_to_real_gap = {_fmt(result['sim_to_real_gap'])} (|learned - truth| / |truth|).")
     if "best_heuristic" in result:
         b = result["best_heuristic"]
-        notes.append(f"best heuristic: {b['name']} ({b['profit_mean']:,.0f}, ratio to oracle {_fmt(b['ratio_to_oracle'])}).")
+        ratio = _fmt(b["ratio_to_oracle"])
+        notes.append(f"best heuristic: {b['name']} ({b['profit_mean']:,.0f}, ratio to oracle {ratio}).")
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
@@ -260,7 +263,10 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     png = out / "trajectories.png"
     md = out / "report.md"
 
-    panels = [("price", "price"), ("ad_spend", "ad spend"), ("units_sold", "units sold"), ("stock_left", "stock left"), ("cumulative_profit", "cumulative profit")]
+    panels = [
+        ("price", "price"), ("ad_spend", "ad spend"), ("units_sold", "units sold"), ("stock_left", "stock left"),
+        ("cumulative_profit", "cumulative profit"),
+    ]  # fmt: skip
     fig, grid = plt.subplots(2, 3, figsize=(13, 7), constrained_layout=True)
     axes = grid.ravel()
     labels = {"policy": f"policy: {result['policy']}", "oracle": "oracle"}

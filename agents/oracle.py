@@ -172,7 +172,8 @@ class OraclePlanner:
             ratio = lv.price_ratio[t]
             if ratio is None:
                 ratio = lay.price_levels[min(price, self.n_price - 1)]
-            bundle = lv.bundle[t] if on_sale and lv.bundle[t] and tl.partner_open[lay.bundle_options[lv.bundle[t] - 1].item][t] else 0
+            option = lv.bundle[t]
+            bundle = option if on_sale and option and tl.partner_open[lay.bundle_options[option - 1].item][t] else 0
             share = lv.ad_share[t] if lv.ad_share[t] is not None else lay.spend_levels[lv.ad[t]]
             out.append(Decision(on_sale, ratio, flash, bundle, share, lv.creative[t]))
         return out
@@ -207,7 +208,8 @@ class OraclePlanner:
 
     def _kick(self, lv: _Levers, rng: np.random.Generator) -> _Levers:
         """A random jump out of a local optimum: two levers set to random values over random segments."""
-        sizes = {"price": self.n_price, "ad": len(self.layout.spend_levels), "bundle": 1 + len(self.layout.bundle_options)}
+        lay = self.layout
+        sizes = {"price": self.n_price, "ad": len(lay.spend_levels), "bundle": 1 + len(lay.bundle_options)}
         for levers in (("price", "ad", "bundle"), ("price", "ad")):
             lever = str(rng.choice(levers))
             start = int(rng.integers(lv.launch, self.n))
@@ -396,7 +398,9 @@ class OraclePolicy:
         self.n_steps = scenario.n_steps
         self._actions = [self.layout.encode(d) for d in plan.decisions]
 
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None, deterministic: bool = True):
+    def predict(
+        self, observation: np.ndarray, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ):
         obs = np.asarray(observation, dtype=np.float64)
         if obs.ndim == 1:
             return self._act(obs), state

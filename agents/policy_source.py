@@ -22,7 +22,9 @@ def policy_names() -> list[str]:
     return [*HEURISTICS, ORACLE]
 
 
-def resolve_policy(spec: str | Path, scenario: Scenario, product: int | str = 0, seed: int = 0, predictor: Any = None) -> Policy:
+def resolve_policy(
+    spec: str | Path, scenario: Scenario, product: int | str = 0, seed: int = 0, predictor: Any = None
+) -> Policy:
     """Build the policy ``spec`` names for ``(scenario, product)``.
 
     ``spec``: a heuristic name, ``oracle``, a training run folder, or a lookup table (.csv, .parquet,
@@ -59,7 +61,8 @@ def check_policy_spec(spec: str | Path) -> None:
             raise PolicyError(f"{path}: no such lookup-table file")
         return
     if path.exists():
-        raise PolicyError(f"{path}: not a policy: expected a training run folder or a lookup table ({', '.join(TABLE_SUFFIXES)})")
+        expected = ", ".join(TABLE_SUFFIXES)
+        raise PolicyError(f"{path}: not a policy: expected a training run folder or a lookup table ({expected})")
     try:
         lookup(dict.fromkeys(policy_names()), text, "policy")
     except PolicyError as err:

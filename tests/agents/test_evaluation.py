@@ -64,7 +64,8 @@ def test_oracle_as_the_policy_has_ratio_one(sneaker):
 
 def test_summarise_uses_a_t_interval():
     profits = [10.0, 12.0, 15.0, 9.0]
-    summary = summarise([{"profit": p, "revenue": 1.0, "units_sold": 2.0, "ad_spend": 0.0, "stock_left": 0.0, "launch_week": float("nan"), "mean_price": 3.0} for p in profits])
+    rest = {"revenue": 1.0, "units_sold": 2.0, "ad_spend": 0.0, "stock_left": 0.0, "launch_week": float("nan"), "mean_price": 3.0}
+    summary = summarise([{"profit": p, **rest} for p in profits])
     half = stats.t.ppf(0.975, 3) * np.std(profits, ddof=1) / 2.0
     assert summary["profit_ci95"] == pytest.approx([np.mean(profits) - half, np.mean(profits) + half])
     assert summary["launch_week"] is None and summary["units"] == 2.0
