@@ -277,7 +277,10 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
         for key, label in labels.items():
             series = result["trajectories"].get(key)
             if series:
-                ax.plot(series["week"], series[col], styles[key], label=label, linewidth=1.8)
+                values = series[col]
+                if col == "price":  # no price before launch: leave a gap rather than a drop to zero
+                    values = [v if v > 0 else float("nan") for v in values]
+                ax.plot(series["week"], values, styles[key], label=label, linewidth=1.8)
         ax.set_title(title)
         ax.set_xlabel("week")
         ax.grid(alpha=0.3)
