@@ -311,7 +311,7 @@ class CheckpointEvery(BaseCallback):
         path = self.folder / f"step_{self.num_timesteps:09d}.zip"
         _save_model(self.model, self.training_env, path, path.with_suffix(".pkl"))
         if self.replay_buffer:
-            tmp = self.folder / "replay_buffer.tmp.pkl"
+            tmp = self.folder / "tmp_replay_buffer.pkl"
             self.model.save_replay_buffer(tmp)
             os.replace(tmp, self.folder / "replay_buffer.pkl")
         _history(self.folder.parent, "checkpoint", step=int(self.num_timesteps), file=path.name)
@@ -487,10 +487,10 @@ def _tensorboard_dir(run_dir: Path) -> str | None:
 def _save_model(model: Any, venv: VecEnv, zip_path: Path, stats_path: Path) -> None:
     """Stats first, then the model, each via a temporary file: a zip present means a complete pair."""
     if isinstance(venv, VecNormalize):
-        tmp = stats_path.with_name(stats_path.stem + ".tmp.pkl")
+        tmp = stats_path.with_name("tmp_" + stats_path.name)  # never matches step_*
         venv.save(str(tmp))
         os.replace(tmp, stats_path)
-    tmp = zip_path.with_name(zip_path.stem + ".tmp.zip")
+    tmp = zip_path.with_name("tmp_" + zip_path.name)
     model.save(tmp)
     os.replace(tmp, zip_path)
 

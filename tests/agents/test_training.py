@@ -178,7 +178,7 @@ def test_resume_continues_from_the_last_checkpoint_after_a_kill(tmp_path):
         "--eval-episodes", "2", "--evaluation", "quick", "--out", str(run),
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while latest_checkpoint(run) is None and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
