@@ -47,7 +47,7 @@ METRIC_COLUMNS = [
     "ratio_to_oracle", "sim_to_real_gap",
 ]  # fmt: skip
 TABLE_COLUMNS = [
-    "trial", "scenario", "algorithm", "seed", "steps", "hyperparams", *METRIC_COLUMNS, "wall_s", "status", "attempts",
+    "trial", "scenario", "algorithm", "seed", "steps", "hyperparams", *METRIC_COLUMNS, "wall_s", "cpu_s", "status", "attempts",
     "error", "run_dir",
 ]  # fmt: skip
 
@@ -342,12 +342,13 @@ def _attempt(trial_fn: TrialFn, spec: TrialSpec, run_dir: str) -> dict[str, Any]
     path = Path(run_dir)
     if path.exists():  # what a failed earlier attempt left behind
         shutil.rmtree(path)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     metrics = trial_fn(spec, path)
     import ray
 
     node = ray.get_runtime_context().get_node_id()
-    return {"metrics": metrics, "wall_s": time.perf_counter() - start, "host": os.uname().nodename, "node_id": node, "pid": os.getpid()}
+    wall_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+    return {"metrics": metrics, "wall_s": wall_s, "cpu_s": cpu_s, "host": os.uname().nodename, "node_id": node, "pid": os.getpid()}
 
 
 def _gpus_per_trial(ray: Any, config: SweepConfig) -> float:
@@ -396,6 +397,7 @@ def _row(record: dict[str, Any], spec: TrialSpec) -> dict[str, Any]:
         **{k: _number(metrics.get(k)) for k in METRIC_COLUMNS},
         "products": int(metrics.get("products", 0)),
         "wall_s": _number(record.get("wall_s")),
+        "cpu_s": _number(record.get("cpu_s")),
         "status": record.get("status", "not run"),
         "attempts": int(record.get("attempts", 0)),
         "error": record.get("error", ""),
