@@ -311,7 +311,8 @@ def _schedule(
             record.update(status="ok", error=" | ".join(errors.get(spec.trial_id, [])), **result)
             bar.write(
                 f"ok     {spec.name}: ground-truth profit {result['metrics']['truth_profit']:,.0f}, "
-                f"{result['wall_s']:.1f} s, attempt {attempts[spec.trial_id]}"
+                f"{result['wall_s']:.1f} s, attempt {attempts[spec.trial_id]}",
+                file=sys.stderr,
             )
         _write_record(out, spec.trial_id, record)
         bar.update(1)
@@ -338,16 +339,17 @@ def _import_check() -> str:
 
 
 def _attempt(trial_fn: TrialFn, spec: TrialSpec, run_dir: str) -> dict[str, Any]:
-    """One attempt of one trial, inside a Ray worker: a clean run folder, the trial, its timing."""
+    """One attempt of one trial, inside a Ray worker: a clean run folder, the trial, its timing and
+    where it ran."""
+    import ray
+
     path = Path(run_dir)
     if path.exists():  # what a failed earlier attempt left behind
         shutil.rmtree(path)
     start, cpu_start = time.perf_counter(), time.process_time()
     metrics = trial_fn(spec, path)
-    import ray
-
-    node = ray.get_runtime_context().get_node_id()
     wall_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+    node = ray.get_runtime_context().get_node_id()
     return {"metrics": metrics, "wall_s": wall_s, "cpu_s": cpu_s, "host": os.uname().nodename, "node_id": node, "pid": os.getpid()}
 
 

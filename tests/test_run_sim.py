@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -203,6 +204,7 @@ search: {ppo: {n_steps: 32, batch_size: 64, n_epochs: 1}}
 
 
 def test_sweep_command(tmp_path):
+    pytest.importorskip("ray")  # the optional extra; CI installs it
     config, out = tmp_path / "smoke.yaml", tmp_path / "sweep"
     config.write_text(SWEEP_FILE)
     result = run("sweep", "--config", str(config), "--out", str(out), "--max-concurrent", "1")
