@@ -138,7 +138,7 @@ def _import_project() -> None:
 
 def sleep_and_report(spec, run_dir: Path) -> dict:
     started = time.time()
-    time.sleep(1.5)
+    time.sleep(2.0)  # long enough that two trials given two warm workers overlap even on a loaded machine
     return {"truth_profit": float(spec.seed), "started": started, "ended": time.time()}
 
 
