@@ -168,8 +168,9 @@ class BatchedMarketVecEnv(VecEnv):
             for key, value in values.items():
                 const[key].append(value)
         self.c = SimpleNamespace(**{k: self._f(v)[pid] for k, v in const.items()})
-        self._dyn = self._f(dyn)
-        self._cal = self._f(cal)
+        self._t_cols = T  # tables are flattened to (pair * T + step, column) for index_select
+        self._dyn = self._f(dyn).reshape(-1, len(_DYN))
+        self._cal = self._f(cal).reshape(-1, len(_OBS_CAL))
 
     def _build_actions(self, pid: torch.Tensor, nvec: np.ndarray) -> None:
         """Decoding tables: each action index of the shared space -> this market's lever values."""
@@ -202,6 +203,7 @@ class BatchedMarketVecEnv(VecEnv):
             spend=self._f(spend)[pid], discount=self._f(discount)[pid],
             item_price=self._f(item_price)[pid], item_cost=self._f(item_cost)[pid],
             partner_open=torch.as_tensor(partner_open, device=self.device)[pid],
+            partner_open_flat=torch.as_tensor(partner_open, device=self.device)[pid].reshape(len(pid), -1),
             native=torch.as_tensor(native, device=self.device)[pid], box=self._f(box)[pid],
             has_flash=torch.as_tensor([lay.has_flash for lay in self.layouts], device=self.device)[pid],
         )  # fmt: skip
@@ -332,7 +334,7 @@ class BatchedMarketVecEnv(VecEnv):
         P, O, A, C = (int(x) for x in self.nvec[1:])
         cols = torch.arange(P, device=self.device)
         price = cols[None] < a.native[:, 1:2]
-        flash_ok = self._dyn[self._pid, tc, _DYN.index("flash_open")].bool() & (self._flash_left > 0)
+        flash_ok = self._dyn.index_select(0, self._pid * self._t_cols + tc)[:, _DYN.index("flash_open")].bool() & (self._flash_left > 0)
         price = price & (~a.is_flash | flash_ok[:, None])
         # A duplicate produced by clipping is masked: only each market's own indices are offered.
         bundle = (torch.arange(O, device=self.device)[None] < a.native[:, 2:3]) & (
@@ -393,8 +395,8 @@ class BatchedMarketVecEnv(VecEnv):
             act = torch.minimum(actions.long(), torch.as_tensor(self.nvec, device=self.device) - 1).clamp(min=0)
             act = torch.minimum(act, a.native - 1)
             return SimpleNamespace(
-                launch=act[:, 0] > 0, ratio=a.price[rows, act[:, 1]], flash=a.is_flash[rows, act[:, 1]],
-                bundle=act[:, 2], share=a.spend[rows, act[:, 3]], creative=act[:, 4],
+                launch=act[:, 0] > 0, ratio=_pick(a.price, act[:, 1]), flash=_pick(a.is_flash, act[:, 1]),
+                bundle=act[:, 2], share=_pick(a.spend, act[:, 3]), creative=act[:, 4],
             )  # fmt: skip
         x = actions.to(self.dtype).clamp(-1.0, 1.0)
         unit = (x + 1.0) / 2.0
@@ -408,7 +410,7 @@ class BatchedMarketVecEnv(VecEnv):
     def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c, a, rows, t = self.c, self.a, self._rows, self._t
         d = self._decode(actions)
-        dyn = self._dyn[self._pid, t]
+        dyn = self._dyn.index_select(0, self._pid * self._t_cols + t)
         season, holiday, comp_strength, comp_price, flash_open = dyn.unbind(1)
 
         # Launch timing.
@@ -425,9 +427,9 @@ class BatchedMarketVecEnv(VecEnv):
         self._flash_left = self._flash_left - flash.long()
         ratio = torch.where(flash, c.flash_ratio, d.ratio)
         bundle = d.bundle.clamp(max=a.native[:, 2] - 1)
-        active = launched & (bundle > 0) & a.partner_open[rows, bundle, t.clamp(max=self.t_max)]
+        active = launched & (bundle > 0) & _pick(a.partner_open_flat, bundle * self._t_cols + t)
         option = torch.where(active, bundle, 0)
-        discount = a.discount[rows, option]
+        discount = _pick(a.discount, option)
         creative = torch.minimum(d.creative.clamp(min=0), a.native[:, 4] - 1)
 
         # Ads: a share of what is left; adstock carries over.
@@ -448,7 +450,8 @@ class BatchedMarketVecEnv(VecEnv):
         imp = resp.impressions.to(self.dtype)
         ctr = resp.ctr.to(self.dtype)
         if self.outcomes == "sampled":
-            u = self._noise[rows, self._episode_in_block * c.n.long() + t]
+            row = self._episode_in_block * c.n.long() + t
+            u = self._noise.view(-1, NOISE_SLOTS).index_select(0, rows * self._noise.shape[1] + row)
             mu = mu_demand.clamp(min=0.0)
             if self._overdispersed:
                 mu = mu * gamma_multiplier_batch(u[:, GAMMA], self.overdispersion)
@@ -474,10 +477,11 @@ class BatchedMarketVecEnv(VecEnv):
 
         price = torch.where(launched, ratio, 0.0) * c.ref
         revenue = price * (sold - bundled) + price * (1.0 - discount) * bundled
-        partner_revenue = torch.where(active, a.item_price[rows, option] * (1.0 - discount) * bundled, 0.0)
-        partner_cost = torch.where(active, a.item_cost[rows, option] * bundled, 0.0)
+        item_price, item_cost = _pick(a.item_price, option), _pick(a.item_cost, option)
+        partner_revenue = torch.where(active, item_price * (1.0 - discount) * bundled, 0.0)
+        partner_cost = torch.where(active, item_cost * bundled, 0.0)
         cannibalised = torch.where(
-            active, resp.cannibalisation.to(self.dtype) * bundled * (a.item_price[rows, option] - a.item_cost[rows, option]), 0.0
+            active, resp.cannibalisation.to(self.dtype) * bundled * (item_price - item_cost), 0.0
         )
         cogs = c.cost * sold
         holding = c.holding * self._stock
@@ -506,15 +510,15 @@ class BatchedMarketVecEnv(VecEnv):
         if self.market == "learned":
             return self.heads.respond(self.parts, ctx, creative, option)
         tr, rows = self.truth, self._rows
-        creative_p = SimpleNamespace(ctr=tr["creative"].ctr[rows, creative])
-        partner_p = SimpleNamespace(affinity=tr["partner"].affinity[rows, option], cannibalisation=tr["partner"].cannibalisation[rows, option])
+        creative_p = SimpleNamespace(ctr=_pick(tr["creative"].ctr, creative))
+        partner_p = SimpleNamespace(affinity=_pick(tr["partner"].affinity, option), cannibalisation=_pick(tr["partner"].cannibalisation, option))
         return structural_response(tr["product"], creative_p, partner_p, tr["ads"], tr["bundle"], tr["flash"], ctx)
 
     def _observe(self) -> torch.Tensor:
         c, t = self.c, self._t
         n_steps = c.n
         tc = torch.minimum(t, n_steps.long() - 1)
-        cal = self._cal[self._pid, tc]
+        cal = self._cal.index_select(0, self._pid * self._t_cols + tc)
         tf = t.to(self.dtype)
         launched = self._launched
         lf = launched.to(self.dtype)
@@ -543,3 +547,8 @@ class BatchedMarketVecEnv(VecEnv):
 
 
 assert len(OBSERVATION_NAMES) == 25  # the column list in _observe follows OBSERVATION_NAMES
+
+
+def _pick(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[i, index[i]]`` for every row i (a gather, much cheaper than advanced indexing on a CPU)."""
+    return table.gather(1, index.unsqueeze(1)).squeeze(1)

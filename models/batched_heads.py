@@ -47,7 +47,9 @@ class BatchedHeads(nn.Module):
         self.context_in.weight.data = first.weight.data[:, self.latent :].clone()
         self.context_in.to(dtype=dtype)
         self.demand_rest = copy.deepcopy(self.text_heads.demand[2:]).to(dtype=dtype)
+        self._rest_linears = [m for m in self.demand_rest if isinstance(m, nn.Linear)]
         self.impressions = self.text_heads.impressions
+        self._buffers_for: dict[tuple[int, torch.device], list[torch.Tensor]] = {}
         self.eval()
 
     @torch.inference_mode()
@@ -69,16 +71,28 @@ class BatchedHeads(nn.Module):
         log_uplift = nn.functional.softplus(raw[..., 0]) * has_bundle
         take = torch.sigmoid(raw[..., 1]) * has_bundle
         first = h.demand[0]
-        demand_text = p @ first.weight[:, : self.latent].T + first.bias
+        demand_text = (p @ first.weight[:, : self.latent].T + first.bias).to(self.dtype)  # the step's bias
         return TextParts(demand_text, ctr, log_uplift, take, has_bundle)
+
+    def _demand_mlp(self, text_bias: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        """Linear, SiLU, ..., Linear into preallocated hidden buffers: fresh (N, hidden) tensors each step
+        would cost page faults on the CPU comparable to the matrix products themselves."""
+        key = (feats.shape[0], feats.device)
+        if key not in self._buffers_for:
+            self._buffers_for[key] = [torch.empty(feats.shape[0], m.in_features, dtype=self.dtype, device=feats.device) for m in self._rest_linears]
+        buffers = self._buffers_for[key]
+        x = torch.addmm(text_bias, feats, self.context_in.weight.T, out=buffers[0])
+        for layer, buffer in zip(self._rest_linears, buffers[1:] + [None]):
+            nn.functional.silu(x, inplace=True)
+            x = torch.addmm(layer.bias, x, layer.weight.T) if buffer is None else torch.addmm(layer.bias, x, layer.weight.T, out=buffer)
+        return x
 
     @torch.inference_mode()
     def respond(self, parts: TextParts, ctx: MarketContext, creative: torch.Tensor, option: torch.Tensor) -> MarketResponse:
         """Expected outcomes of one step for every market (``creative``/``option``: chosen indices)."""
         feats = context_features(ctx)
         rows = torch.arange(feats.shape[0], device=feats.device)
-        hidden = parts.demand_text.to(self.dtype) + self.context_in(feats.to(self.dtype))
-        out = self.demand_rest(nn.functional.silu(hidden)).float()
+        out = self._demand_mlp(parts.demand_text, feats.to(self.dtype)).float()
         log_uplift = parts.log_uplift[rows, option]
         has_bundle = parts.has_bundle[rows, option]
         ad_in = torch.stack([torch.log1p(torch.as_tensor(ctx.adstock).double() / 1000.0), torch.as_tensor(ctx.step_weeks).double()], 1)
