@@ -115,7 +115,7 @@ class BatchedMarketVecEnv(VecEnv):
         self._generators: list[np.random.Generator | None] = [None] * n
         # Uniforms for several episodes per market are drawn in one call (a generator fills blocks in
         # stream order, so this equals one draw per reset) to keep per-market Python calls rare.
-        budget = 2**25 if self.device.type == "cpu" else 2**28  # numbers held in the buffer
+        budget = 2**22 if self.device.type == "cpu" else 2**26  # numbers held: 32 MB of float64 on a CPU, 256 MB of float32 on a GPU
         self.noise_episodes = noise_episodes or max(1, min(64, budget // (n * self.t_max * NOISE_SLOTS)))
         self._noise = torch.zeros(n, self.noise_episodes * self.t_max, NOISE_SLOTS, dtype=self.dtype, device=self.device)
         self._noise_np = self._noise.numpy() if self.device.type == "cpu" and self.dtype == torch.float64 else None
