@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -207,7 +208,9 @@ class LaunchPredictor:
         if enc["mode"] == "lora":
             from peft import PeftModel
 
-            encoder.model = PeftModel.from_pretrained(encoder.model, directory / "adapter")
+            with warnings.catch_warnings():  # peft probes a transformers attribute deprecated in v5
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                encoder.model = PeftModel.from_pretrained(encoder.model, directory / "adapter")
         heads = PredictorHeads(card["text_dim"], hidden=card["hidden"], latent=card["latent"], creative_latent=card["creative_latent"])
         try:
             heads.load_state_dict(load_file(directory / "heads.safetensors"))

@@ -8,6 +8,7 @@ with ``local_files_only=True``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,7 +43,7 @@ class TextEncoder(nn.Module):
             raise PredictorError(f"{self.path}: not a transformers model folder (no config.json)")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-            self.model = AutoModel.from_pretrained(self.path, local_files_only=True)
+            self.model = _quietly(AutoModel.from_pretrained, self.path, local_files_only=True)
         except (OSError, ValueError) as err:
             raise PredictorError(f"{self.path}: cannot load a text encoder: {err}") from err
         self.max_length = max_length
@@ -59,7 +60,9 @@ class TextEncoder(nn.Module):
         from peft import LoraConfig, get_peft_model
 
         config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=LORA_TARGETS)
-        self.model = get_peft_model(self.model, config)
+        with warnings.catch_warnings():  # peft probes a transformers attribute deprecated in v5
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            self.model = get_peft_model(self.model, config)
         self.lora_rank = rank
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
@@ -81,3 +84,16 @@ class TextEncoder(nn.Module):
         if not out:
             return torch.zeros(0, self.dim)
         return torch.cat(out)
+
+
+def _quietly(load, *args, **kwargs):
+    """Call a transformers loader without its per-tensor progress bar (a model this small loads at once)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return load(*args, **kwargs)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
