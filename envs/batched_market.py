@@ -29,7 +29,7 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 
 from envs.actions import ActionLayout, ActionType
-from envs.launch_market import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES
+from envs.launch_market import OBS_HIGH, OBS_LOW
 from envs.timeline import NEVER, Timeline
 from envs.vector import observation_space, product_traits, union_nvec
 from models.outcomes import (
@@ -329,7 +329,6 @@ class BatchedMarketVecEnv(VecEnv):
         """(N, sum(nvec)) valid values of every MultiDiscrete dimension, as ``LaunchMarketEnv.action_masks``."""
         t, a, c = self._t, self.a, self.c
         tc = t.clamp(max=self.t_max)
-        n = self.num_envs
         launch = torch.stack([~self._launched & (t < c.deadline), self._launched | (t >= c.earliest)], dim=1)
         P, O, A, C = (int(x) for x in self.nvec[1:])
         cols = torch.arange(P, device=self.device)
@@ -390,7 +389,7 @@ class BatchedMarketVecEnv(VecEnv):
         self._noise[torch.as_tensor(indices, device=self.device)] = torch.as_tensor(stage, dtype=self.dtype).to(self.device)
 
     def _decode(self, actions: torch.Tensor) -> SimpleNamespace:
-        a, rows = self.a, self._rows
+        a = self.a
         if self.action_type == "multidiscrete":
             act = torch.minimum(actions.long(), torch.as_tensor(self.nvec, device=self.device) - 1).clamp(min=0)
             act = torch.minimum(act, a.native - 1)
@@ -509,12 +508,13 @@ class BatchedMarketVecEnv(VecEnv):
     def _respond(self, ctx: MarketContext, creative: torch.Tensor, option: torch.Tensor):
         if self.market == "learned":
             return self.heads.respond(self.parts, ctx, creative, option)
-        tr, rows = self.truth, self._rows
+        tr = self.truth
         creative_p = SimpleNamespace(ctr=_pick(tr["creative"].ctr, creative))
         partner_p = SimpleNamespace(affinity=_pick(tr["partner"].affinity, option), cannibalisation=_pick(tr["partner"].cannibalisation, option))
         return structural_response(tr["product"], creative_p, partner_p, tr["ads"], tr["bundle"], tr["flash"], ctx)
 
     def _observe(self) -> torch.Tensor:
+        """The observation of every market, column for column as ``LaunchMarketEnv._observe`` (OBSERVATION_NAMES)."""
         c, t = self.c, self._t
         n_steps = c.n
         tc = torch.minimum(t, n_steps.long() - 1)
@@ -544,9 +544,6 @@ class BatchedMarketVecEnv(VecEnv):
         if self._traits is not None:
             obs = torch.cat([obs, self._traits], dim=1)
         return obs
-
-
-assert len(OBSERVATION_NAMES) == 25  # the column list in _observe follows OBSERVATION_NAMES
 
 
 def _pick(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
