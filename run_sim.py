@@ -179,7 +179,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 scenarios=args.scenario, algo=args.algo, steps=args.steps, market=args.market, predictor=args.predictor,
                 n_envs=args.n_envs, seed=args.seed, out=out, checkpoint_every=args.checkpoint_every,
                 hyperparams=hyperparams_from_file(args.hyperparams, args.algo) if args.hyperparams else None,
-                eval_episodes=args.eval_episodes, evaluation=args.evaluation, device=args.device,
+                eval_episodes=args.eval_episodes, evaluation=args.evaluation, device=args.device, vec_kind=args.vec_kind,
             )  # fmt: skip
             run_dir = train(config)
     except KeyboardInterrupt:
@@ -369,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--market", choices=["learned", "structural"], default="learned", help="the market trained in")
     p.add_argument("--predictor", help="predictor folder for the learned market (default: the shipped default predictor)")
     p.add_argument("--n-envs", type=_positive_int, default=8)
+    p.add_argument("--vec-kind", choices=["batched", "dummy"], help="VecEnv kind (default: batched on a GPU or from 64 envs, else SB3's DummyVecEnv)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="the run folder (default: runs/ALGO_SCENARIO_seedK)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from its last checkpoint (its own settings apply)")

@@ -75,7 +75,7 @@ class TrainConfig(BaseModel):
     eval_every: int | None = Field(None, ge=0)  # progress-bar evaluation; None: about 20 per run, 0: never
     eval_episodes: int = Field(20, ge=1)  # episodes per market of the final evaluation
     evaluation: Literal["full", "quick"] = "full"  # full: agents.evaluation; quick: the training market only
-    vec_kind: Literal["batched", "dummy"] | None = None  # None: batched on a GPU, dummy (SB3 DummyVecEnv) on a CPU
+    vec_kind: Literal["batched", "dummy"] | None = None  # None: batched on a GPU or from 64 envs, else SB3's DummyVecEnv
     device: str | None = None  # the predictor's device (cuda when present); the agent runs on the CPU
     torch_threads: int | None = Field(1, ge=1)  # small networks train fastest on one thread; None: torch's default
 
@@ -455,15 +455,18 @@ def _set_threads(config: TrainConfig) -> None:
         torch.set_num_threads(config.torch_threads)
 
 
+BATCHED_FROM_N_ENVS = 64  # on a CPU; docs/BENCHMARKS.md: PPO learns 2.5x faster batched at 64 envs, 12x at 1,024
+
+
 def _vec_kind(config: TrainConfig) -> str:
-    """SB3's DummyVecEnv of single envs on a CPU (measured faster at 8 envs: 10.3k vs 4.5k learned-market
-    steps/s on 2 cores), the batched tensor env where a GPU holds the predictor."""
+    """The batched tensor env where a GPU holds the predictor or from 64 envs on; SB3's DummyVecEnv of
+    single envs for a few envs on a CPU (faster at 8 envs: 10.3k vs 4.5k learned-market steps/s on 2 cores)."""
     if config.vec_kind is not None:
         return config.vec_kind
     import torch
 
     cuda = torch.cuda.is_available() and (config.device is None or config.device.startswith("cuda"))
-    return "batched" if cuda else "dummy"
+    return "batched" if cuda or config.n_envs >= BATCHED_FROM_N_ENVS else "dummy"
 
 
 def _constructor_kwargs(algorithm: Algorithm, params: dict[str, Any]) -> dict[str, Any]:
