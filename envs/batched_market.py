@@ -136,7 +136,7 @@ class BatchedMarketVecEnv(VecEnv):
         cal = np.zeros((len(self.pairs), T, len(_OBS_CAL)))
         const: dict[str, list[float]] = {k: [] for k in (
             "n", "k", "ref", "cost", "stock0", "budget0", "decay", "flash_ratio", "flash_max", "holding", "salvage",
-            "launch_cost", "log_stock", "earliest", "deadline", "overdispersion",
+            "launch_cost", "log_stock", "earliest", "deadline", "overdispersion", "market_estimate",
         )}  # fmt: skip
         self.timelines = []
         for i, (s, p) in enumerate(self.pairs):
@@ -164,6 +164,7 @@ class BatchedMarketVecEnv(VecEnv):
                 "salvage": float(s.reward.salvage_value_per_unit), "launch_cost": float(s.launch.launch_cost),
                 "log_stock": math.log1p(max(stock0, 1.0)), "earliest": tl.earliest_launch_step,
                 "deadline": tl.deadline_step, "overdispersion": float(s.truth.demand_overdispersion),
+                "market_estimate": float(prod.market_estimate or 0.0),
             }  # fmt: skip
             for key, value in values.items():
                 const[key].append(value)
@@ -215,7 +216,9 @@ class BatchedMarketVecEnv(VecEnv):
 
         self.predictor = predictor
         self.overdispersion = torch.full_like(self.c.n, float(predictor.demand_overdispersion))
-        self.heads = BatchedHeads(predictor.heads, predictor.cannibalisation, dtype=head_dtype).to(self.device)
+        self.heads = BatchedHeads(
+            predictor.heads, predictor.cannibalisation, dtype=head_dtype, unknown_estimate=predictor.default_market_estimate
+        ).to(self.device)
         O, C = int(self.nvec[2]), int(self.nvec[4])
         prods, creatives, partners, discounts = [], [], [], []
         for i, (s, p) in enumerate(self.pairs):
@@ -442,6 +445,7 @@ class BatchedMarketVecEnv(VecEnv):
             price_ratio=torch.where(launched, ratio, 1.0), reference_price=c.ref, flash=flash.to(self.dtype),
             weeks_since_flash=self._since_flash.to(self.dtype), competitor_strength=comp_strength,
             competitor_price_ratio=comp_price, adstock=self._adstock, adopters=self._adopters, bundle_discount=discount,
+            market_estimate=c.market_estimate,
         )  # fmt: skip
         resp = self._respond(ctx, creative, option)
         take = torch.where(active, resp.bundle_take.to(self.dtype), 0.0)

@@ -152,6 +152,7 @@ class LaunchMarketEnv(gym.Env):
         self._salvage = float(s.reward.salvage_value_per_unit)
         self._launch_cost = float(s.launch.launch_cost)
         self._log_stock = math.log1p(max(self._stock0, 1.0))
+        self._market_estimate = float(self.product.market_estimate or 0.0)
         self._noise: np.ndarray | None = None
         self._state_reset()
 
@@ -275,6 +276,7 @@ class LaunchMarketEnv(gym.Env):
             adstock=self._adstock,
             adopters=self._adopters,
             bundle_discount=discount,
+            market_estimate=self._market_estimate,
         )
         resp = self.market.expected(self._product_enc, self._creative_enc[creative], partner, ctx)
         self.last_context, self.last_response = ctx, resp  # read by the log generator

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from models.context_features import context_features
+from models.context_features import FEATURE_NAMES, context_features
 from models.response import MarketContext, MarketResponse
 
 
@@ -32,13 +32,16 @@ class TextParts(NamedTuple):
 class BatchedHeads(nn.Module):
     """``PredictorHeads`` split into a once-per-episode text part and a per-step context part."""
 
-    def __init__(self, heads: nn.Module, cannibalisation: float, dtype: torch.dtype = torch.float32):
+    def __init__(self, heads: nn.Module, cannibalisation: float, dtype: torch.dtype = torch.float32, unknown_estimate: float = 0.0):
+        """``heads``: a ``PredictorHeads`` (its ``feature_names`` say which context features it reads)."""
         super().__init__()
         # Copies: the predictor's own heads stay float32 for single envs and training.
         # Text parts and the tiny impressions head run in float64 (once per episode, or cheap), so
         # that clicks match the single-market NumPy path; the demand MLP runs in ``dtype``.
         self.text_heads = copy.deepcopy(heads).double().eval()
         self.latent = int(heads.latent)
+        self.feature_names = tuple(getattr(heads, "feature_names", FEATURE_NAMES))
+        self.unknown_estimate = unknown_estimate
         self.cannibalisation = cannibalisation
         self.dtype = dtype
         first = self.text_heads.demand[0]
@@ -90,7 +93,7 @@ class BatchedHeads(nn.Module):
     @torch.inference_mode()
     def respond(self, parts: TextParts, ctx: MarketContext, creative: torch.Tensor, option: torch.Tensor) -> MarketResponse:
         """Expected outcomes of one step for every market (``creative``/``option``: chosen indices)."""
-        feats = context_features(ctx)
+        feats = context_features(ctx, self.feature_names, self.unknown_estimate)
         rows = torch.arange(feats.shape[0], device=feats.device)
         out = self._demand_mlp(parts.demand_text, feats.to(self.dtype)).float()
         log_uplift = parts.log_uplift[rows, option]

@@ -7,14 +7,15 @@ The bundle discount is not among them: the bundle head reads it with the pair of
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-FEATURES_VERSION = 1
-FEATURE_NAMES: tuple[str, ...] = (
+FEATURES_VERSION = 2
+FEATURE_NAMES_V1: tuple[str, ...] = (
     "season",
     "holiday",
     "price_ratio",
@@ -29,13 +30,27 @@ FEATURE_NAMES: tuple[str, ...] = (
     "step_weeks",
     "log_reference_price",
 )
+# v2 adds the seller's public estimate of the product's addressable buyers: the scale that a text
+# cannot carry (0 = unknown). Predictors record their feature list; v1 predictors still load.
+FEATURE_NAMES: tuple[str, ...] = (*FEATURE_NAMES_V1, "log_market_estimate")
+FEATURE_SETS: dict[int, tuple[str, ...]] = {1: FEATURE_NAMES_V1, 2: FEATURE_NAMES}
 
 
-def context_features(ctx: Any) -> torch.Tensor:
-    """(n, len(FEATURE_NAMES)) float32 features from a MarketContext-like object (or a DataFrame)."""
+def log_market_estimate(estimate: float) -> float:
+    """The scaled market-estimate feature of one market (the batch form is in ``context_features``)."""
+    return math.log1p(max(estimate, 0.0)) / 10.0
+
+
+def context_features(ctx: Any, names: tuple[str, ...] = FEATURE_NAMES, unknown_estimate: float = 0.0) -> torch.Tensor:
+    """(n, len(names)) float32 features from a MarketContext-like object (or a DataFrame); ``names`` is
+    one of ``FEATURE_SETS`` (a predictor's own list); an unknown (0) market estimate reads as
+    ``unknown_estimate`` (a predictor's typical training value)."""
 
     def col(name: str) -> torch.Tensor:
-        value = ctx[name].to_numpy() if isinstance(ctx, pd.DataFrame) else getattr(ctx, name)
+        if isinstance(ctx, pd.DataFrame):
+            value = ctx[name].to_numpy() if name in ctx else np.zeros(len(ctx))
+        else:
+            value = getattr(ctx, name)
         if isinstance(value, torch.Tensor):  # the batched env's state: its device and dtype, one cast at the end
             return value.reshape(-1)
         return torch.as_tensor(np.asarray(value, dtype=np.float32)).reshape(-1)
@@ -59,4 +74,10 @@ def context_features(ctx: Any) -> torch.Tensor:
         col("step_weeks"),
         torch.log(ref.clamp(min=0.01)) / 5.0,
     ]
+    if names == FEATURE_NAMES:
+        estimate = col("market_estimate")
+        estimate = torch.where(estimate > 0, estimate, torch.full_like(estimate, unknown_estimate))
+        cols.append((torch.log1p(estimate.clamp(min=0.0)) / 10.0).expand(n))
+    elif names != FEATURE_NAMES_V1:
+        raise ValueError(f"unknown feature list {names}")
     return torch.stack(cols, dim=1).float()

@@ -146,7 +146,7 @@ def finetune(logs: pd.DataFrame, cfg: FinetuneConfig, source: str = "<logs>") ->
     """Fine-tune a predictor on logs in the canonical schema and return it (unsaved)."""
     set_seed(cfg.seed)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    data = TrainingData(logs).to(device)
+    data = TrainingData(logs).to(device)  # the current FEATURE_NAMES
     encoder = TextEncoder(cfg.encoder, max_length=cfg.max_length).to(device)
     heads = PredictorHeads(encoder.dim, cfg.hidden, cfg.latent, cfg.creative_latent, cfg.dropout).to(device)
     _init_bias(heads, logs)
@@ -173,6 +173,7 @@ def finetune(logs: pd.DataFrame, cfg: FinetuneConfig, source: str = "<logs>") ->
         "latent": cfg.latent,
         "creative_latent": cfg.creative_latent,
         "feature_names": list(FEATURE_NAMES),
+        "default_market_estimate": _median_estimate(logs),
         "features_version": FEATURES_VERSION,
         "text_fields": ["description", "creative_text", "partner_text"],
         "targets_trained": sorted(k for k in TARGETS if data.has(k)),
@@ -220,3 +221,12 @@ def set_seed(seed: int) -> None:
     from transformers import set_seed as hf_set_seed
 
     hf_set_seed(seed)
+
+
+def _median_estimate(logs) -> float:
+    """The median market estimate of the training products (0 when the logs have none): what an
+    unknown estimate reads as at prediction time."""
+    if "market_estimate" not in logs:
+        return 0.0
+    known = logs.loc[logs["market_estimate"] > 0].groupby("description")["market_estimate"].first()
+    return float(known.median()) if len(known) else 0.0

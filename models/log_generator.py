@@ -10,6 +10,7 @@ and ``paraphrase`` (new products described with wording never used in training).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ HORIZON = 20
 
 CONTEXT_COLUMNS = [
     "launched", "step_weeks", "season", "holiday", "price_ratio", "reference_price", "flash", "weeks_since_flash",
-    "competitor_strength", "competitor_price_ratio", "adstock", "adopters", "bundle_discount",
+    "competitor_strength", "competitor_price_ratio", "adstock", "adopters", "bundle_discount", "market_estimate",
 ]  # fmt: skip
 
 
@@ -55,6 +56,11 @@ def synthetic_scenario(
     hooks = rng.choice(list(pt.HOOKS), size=2, replace=False)
     partners = pt.partner_candidates(traits, rng)
     beta = pt.POSITION_BETA[traits.positioning] * u(1 - h, 1 + h)
+    # The product's reach varies 50-fold beyond what its positioning says: no text carries that, the
+    # seller's public market estimate (within about 20%) does.
+    reach = math.exp(u(math.log(0.1), math.log(5.0)))
+    market_size = round(8000 * pt.POSITION_MARKET[traits.positioning] * reach * u(1 - h, 1 + h))
+    market_estimate = float(round(market_size * math.exp(rng.normal(0.0, 0.2))))
     competitor = []
     if rng.random() < 0.6:
         competitor = [{"week": int(rng.integers(0, 15)), "price": round(ref * u(0.7, 1.25), 2), "strength": round(u(0.3, 1.5), 2)}]
@@ -74,7 +80,7 @@ def synthetic_scenario(
         },
         "products": [{
             "name": "product", "text": pt.describe(traits, rng, vocabulary), "unit_cost": round(ref * u(0.3, 0.45), 2),
-            "reference_price": ref, "stock": 10_000_000,
+            "reference_price": ref, "stock": 10_000_000, "market_estimate": max(market_estimate, 1.0),
         }],  # fmt: skip
         "catalogue": [
             {"name": f"partner_{i}", "text": text, "price": round(u(8, 60), 2), "unit_cost": 0.0, "discounts": DISCOUNTS}
@@ -89,7 +95,7 @@ def synthetic_scenario(
         "pricing": {"levels": PRICE_LEVELS, "flash_sale": flash},
         "truth": {
             "products": {"product": {
-                "market_size": round(8000 * pt.POSITION_MARKET[traits.positioning] * u(1 - h, 1 + h)),
+                "market_size": market_size,
                 "bass_p": 0.02 * u(1 - h, 1 + h),
                 "bass_q": pt.BUZZ_IMITATION[traits.buzz] * u(1 - h, 1 + h),
                 "repeat_rate": 0.05 * u(1 - h, 1 + h) if noun.consumable else 0.0,

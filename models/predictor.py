@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from errors import PredictorError
-from models.context_features import FEATURE_NAMES, FEATURES_VERSION, context_features
+from models.context_features import FEATURE_NAMES, FEATURE_SETS, FEATURES_VERSION, context_features
 from models.response import MarketContext, MarketResponse, TextRole
 from models.single_market import SingleMarketHeads
 from models.text_encoder import TextEncoder, default_encoder_path
@@ -49,9 +49,13 @@ def _mlp(sizes: Sequence[int]) -> nn.Sequential:
 class PredictorHeads(nn.Module):
     """The trainable heads; texts arrive as embeddings, context as ``context_features``."""
 
-    def __init__(self, text_dim: int, hidden: int = 128, latent: int = 32, creative_latent: int = 8, dropout: float = 0.1):
+    def __init__(
+        self, text_dim: int, hidden: int = 128, latent: int = 32, creative_latent: int = 8, dropout: float = 0.1,
+        feature_names: tuple[str, ...] = FEATURE_NAMES,
+    ):
         super().__init__()
-        n = len(FEATURE_NAMES)
+        self.feature_names = tuple(feature_names)
+        n = len(self.feature_names)
         self.text_dim, self.hidden, self.latent, self.creative_latent = text_dim, hidden, latent, creative_latent
         # Each text is first squeezed into a few latent traits: with thousands (not millions) of
         # distinct products, a narrow bottleneck generalises to new texts far better than the raw
@@ -99,6 +103,9 @@ class LaunchPredictor:
         self.device = next(heads.parameters()).device
         self.demand_overdispersion = float(card.get("demand_overdispersion", 0.0))
         self.cannibalisation = float(card.get("cannibalisation", 0.2))
+        self.feature_names = tuple(card.get("feature_names", FEATURE_NAMES))
+        # What an unknown market estimate (0) reads as: the median estimate of the training logs.
+        self.default_market_estimate = float(card.get("default_market_estimate", 0.0))
         self.encoder.eval()
         self.heads.eval()
         self._single: SingleMarketHeads | None = None  # built on first single-market call
@@ -118,9 +125,9 @@ class LaunchPredictor:
         """Expected outcomes: floats for one market (NumPy fast path), tensors for a batch."""
         if isinstance(ctx.price_ratio, float | int):
             if self._single is None:
-                self._single = SingleMarketHeads(self.heads, self.cannibalisation)
+                self._single = SingleMarketHeads(self.heads, self.cannibalisation, self.feature_names, self.default_market_estimate)
             return self._single.expected(product, creative, partner, ctx)
-        feats = context_features(ctx).to(self.device)
+        feats = context_features(ctx, self.feature_names, self.default_market_estimate).to(self.device)
         n = feats.shape[0]
         p, c = _rows(product).expand(n, -1), _rows(creative).expand(n, -1)
         j = torch.zeros_like(p) if partner is None else _rows(partner).expand(n, -1)
@@ -142,7 +149,7 @@ class LaunchPredictor:
     @torch.inference_mode()
     def predict_frame(self, logs: Any, batch_rows: int = 65536) -> dict[str, Any]:
         """Expected demand, CTR and impressions for every row of canonical logs (numpy arrays)."""
-        data = TrainingData(logs).to(self.device)
+        data = TrainingData(logs, self.feature_names).to(self.device)
         table = torch.stack(self.encode(data.texts)) if data.texts else torch.zeros(0, self.heads.text_dim, device=self.device)
         parts: dict[str, list] = {"demand": [], "ctr": [], "impressions": []}
         for rows in torch.arange(data.n, device=self.device).split(batch_rows):
@@ -190,10 +197,11 @@ class LaunchPredictor:
             raise PredictorError(
                 f"{card_path}: format {card.get('format')!r} v{card.get('version')}, expected {CARD_FORMAT!r} v{CARD_VERSION}"
             )
-        if tuple(card.get("feature_names", ())) != FEATURE_NAMES or card.get("features_version") != FEATURES_VERSION:
+        names = tuple(card.get("feature_names", ()))
+        if FEATURE_SETS.get(card.get("features_version")) != names:
             raise PredictorError(
-                f"{card_path}: feature_names/features_version do not match this code's context features "
-                f"(v{FEATURES_VERSION}: {', '.join(FEATURE_NAMES)})"
+                f"{card_path}: feature_names/features_version match none of this code's context features "
+                f"(v{FEATURES_VERSION}: {', '.join(FEATURE_NAMES)}; v1 without log_market_estimate)"
             )
         enc = card["encoder"]
         if enc["mode"] == "full":
@@ -211,7 +219,9 @@ class LaunchPredictor:
             with warnings.catch_warnings():  # peft probes a transformers attribute deprecated in v5
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
                 encoder.model = PeftModel.from_pretrained(encoder.model, directory / "adapter")
-        heads = PredictorHeads(card["text_dim"], hidden=card["hidden"], latent=card["latent"], creative_latent=card["creative_latent"])
+        heads = PredictorHeads(
+            card["text_dim"], hidden=card["hidden"], latent=card["latent"], creative_latent=card["creative_latent"], feature_names=names
+        )
         try:
             heads.load_state_dict(load_file(directory / "heads.safetensors"))
         except (RuntimeError, FileNotFoundError) as err:

@@ -32,6 +32,7 @@ class MarketContext:
     adstock: Any  # carried-over ad spend after this step's spend (currency)
     adopters: Any  # first purchases so far (units)
     bundle_discount: Any  # 0.0 when no bundle is offered
+    market_estimate: Any = 0.0  # the seller's public estimate of addressable buyers (0.0 = unknown)
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.context_features import FEATURE_NAMES
+from models.context_features import FEATURE_NAMES, log_market_estimate
 from models.response import MarketContext, MarketResponse
 
 _ADSTOCK, _STEP = FEATURE_NAMES.index("log_adstock"), FEATURE_NAMES.index("step_weeks")
@@ -33,13 +33,18 @@ def _sigmoid(x: float) -> float:
 class SingleMarketHeads:
     """``PredictorHeads`` for one market, with every text-only quantity cached per text."""
 
-    def __init__(self, heads: torch.nn.Module, cannibalisation: float):
+    def __init__(
+        self, heads: torch.nn.Module, cannibalisation: float, feature_names: tuple[str, ...] = FEATURE_NAMES,
+        unknown_estimate: float = 0.0,
+    ):
         sd = {k: v.detach().cpu().double().numpy() for k, v in heads.state_dict().items()}
         self.ln = (sd["norm.weight"], sd["norm.bias"], float(heads.norm.eps))
         self.proj = {role: (sd[f"{role}_traits.weight"], sd[f"{role}_traits.bias"]) for role in ("product", "creative", "partner")}
         self.layers = {name: _layers(sd, name) for name in ("demand", "ctr", "impressions", "bundle")}
         self.latent = int(heads.latent)
         self.cannibalisation = cannibalisation
+        self.market_feature = "log_market_estimate" in feature_names
+        self.unknown_estimate = unknown_estimate
         # Keyed by id() of the embedding tensors, which the predictor's embedding cache keeps alive.
         self._cache: dict[tuple, Any] = {}
 
@@ -82,6 +87,7 @@ class SingleMarketHeads:
             ctx.season, ctx.holiday, ctx.price_ratio, ctx.flash, since == 1, since == 2, since == 3,
             ctx.competitor_strength, ctx.competitor_price_ratio, math.log1p(ctx.adstock / 1000.0),
             math.log1p(ctx.adopters) / 5.0, ctx.step_weeks, math.log(max(ctx.reference_price, 0.01)) / 5.0,
+            *((log_market_estimate(ctx.market_estimate if ctx.market_estimate > 0 else self.unknown_estimate),) if self.market_feature else ()),
         ], dtype=np.float64)  # fmt: skip  (the order of FEATURE_NAMES)
         layers = self.layers["demand"]
         w1 = layers[0][0]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.context_features import context_features
+from models.context_features import FEATURE_NAMES, context_features
 
 TARGETS = ("units", "new_customers", "impressions", "clicks", "bundled_units")
 
@@ -16,14 +16,14 @@ TARGETS = ("units", "new_customers", "impressions", "clicks", "bundled_units")
 class TrainingData:
     """Logs as tensors: text indices into one table of distinct texts, features, targets and masks."""
 
-    def __init__(self, logs: pd.DataFrame):
+    def __init__(self, logs: pd.DataFrame, feature_names: tuple[str, ...] = FEATURE_NAMES):
         texts = pd.unique(pd.concat([logs["description"], logs["creative_text"], logs["partner_text"]]))
         self.texts = [t for t in texts if isinstance(t, str) and t != ""]
         index = {t: i for i, t in enumerate(self.texts)}
         self.desc = torch.tensor(logs["description"].map(index).to_numpy(), dtype=torch.long)
         self.creative = torch.tensor(logs["creative_text"].map(lambda t: index.get(t, -1)).to_numpy(), dtype=torch.long)
         self.partner = torch.tensor(logs["partner_text"].map(lambda t: index.get(t, -1)).to_numpy(), dtype=torch.long)
-        self.feats = context_features(logs)
+        self.feats = context_features(logs, feature_names)
         self.discount = torch.tensor(logs["bundle_discount"].to_numpy(np.float32))
         self.launched = torch.tensor(logs["launched"].to_numpy(np.float32)) > 0
         self.adstock = torch.tensor(logs["adstock"].to_numpy(np.float32))

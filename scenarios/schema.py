@@ -67,6 +67,9 @@ class Product(Strict):
     unit_cost: PositiveMoney
     reference_price: PositiveMoney
     stock: Annotated[int, Field(ge=0)]
+    # Public: the seller's estimate of the buyers the product can reach (market research). The learned
+    # market reads it as the scale a text cannot carry; the structural market ignores it.
+    market_estimate: Annotated[float, Field(gt=0)] | None = None
 
 
 class CatalogueItem(Strict):
