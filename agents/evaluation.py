@@ -111,9 +111,9 @@ def evaluate(
     if learned:
         if predictor is None:
             say("loading the default predictor")
-            from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+            from models.predictor import load_shared
 
-            predictor = LaunchPredictor.load(DEFAULT_PREDICTOR_DIR)
+            predictor = load_shared()  # once per process: sweeps evaluate many runs in one worker
         say(f"{spec}: {episodes} episodes in the learned market")
         fresh = oracle if spec == ORACLE else make_policy()  # same starting state as in the structural market
         result["learned"], _ = _play(s, index, fresh, seeds, response_model=predictor)

@@ -37,7 +37,7 @@ class TrainedPolicy:
         self.action_type = algorithm.action_type  # the native env's action space: multidiscrete or box
         self.scenario = scenario
         self.product = product
-        self.normalizer = normalizer  # a VecNormalize (its obs statistics), or None
+        self.normalizer = normalizer  # anything with normalize_obs: a VecNormalize or an ObservationScaler; or None
         self.traits = None if traits is None or len(traits) == 0 else np.asarray(traits, dtype=np.float32)
         self.native_nvec = ActionLayout(scenario, "multidiscrete").nvec
         self.shared_nvec = self.native_nvec if shared_nvec is None else np.asarray(shared_nvec, dtype=np.int64)

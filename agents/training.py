@@ -8,10 +8,10 @@ A run folder holds:
     versions.json              package versions
     predictor.json             the predictor's path and identity (learned market or product traits)
     scenarios/NAME.yaml        the resolved scenarios (resume and load_trained_policy read these)
-    checkpoints/step_000123.zip + .pkl   the model and its VecNormalize statistics
+    checkpoints/step_000123.zip + .json  the model and its VecNormalize statistics (JSON, no pickle)
     tensorboard/               SB3's TensorBoard logs (plus eval/profit_mean of the progress bar)
     history.jsonl              start, checkpoint, resume and finish events
-    model.zip + vecnormalize.pkl   the final model
+    model.zip + vecnormalize.json  the final model
     evaluation.json            the evaluation summary (agents.evaluation.evaluate, per market)
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shlex
 import sys
 import time
@@ -44,6 +43,7 @@ from agents.algorithms import (
     resolve_hyperparams,
     sb3_kwargs,
 )
+from agents.normalizer_stats import ObservationScaler, restore_normalizer, write_stats
 from agents.trained_policy import TrainedPolicy
 from errors import TrainingError
 from scenarios import DEFAULT_SCENARIO, Scenario, load_scenario, scenario_from_dict
@@ -51,7 +51,7 @@ from scenarios import DEFAULT_SCENARIO, Scenario, load_scenario, scenario_from_d
 __all__ = ["ALGORITHMS", "TrainConfig", "TrainedPolicy", "load_trained_policy", "resume", "train"]
 
 CONFIG_FILE = "config.yml"
-FINAL_MODEL, FINAL_STATS = "model.zip", "vecnormalize.pkl"
+FINAL_MODEL, FINAL_STATS = "model.zip", "vecnormalize.json"
 EVALUATION_FILE = "evaluation.json"
 EVAL_SEED = 0  # evaluation episodes are the same for every run, so runs compare on common seeds
 PACKAGES = ("launchsim", "numpy", "torch", "gymnasium", "stable_baselines3", "sb3_contrib", "transformers", "peft", "tensorboard")
@@ -182,7 +182,7 @@ def load_trained_policy(
             raise TrainingError(f"{run.dir}: no {FINAL_MODEL} and no checkpoint yet")
         zip_path, stats_path, _ = found
     model = run.algorithm.load_class().load(zip_path, device="cpu")
-    normalizer = _read_stats(stats_path) if stats_path.exists() else None
+    normalizer = ObservationScaler(stats_path) if stats_path.exists() else None
     traits = None
     if run.env["product_features"]:
         from envs.vector import product_traits
@@ -233,7 +233,7 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[Path, Path, int] | None:
     if not found:
         return None
     step, path = max(found)
-    return path, path.with_suffix(".pkl"), step
+    return path, path.with_suffix(".json"), step
 
 
 def summary_lines(evaluation: dict[str, Any]) -> list[str]:
@@ -309,7 +309,7 @@ class CheckpointEvery(BaseCallback):
 
     def save(self) -> Path:
         path = self.folder / f"step_{self.num_timesteps:09d}.zip"
-        _save_model(self.model, self.training_env, path, path.with_suffix(".pkl"))
+        _save_model(self.model, self.training_env, path, path.with_suffix(".json"))
         if self.replay_buffer:
             tmp = self.folder / "tmp_replay_buffer.pkl"
             self.model.save_replay_buffer(tmp)
@@ -439,9 +439,7 @@ def _make_env(
     if not (norm.get("obs") or norm.get("reward")):
         return venv
     if stats is not None and stats.exists():
-        venv = VecNormalize.load(str(stats), venv)
-        venv.training = True
-        return venv
+        return restore_normalizer(venv, stats)
     return VecNormalize(
         venv, norm_obs=bool(norm.get("obs")), norm_reward=bool(norm.get("reward")), gamma=float(params.get("gamma", 0.99)),
         clip_obs=float(norm.get("clip_obs", 10.0)), clip_reward=float(norm.get("clip_reward", 10.0)),
@@ -490,32 +488,17 @@ def _tensorboard_dir(run_dir: Path) -> str | None:
 def _save_model(model: Any, venv: VecEnv, zip_path: Path, stats_path: Path) -> None:
     """Stats first, then the model, each via a temporary file: a zip present means a complete pair."""
     if isinstance(venv, VecNormalize):
-        tmp = stats_path.with_name("tmp_" + stats_path.name)  # never matches step_*
-        venv.save(str(tmp))
-        os.replace(tmp, stats_path)
+        write_stats(venv, stats_path)  # via tmp_*, which never matches step_*
     tmp = zip_path.with_name("tmp_" + zip_path.name)
     model.save(tmp)
     os.replace(tmp, zip_path)
 
 
-def _read_stats(path: Path) -> VecNormalize:
-    with open(path, "rb") as handle:
-        normalizer = pickle.load(handle)  # SB3's own format (VecNormalize.save), written by this run
-    normalizer.training = False
-    return normalizer
-
-
-_PREDICTORS: dict[tuple[str, str], Any] = {}
-
-
 def _load_predictor(path: str | None, device: str | None) -> Any:
     """A predictor folder (default: the shipped one), loaded once per process."""
-    from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+    from models.predictor import load_shared
 
-    key = (str(Path(path or DEFAULT_PREDICTOR_DIR).resolve()), device or "auto")
-    if key not in _PREDICTORS:
-        _PREDICTORS[key] = LaunchPredictor.load(key[0], device=device)
-    return _PREDICTORS[key]
+    return load_shared(path, device)
 
 
 def _predictor_for(config: TrainConfig, scenarios: list[Scenario]) -> Any:

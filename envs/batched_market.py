@@ -203,8 +203,7 @@ class BatchedMarketVecEnv(VecEnv):
             price=self._f(price)[pid], is_flash=torch.as_tensor(is_flash, device=self.device)[pid],
             spend=self._f(spend)[pid], discount=self._f(discount)[pid],
             item_price=self._f(item_price)[pid], item_cost=self._f(item_cost)[pid],
-            partner_open=torch.as_tensor(partner_open, device=self.device)[pid],
-            partner_open_flat=torch.as_tensor(partner_open, device=self.device)[pid].reshape(len(pid), -1),
+            partner_open=torch.as_tensor(partner_open, device=self.device)[pid],  # (N, options, T), contiguous
             native=torch.as_tensor(native, device=self.device)[pid], box=self._f(box)[pid],
             has_flash=torch.as_tensor([lay.has_flash for lay in self.layouts], device=self.device)[pid],
         )  # fmt: skip
@@ -429,7 +428,7 @@ class BatchedMarketVecEnv(VecEnv):
         self._flash_left = self._flash_left - flash.long()
         ratio = torch.where(flash, c.flash_ratio, d.ratio)
         bundle = d.bundle.clamp(max=a.native[:, 2] - 1)
-        active = launched & (bundle > 0) & _pick(a.partner_open_flat, bundle * self._t_cols + t)
+        active = launched & (bundle > 0) & _pick(a.partner_open.view(self.num_envs, -1), bundle * self._t_cols + t)
         option = torch.where(active, bundle, 0)
         discount = _pick(a.discount, option)
         creative = torch.minimum(d.creative.clamp(min=0), a.native[:, 4] - 1)

@@ -159,14 +159,8 @@ def make_market_vec_env(
     return venv
 
 
-_PREDICTORS: dict[str, Any] = {}
-
-
 def _default_predictor(device: str | None = None) -> Any:
     """The shipped predictor, loaded once per process and device."""
-    from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+    from models.predictor import load_shared
 
-    key = device or "auto"
-    if key not in _PREDICTORS:
-        _PREDICTORS[key] = LaunchPredictor.load(DEFAULT_PREDICTOR_DIR, device=device)
-    return _PREDICTORS[key]
+    return load_shared(device=device)

@@ -232,6 +232,18 @@ class LaunchPredictor:
         return cls(encoder, heads, card, identity=predictor_identity(directory))
 
 
+_SHARED: dict[tuple[str, str], LaunchPredictor] = {}
+
+
+def load_shared(directory: str | Path | None = None, device: str | None = None) -> LaunchPredictor:
+    """A predictor folder (default: the shipped one) loaded once per process and device, for callers
+    that each need "the" predictor (vector envs, training runs, evaluations in a sweep worker)."""
+    key = (str(Path(directory or DEFAULT_PREDICTOR_DIR).resolve()), device or "auto")
+    if key not in _SHARED:
+        _SHARED[key] = LaunchPredictor.load(key[0], device=device)
+    return _SHARED[key]
+
+
 def predictor_identity(directory: str | Path) -> str:
     """A content hash of a predictor folder's weights and card (the embedding-cache key)."""
     digest = hashlib.sha256()

@@ -111,7 +111,7 @@ def test_every_algorithm_trains_and_acts_in_the_native_env(tmp_path, algo):
     for name in ("config.yml", "command.txt", "versions.json", "history.jsonl", "model.zip", "evaluation.json"):
         assert (run / name).is_file(), name
     assert (run / "scenarios" / "food_coffee_bundle.yaml").is_file()
-    assert (run / "vecnormalize.pkl").is_file() and latest_checkpoint(run) is not None
+    assert (run / "vecnormalize.json").is_file() and latest_checkpoint(run) is not None
     assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
     config = yaml.safe_load((run / "config.yml").read_text())
     assert config["algorithm"] == algo and config["env"]["action_type"] == get_algorithm(algo).action_type
