@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3
 FEATURE_NAMES_V1: tuple[str, ...] = (
     "season",
     "holiday",
@@ -32,13 +32,24 @@ FEATURE_NAMES_V1: tuple[str, ...] = (
 )
 # v2 adds the seller's public estimate of the product's addressable buyers: the scale that a text
 # cannot carry (0 = unknown). Predictors record their feature list; v1 predictors still load.
-FEATURE_NAMES: tuple[str, ...] = (*FEATURE_NAMES_V1, "log_market_estimate")
-FEATURE_SETS: dict[int, tuple[str, ...]] = {1: FEATURE_NAMES_V1, 2: FEATURE_NAMES}
+FEATURE_NAMES_V2: tuple[str, ...] = (*FEATURE_NAMES_V1, "log_market_estimate")
+# v3 adds the penetration of the estimated market (buyers so far / estimate, capped at 4): a launch's
+# demand collapses as its pool runs out, which the two logarithms above express only through a
+# difference the network had to learn (measured: v2 predicted thousands of units a week for launches
+# whose pool was exhausted).
+PENETRATION_CAP = 4.0
+FEATURE_NAMES: tuple[str, ...] = (*FEATURE_NAMES_V2, "penetration")
+FEATURE_SETS: dict[int, tuple[str, ...]] = {1: FEATURE_NAMES_V1, 2: FEATURE_NAMES_V2, 3: FEATURE_NAMES}
 
 
 def log_market_estimate(estimate: float) -> float:
     """The scaled market-estimate feature of one market (the batch form is in ``context_features``)."""
     return math.log1p(max(estimate, 0.0)) / 10.0
+
+
+def penetration(adopters: float, estimate: float) -> float:
+    """Buyers so far over the market estimate, capped (the batch form is in ``context_features``)."""
+    return min(max(adopters, 0.0) / max(estimate, 1.0), PENETRATION_CAP)
 
 
 def context_features(ctx: Any, names: tuple[str, ...] = FEATURE_NAMES, unknown_estimate: float = 0.0) -> torch.Tensor:
@@ -74,10 +85,12 @@ def context_features(ctx: Any, names: tuple[str, ...] = FEATURE_NAMES, unknown_e
         col("step_weeks"),
         torch.log(ref.clamp(min=0.01)) / 5.0,
     ]
-    if names == FEATURE_NAMES:
-        estimate = col("market_estimate")
-        estimate = torch.where(estimate > 0, estimate, torch.full_like(estimate, unknown_estimate))
-        cols.append((torch.log1p(estimate.clamp(min=0.0)) / 10.0).expand(n))
-    elif names != FEATURE_NAMES_V1:
+    if names not in FEATURE_SETS.values():
         raise ValueError(f"unknown feature list {names}")
+    if "log_market_estimate" in names:
+        estimate = col("market_estimate")
+        estimate = torch.where(estimate > 0, estimate, torch.full_like(estimate, unknown_estimate)).expand(n)
+        cols.append(torch.log1p(estimate.clamp(min=0.0)) / 10.0)
+    if "penetration" in names:
+        cols.append((adopters.clamp(min=0.0) / estimate.clamp(min=1.0)).clamp(max=PENETRATION_CAP))
     return torch.stack(cols, dim=1).float()

@@ -3,7 +3,9 @@
 Each synthetic product becomes a full scenario (validated by the schema) and is played in
 ``LaunchMarketEnv`` under an exploratory policy (random launch week; sticky random prices, ad
 shares, bundles, creatives and flash sales), so the logs come from exactly the dynamics that judge
-policies. One row per product-week: texts, numeric context, sampled outcomes, and the market's
+policies. A quarter of the launches are decided in 2-week steps and a fifth of the products are
+steady staples (a constant weekly pool, as the structural market allows) rather than launches that
+diffuse. One row per decision step: texts, numeric context, sampled outcomes, and the market's
 expected values (for evaluation only). Splits: ``train``, ``heldout`` (new products, same wording)
 and ``paraphrase`` (new products described with wording never used in training).
 """
@@ -29,11 +31,12 @@ HOLIDAYS = [
     {"name": "Black Friday / Cyber Monday", "week_of_year": 48, "uplift": 1.0},
     {"name": "Christmas", "week_of_year": 51, "uplift": 0.9, "duration_weeks": 2},
 ]
-PRICE_LEVELS = [0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3]
+PRICE_LEVELS = [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5]
 SPEND_LEVELS = [0.0, 0.05, 0.1, 0.2, 0.4]
 DISCOUNTS = [0.1, 0.2, 0.3]
 AD_TRUTH = {"max_impressions": 500_000, "half_saturation": 5000, "hill_shape": 1.2, "click_conversion": 0.025}
-HORIZON = 20
+HORIZON = 20  # decision steps per synthetic launch
+TWO_WEEK_SHARE = 0.25  # share of synthetic launches decided in 2-week steps
 
 CONTEXT_COLUMNS = [
     "launched", "step_weeks", "season", "holiday", "price_ratio", "reference_price", "flash", "weeks_since_flash",
@@ -59,23 +62,30 @@ def synthetic_scenario(
     # The product's reach varies 50-fold beyond what its positioning says: no text carries that, the
     # seller's public market estimate (within about 20%) does.
     reach = math.exp(u(math.log(0.1), math.log(5.0)))
-    market_size = round(8000 * pt.POSITION_MARKET[traits.positioning] * reach * u(1 - h, 1 + h))
-    market_estimate = float(round(market_size * math.exp(rng.normal(0.0, 0.2))))
+    step = 2 if rng.random() < TWO_WEEK_SHARE else 1
+    buyers = 8000 * pt.POSITION_MARKET[traits.positioning] * reach * u(1 - h, 1 + h)
+    staple = traits.demand == "staple"
+    # A launch's market size is its whole pool of potential adopters; a staple's is its weekly pool
+    # (about as many buyers over 20 weeks as a launch of the same reach).
+    market_size = max(round(buyers / 20, 1), 1.0) if staple else float(round(buyers))
+    market_estimate = round(market_size * math.exp(rng.normal(0.0, 0.2)), 1)
     competitor = []
     if rng.random() < 0.6:
-        competitor = [{"week": int(rng.integers(0, 15)), "price": round(ref * u(0.7, 1.25), 2), "strength": round(u(0.3, 1.5), 2)}]
+        week = int(rng.integers(0, 15)) * step
+        competitor = [{"week": week, "price": round(ref * u(0.7, 1.25), 2), "strength": round(u(0.3, 1.5), 2)}]
     flash = None
     if rng.random() < 0.3:
-        start = int(rng.integers(3, 13))
-        flash = {"discount": round(u(0.2, 0.4), 2), "start_week": start, "end_week": start + 2, "max_uses": 2}
+        start = int(rng.integers(3, 13)) * step
+        flash = {"discount": round(u(0.2, 0.4), 2), "start_week": start, "end_week": start + 2 * step, "max_uses": 2}
     return {
         "name": "synthetic",
         "description": "A synthetic product for the historical logs.",
         "category": traits.category,
-        "horizon_weeks": HORIZON,
+        "horizon_weeks": HORIZON * step,
+        "step_weeks": step,
         "calendar": {
             "start_week_of_year": int(rng.integers(1, 53)),
-            "season": {"peak_week_of_year": noun.peak_week, "amplitude": 0.3},
+            "season": {"peak_week_of_year": noun.peak_week, "amplitude": round(u(0.05, 0.5), 2)},
             "holidays": HOLIDAYS,
         },
         "products": [{
@@ -96,9 +106,10 @@ def synthetic_scenario(
         "truth": {
             "products": {"product": {
                 "market_size": market_size,
-                "bass_p": 0.02 * u(1 - h, 1 + h),
+                "diffusion": "constant" if staple else "bass",
+                "bass_p": pt.BUZZ_INNOVATION[traits.buzz] * u(1 - h, 1 + h),
                 "bass_q": pt.BUZZ_IMITATION[traits.buzz] * u(1 - h, 1 + h),
-                "repeat_rate": 0.05 * u(1 - h, 1 + h) if noun.consumable else 0.0,
+                "repeat_rate": 0.05 * u(1 - h, 1 + h) if noun.consumable and not staple else 0.0,
                 "price_alpha": beta - 1.4 + rng.normal(0, h),
                 "price_beta": beta,
                 "gift_appeal": pt.GIFT_APPEAL[traits.gift] * u(1 - h, 1 + h),
@@ -182,8 +193,9 @@ def generate_logs(
         frame.insert(2, "category", traits.category)
         frame.insert(3, "description", product.text)
         frame.insert(4, "unit_cost", product.unit_cost)
-        for trait in ("positioning", "seasonal", "gift", "buzz"):
+        for trait in ("positioning", "seasonal", "gift", "buzz", "demand"):
             frame[f"trait_{trait}"] = getattr(traits, trait)
+        frame["truth_market_size"] = scenario.truth.products[product.name].market_size  # for evaluation only
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

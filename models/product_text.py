@@ -1,6 +1,7 @@
 """Synthetic products for the historical logs: hidden traits, and texts whose wording carries them.
 
-A product's traits (positioning, seasonality, gift appeal, ad buzz, what complements it) set its
+A product's traits (positioning, seasonality, gift appeal, ad buzz, launch or steady staple, what
+complements it) set its
 structural-market parameters; its description, ad creatives and bundle partners express those
 traits through a varied vocabulary. Two disjoint vocabularies exist: ``train`` (used for training
 and the held-out product set) and ``paraphrase`` (wording never seen in training, for the
@@ -136,6 +137,19 @@ BUZZ = {
         ["low-key", "no hype, just the basics", "modest and unassuming"],
     ),
 }
+DEMAND = {  # how buyers arrive: a new product diffusing through its market, or a staple's steady weekly pool
+    "launch": (
+        ["new this season", "just launched", "a brand-new release", "the newest arrival", "launching now",
+         "a fresh debut", "newly released", "a first-edition launch"],
+        ["hot off the press", "an all-new introduction", "freshly unveiled"],
+    ),
+    "staple": (
+        ["a steady seller week after week", "a household staple", "always in demand", "bought again and again",
+         "restocked every week", "a staple people keep buying", "steady demand, week in and week out", "a repeat buy for regulars"],
+        ["a constant in every home", "the kind of thing people rebuy without thinking", "an evergreen basic"],
+    ),
+}
+STAPLE_SHARE = 0.2  # share of synthetic products sold to a constant weekly pool (the rest diffuse, Bass)
 HOOKS = {  # creative style -> base click-through rate, (train, paraphrase) openers
     "urgency": (0.022, ["Only a few left:", "Last chance:", "Selling fast:", "Ends tonight:", "Almost gone:", "Final hours:"],
                 ["Hurry, stocks are low:", "Don't miss out:"]),
@@ -155,6 +169,7 @@ POSITION_MARKET = {"budget": 1.6, "mainstream": 1.0, "premium": 0.55, "luxury": 
 GIFT_APPEAL = {"high": 1.1, "medium": 0.5, "low": 0.1}
 BUZZ_RESPONSE = {"high": 1.6, "medium": 1.0, "low": 0.6}
 BUZZ_IMITATION = {"high": 0.5, "medium": 0.36, "low": 0.24}
+BUZZ_INNOVATION = {"high": 0.04, "medium": 0.02, "low": 0.012}  # hype also brings early buyers
 
 
 @dataclass(frozen=True)
@@ -167,6 +182,7 @@ class ProductTraits:
     seasonal: bool
     gift: str
     buzz: str
+    demand: str = "launch"  # "launch" (Bass diffusion) or "staple" (a constant weekly pool)
 
     @property
     def category(self) -> str:
@@ -182,6 +198,7 @@ def sample_traits(rng: np.random.Generator) -> ProductTraits:
         seasonal=bool(rng.random() < 0.5),
         gift=str(rng.choice(list(GIFT))),
         buzz=str(rng.choice(list(BUZZ))),
+        demand="staple" if rng.random() < STAPLE_SHARE else "launch",
     )
 
 
@@ -206,8 +223,9 @@ def describe(t: ProductTraits, rng: np.random.Generator, vocabulary: Vocabulary 
     season = _pick(rng, SEASONAL, t.seasonal, vocabulary).format(season=season_name(t.noun.peak_week))
     gift = _pick(rng, GIFT, t.gift, vocabulary)
     buzz = _pick(rng, BUZZ, t.buzz, vocabulary)
+    demand = _pick(rng, DEMAND, t.demand, vocabulary)
     features = rng.choice(list(t.noun.features), size=2, replace=False)
-    clauses = [f"{season}", f"{gift}", f"{buzz}"]
+    clauses = [f"{season}", f"{gift}", f"{buzz}", f"{demand}"]
     rng.shuffle(clauses)
     return f"{t.brand} {position} {t.noun.name} with {features[0]} and {features[1]}: " + "; ".join(clauses) + "."
 

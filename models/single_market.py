@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.context_features import FEATURE_NAMES, log_market_estimate
+from models.context_features import FEATURE_NAMES, log_market_estimate, penetration
 from models.response import MarketContext, MarketResponse
 
 _ADSTOCK, _STEP = FEATURE_NAMES.index("log_adstock"), FEATURE_NAMES.index("step_weeks")
@@ -44,6 +44,7 @@ class SingleMarketHeads:
         self.latent = int(heads.latent)
         self.cannibalisation = cannibalisation
         self.market_feature = "log_market_estimate" in feature_names
+        self.penetration_feature = "penetration" in feature_names
         self.unknown_estimate = unknown_estimate
         # Keyed by id() of the embedding tensors, which the predictor's embedding cache keeps alive.
         self._cache: dict[tuple, Any] = {}
@@ -83,11 +84,13 @@ class SingleMarketHeads:
 
     def expected(self, product: torch.Tensor, creative: torch.Tensor, partner: torch.Tensor | None, ctx: MarketContext) -> MarketResponse:
         since = ctx.weeks_since_flash
+        estimate = ctx.market_estimate if ctx.market_estimate > 0 else self.unknown_estimate
         feats = np.array([
             ctx.season, ctx.holiday, ctx.price_ratio, ctx.flash, since == 1, since == 2, since == 3,
             ctx.competitor_strength, ctx.competitor_price_ratio, math.log1p(ctx.adstock / 1000.0),
             math.log1p(ctx.adopters) / 5.0, ctx.step_weeks, math.log(max(ctx.reference_price, 0.01)) / 5.0,
-            *((log_market_estimate(ctx.market_estimate if ctx.market_estimate > 0 else self.unknown_estimate),) if self.market_feature else ()),
+            *((log_market_estimate(estimate),) if self.market_feature else ()),
+            *((penetration(ctx.adopters, estimate),) if self.penetration_feature else ()),
         ], dtype=np.float64)  # fmt: skip  (the order of FEATURE_NAMES)
         layers = self.layers["demand"]
         w1 = layers[0][0]

@@ -91,6 +91,12 @@ def canonical_logs(raw: pd.DataFrame, source: str = "<logs>", zero_fill: bool = 
         _check(source, "clicks", df["clicks"] > df["impressions"], "more clicks than impressions", found=df["clicks"])
     dup = df.duplicated(["product_id", "week"])
     _check(source, "week", dup, "a second row for the same product and week", found=df["week"])
+    if "step_weeks" in df:
+        _check(source, "step_weeks", df["step_weeks"].isna() | (df["step_weeks"] < 1) | (df["step_weeks"] % 1 != 0), "expected a whole number of weeks ≥ 1", found=df["step_weeks"])
+        step = df["step_weeks"].groupby(df["product_id"]).transform("first")
+        _check(source, "step_weeks", df["step_weeks"] != step, "a product's step length changes", found=df["step_weeks"])
+        offset = df["week"] - df["week"].groupby(df["product_id"]).transform("min")
+        _check(source, "week", offset % step != 0, "not on the product's grid of step_weeks from its first week", found=df["week"])
 
     df["week_of_year"] = week_of_year
     if zero_fill and "units" in df:
@@ -138,10 +144,12 @@ def _weeks(col: pd.Series, source: str) -> tuple[pd.Series, pd.Series]:
 
 
 def _zero_fill(df: pd.DataFrame) -> pd.DataFrame:
-    """Add zero-unit rows for a product's missing weeks between its first and last logged week."""
+    """Add zero-unit rows for a product's missing steps between its first and last logged week (a step
+    is the product's ``step_weeks``, 1 when the logs do not say)."""
     frames = []
     for _, g in df.groupby("product_id", sort=False):
-        full = pd.RangeIndex(g["week"].min(), g["week"].max() + 1, name="week")
+        step = int(g["step_weeks"].iloc[0]) if "step_weeks" in g else 1
+        full = pd.RangeIndex(g["week"].min(), g["week"].max() + 1, step, name="week")
         g = g.set_index("week").reindex(full)
         filled = g["units"].isna()
         if not filled.any():
@@ -155,7 +163,7 @@ def _zero_fill(df: pd.DataFrame) -> pd.DataFrame:
             elif col not in keep and col != "week_of_year":
                 g.loc[filled, col] = np.nan  # a count we know nothing about in a week without sales
         first_woy = int(g["week_of_year"].iloc[0])  # a product's range starts at a logged week
-        g["week_of_year"] = (first_woy - 1 + np.arange(len(g))) % 52 + 1
+        g["week_of_year"] = (first_woy - 1 + step * np.arange(len(g))) % 52 + 1
         frames.append(g.reset_index())
     return pd.concat(frames, ignore_index=True)
 

@@ -47,7 +47,7 @@ def tiny_bert(tmp_path_factory, tiny_logs):
 
     folder = tmp_path_factory.mktemp("tiny_bert")
     words = set()
-    for table in (pt.POSITIONING, pt.SEASONAL, pt.GIFT, pt.BUZZ):
+    for table in (pt.POSITIONING, pt.SEASONAL, pt.GIFT, pt.BUZZ, pt.DEMAND):
         for train, para in table.values():
             for phrase in train + para:
                 words.update(re.findall(r"[a-z0-9]+", phrase.lower()))

@@ -38,16 +38,16 @@ def closed_form_profit(s, ratio: float) -> float:
 
 
 def test_closed_form_optimum_of_the_scenario(closed_form):
-    # W(e^1.5) = 1.26496, so x* = 0.3 + 2.26496 / 3 = 1.05499 and p* = 42.1995 (the file says 42.19, truncated)
-    assert closed_form_optimum(closed_form) == pytest.approx(1.05499, abs=1e-5)
-    assert closed_form_optimum(closed_form) * closed_form.products[0].reference_price == pytest.approx(42.1995, abs=1e-3)
+    # W(e^0.12) = 0.61163, so x* = 0.3 + 1.61163 / 3.6 = 0.74767 and p* = 29.907 (as the file says)
+    assert closed_form_optimum(closed_form) == pytest.approx(0.74767, abs=1e-5)
+    assert closed_form_optimum(closed_form) * closed_form.products[0].reference_price == pytest.approx(29.907, abs=1e-3)
 
 
 def test_oracle_picks_the_level_nearest_the_closed_form_price(closed_form):
     plan = OraclePlanner(closed_form).plan()
     levels = closed_form.pricing.levels
     nearest = min(levels, key=lambda x: abs(x - closed_form_optimum(closed_form)))
-    assert nearest == pytest.approx(1.05)
+    assert nearest == pytest.approx(0.75)
     assert [d.price_ratio for d in plan.decisions] == pytest.approx([nearest] * closed_form.n_steps)
     assert plan.expected_profit == pytest.approx(closed_form_profit(closed_form, nearest), rel=1e-9)
     # and no other level does better, by the closed form itself

@@ -183,21 +183,24 @@ def test_unsaved_predictors_do_not_share_cached_embeddings(tiny_bert, tiny_logs)
 
 
 def test_feature_versions_and_the_market_estimate(tiny_predictor):
-    from models.context_features import FEATURE_NAMES, FEATURE_NAMES_V1, context_features
+    from models.context_features import FEATURE_NAMES, FEATURE_NAMES_V1, FEATURE_NAMES_V2, PENETRATION_CAP, context_features
     from models.response import MarketContext
 
-    assert tiny_predictor.card["feature_names"] == list(FEATURE_NAMES) and tiny_predictor.card["features_version"] == 2
+    assert tiny_predictor.card["feature_names"] == list(FEATURE_NAMES) and tiny_predictor.card["features_version"] == 3
     base = dict(
         launched=1.0, step_weeks=1.0, season=1.0, holiday=0.0, price_ratio=1.0, reference_price=50.0, flash=0.0,
         weeks_since_flash=1e4, competitor_strength=0.0, competitor_price_ratio=0.0, adstock=0.0, adopters=100.0,
         bundle_discount=0.0,
     )  # fmt: skip
     assert context_features(MarketContext(**base), FEATURE_NAMES_V1).shape == (1, 13)
+    assert context_features(MarketContext(**base, market_estimate=20_000.0), FEATURE_NAMES_V2).shape == (1, 14)
     feats = context_features(MarketContext(**base, market_estimate=20_000.0))
-    assert feats.shape == (1, 14) and feats[0, -1].item() == pytest.approx(np.log1p(20_000.0) / 10, rel=1e-6)
-    assert context_features(MarketContext(**base))[0, -1].item() == 0.0  # unknown
+    assert feats.shape == (1, 15) and feats[0, -2].item() == pytest.approx(np.log1p(20_000.0) / 10, rel=1e-6)
+    assert feats[0, -1].item() == pytest.approx(100.0 / 20_000.0)  # penetration: buyers so far / estimate
+    assert context_features(MarketContext(**base))[0, -2].item() == 0.0  # unknown
+    assert context_features(MarketContext(**base))[0, -1].item() == PENETRATION_CAP  # capped
     with pytest.raises(ValueError, match="unknown feature list"):
         context_features(MarketContext(**base), ("season",))
     # A logs frame without the column reads as unknown (0).
     frame = pd.DataFrame([base])
-    assert context_features(frame)[0, -1].item() == 0.0
+    assert context_features(frame)[0, -2].item() == 0.0

@@ -1,0 +1,54 @@
+"""The log generator covers the kinds of market the scenarios use: 2-week steps and steady staples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models import product_text as pt
+from models.log_generator import AD_TRUTH, HORIZON, generate_logs
+
+
+@pytest.fixture(scope="module")
+def logs():
+    return generate_logs(n_train=60, n_heldout=0, n_paraphrase=30, seed=5, progress=False)
+
+
+def test_every_product_has_the_same_number_of_decision_steps(logs):
+    assert logs.groupby("product_id").size().eq(HORIZON).all()
+
+
+def test_two_week_steps_and_staples_both_occur(logs):
+    per_product = logs.groupby("product_id").first()
+    assert set(per_product["step_weeks"]) == {1.0, 2.0}
+    assert set(per_product["trait_demand"]) == {"launch", "staple"}
+    two_week = logs[logs["step_weeks"] == 2]
+    assert (two_week.groupby("product_id")["week"].diff().dropna() == 2).all()
+
+
+def test_a_staple_sells_to_a_weekly_pool_that_adoption_does_not_deplete(logs):
+    # with the price and calendar held, a staple's expected demand per step is the same late in the
+    # launch as early on; its market estimate is of the weekly pool, not of all buyers
+    staples = logs[(logs["trait_demand"] == "staple") & (logs["launched"] > 0)]
+    launches = logs[(logs["trait_demand"] == "launch") & (logs["launched"] > 0)]
+    assert staples["truth_market_size"].median() < launches["truth_market_size"].median() / 5
+    ratio = staples["market_estimate"] / staples["truth_market_size"]
+    assert 0.5 < float(np.exp(np.log(ratio).mean())) < 2.0
+    plain = staples[(staples["flash"] == 0) & (staples["weeks_since_flash"] > 3)
+                    & (staples["bundle_discount"] == 0) & (staples["competitor_strength"] == 0)
+                    & (staples["holiday"] == 0) & (staples["price_ratio"] == 1.0) & ((staples["season"] - 1).abs() > 0.02)]
+    # at list price with nothing else going on, demand per step = pool x weeks x (1 + s (season - 1)) with
+    # one season sensitivity s per product, however many buyers came before (plus the ad clicks' buyers)
+    organic = plain["expected_demand"] - plain["expected_impressions"] * plain["expected_ctr"] * AD_TRUTH["click_conversion"]
+    sensitivity = (organic / (plain["truth_market_size"] * plain["step_weeks"]) - 1) / (plain["season"] - 1)
+    spread = sensitivity.groupby(plain["product_id"]).agg(["min", "max", "size"])
+    spread = spread[spread["size"] >= 2]
+    assert len(spread) >= 2
+    assert np.allclose(spread["min"], spread["max"], rtol=1e-6)
+
+def test_paraphrased_staples_and_launches_use_unseen_wording(logs):
+    train = [p for tr, _ in pt.DEMAND.values() for p in tr]
+    for text in logs.loc[logs["split"] == "paraphrase", "description"].unique():
+        assert not [p for p in train if p in text], text
+    paraphrase = [p for _, pa in pt.DEMAND.values() for p in pa]
+    assert not set(train) & set(paraphrase)
