@@ -16,6 +16,7 @@ so the N markets reproduce N single envs (``tests/envs/test_batched_market.py``)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 
 from envs.actions import ActionLayout, ActionType
-from envs.launch_market import OBS_HIGH, OBS_LOW
+from envs.launch_market import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES
 from envs.timeline import NEVER, Timeline
 from envs.vector import observation_space, product_traits, union_nvec
 from models.outcomes import (
@@ -42,7 +43,7 @@ from models.outcomes import (
     gamma_multiplier_batch,
     poisson_quantile_batch,
 )
-from models.response import MarketContext
+from models.response import MarketContext, MarketResponse
 from models.structural_market import StructuralMarket, structural_response
 from scenarios.schema import Scenario
 
@@ -52,6 +53,11 @@ _OBS_CAL = (
     "week_sin", "week_cos", "season", "holiday_now", "holiday_next", "competitor_present", "competitor_price",
     "competitor_strength", "flash_open", "bundles_open",
 )  # fmt: skip
+# The step runs on NumPy views of the state on a CPU; False runs the torch code a GPU uses (tests).
+NUMPY_ON_CPU = True
+# Observation columns tabulated per (pair, step): progress, steps_left, the calendar columns in
+# _OBS_CAL's order (indexed at min(t, n - 1)), deadline_left before launch, launch_allowed.
+_OBS_TABLE_COLS = [0, 1, 2, 3, 4, 5, 6, 13, 14, 15, 20, 22, 23, 24]
 
 
 class BatchedMarketVecEnv(VecEnv):
@@ -101,7 +107,6 @@ class BatchedMarketVecEnv(VecEnv):
 
         pid = torch.tensor(self.pair_of, device=self.device)
         self._pid = pid
-        self._rows = torch.arange(n, device=self.device)
         self._build_tables(pid)
         self._n_steps = self.c.n.long().tolist()
         self._build_actions(pid, nvec)
@@ -119,12 +124,47 @@ class BatchedMarketVecEnv(VecEnv):
         self.noise_episodes = noise_episodes or max(1, min(64, budget // (n * self.t_max * NOISE_SLOTS)))
         self._noise = torch.zeros(n, self.noise_episodes * self.t_max, NOISE_SLOTS, dtype=self.dtype, device=self.device)
         self._noise_np = self._noise.numpy() if self.device.type == "cpu" and self.dtype == torch.float64 else None
-        self._episode_in_block = torch.zeros(n, dtype=torch.long, device=self.device)
         self._actions: np.ndarray | None = None
-        self._state_reset(torch.ones(n, dtype=torch.bool, device=self.device))
-        self.last_step: dict[str, torch.Tensor] = {}
+        self._arrays()
+        self._episode_in_block = self.x.zeros(n, "long")
+        self._state_reset(self.x.full(n, True))
+        self._last_step_x: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ construction
+
+    def _arrays(self) -> None:
+        """The step's view of the tables: NumPy arrays sharing the tensors' memory on a CPU, the tensors
+        elsewhere (``_ArrayOps``), plus per-market constants the step would otherwise recompute."""
+        self.x = x = _ArrayOps(self.device, self.dtype)
+        c, a, n = self.c, self.a, self.num_envs
+        arr = x.asarray
+        P, O, A, C = (int(v) for v in self.nvec[1:])
+        cols = [torch.arange(m, device=self.device)[None] for m in (P, O, A, C)]
+        self.k = SimpleNamespace(
+            **{key: arr(value) for key, value in vars(c).items()},
+            n_i=arr(c.n.long()), last_step=arr(c.n.long() - 1), earliest_i=arr(c.earliest.long()), deadline_i=arr(c.deadline.long()),
+            has_deadline=arr(c.deadline < NEVER), flash_max_i=arr(c.flash_max.long()),
+            stock_scale=arr(c.stock0.clamp(min=1.0)), budget_scale=arr(torch.where(c.budget0 > 0, c.budget0, 1.0)),
+            flash_scale=arr(c.flash_max.clamp(min=1.0)), table_row=arr(self._pid * self._t_cols),
+        )  # fmt: skip
+        lo, hi, n_opt, max_share, n_cre = a.box.unbind(1)
+        self.ax = SimpleNamespace(
+            price=arr(a.price), is_flash=arr(a.is_flash), spend=arr(a.spend), discount=arr(a.discount),
+            item_price=arr(a.item_price), item_cost=arr(a.item_cost), partner_open_flat=arr(a.partner_open.reshape(n, -1)),
+            native_max=arr(a.native - 1), has_flash=arr(a.has_flash),
+            box_lo=arr(lo), box_span=arr(hi - lo), box_options=arr(n_opt), box_share=arr(max_share), box_creatives=arr(n_cre - 1),
+            price_offered=arr(cols[0] < a.native[:, 1:2]), bundle_offered=arr(cols[1] < a.native[:, 2:3]), no_bundle=arr(cols[1] == 0),
+            ads_offered=arr(cols[2] < a.native[:, 3:4]), creative_offered=arr(cols[3] < a.native[:, 4:5]),
+            option_cols=arr(cols[1].expand(n, O).contiguous()),
+        )  # fmt: skip
+        self._dyn_x, self._obs_table_x = arr(self._dyn), arr(self._observation_table())
+        self._obs_buffer = x.asarray(torch.zeros(n, len(OBSERVATION_NAMES), dtype=self.dtype, device=self.device))
+        self._noise_x = arr(self._noise.view(-1, NOISE_SLOTS))
+        self._noise_row = arr(torch.arange(n, device=self.device) * self._noise.shape[1])
+        self._overdispersion_x = arr(self.overdispersion)
+        self._traits_x = arr(self._traits) if self._traits is not None else None
+        if self.market == "structural":
+            self.truth_x = {group: SimpleNamespace(**{key: arr(v) for key, v in vars(ns).items()}) for group, ns in self.truth.items()}
 
     def _f(self, values: Any) -> torch.Tensor:
         return torch.as_tensor(np.asarray(values, dtype=np.float64), dtype=self.dtype, device=self.device)
@@ -262,44 +302,39 @@ class BatchedMarketVecEnv(VecEnv):
     # ------------------------------------------------------------------ VecEnv API
 
     def reset(self) -> np.ndarray:
-        every = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         for i in range(self.num_envs):
             seed = self._seeds[i]
             if seed is not None or self._generators[i] is None:
                 self._generators[i], _ = seeding.np_random(seed)
         self._seeds = [None] * self.num_envs
-        self._state_reset(every)
+        self._state_reset(self.x.full(self.num_envs, True))
         self._draw_noise(range(self.num_envs))
-        self._episode_in_block.zero_()
+        self._episode_in_block = self.x.zeros(self.num_envs, "long")
         self._options = [{} for _ in range(self.num_envs)]
-        return self._observe().cpu().numpy()
+        return self.x.host(self._observe())
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
 
     def step_wait(self):
-        obs_t, reward, done = self._step(torch.as_tensor(np.asarray(self._actions), device=self.device))
-        obs = obs_t.cpu().numpy()
-        rewards = reward.float().cpu().numpy()
-        dones = done.cpu().numpy()
+        x = self.x
+        obs_x, reward, done = self._step(x.asarray(np.asarray(self._actions)))
+        obs, rewards, dones = x.host(obs_x), x.host(x.f32(reward)), x.host(done)
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         ended = np.flatnonzero(dones)
         if len(ended):
-            ret = self._ep_return.cpu().numpy()
-            length = self._ep_len.cpu().numpy()
+            ret, length = x.host(self._ep_return)[ended].tolist(), x.host(self._ep_len)[ended].tolist()
             now = round(time.perf_counter() - self._t0, 6)
-            for i in ended:
-                infos[i] = {"terminal_observation": obs[i].copy(), "episode": {"r": float(ret[i]), "l": int(length[i]), "t": now}, "TimeLimit.truncated": False}
-            idx = torch.as_tensor(ended, device=self.device)
-            mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-            mask[idx] = True
-            self._state_reset(mask)
-            self._episode_in_block[idx] += 1
-            spent = ended[(self._episode_in_block[idx] >= self.noise_episodes).cpu().numpy()]
+            terminal = obs[ended]  # one copy; each info holds a row of it
+            for j, i in enumerate(ended.tolist()):
+                infos[i] = {"terminal_observation": terminal[j], "episode": {"r": ret[j], "l": length[j], "t": now}, "TimeLimit.truncated": False}
+            self._state_reset(done)
+            self._episode_in_block = self._episode_in_block + x.i64(done)
+            spent = ended[x.host(self._episode_in_block)[ended] >= self.noise_episodes]
             if len(spent):
                 self._draw_noise(spent)
-                self._episode_in_block[torch.as_tensor(spent, device=self.device)] = 0
-            obs[ended] = self._observe()[idx].cpu().numpy()
+                self._episode_in_block = x.where(x.asarray(np.isin(np.arange(self.num_envs), spent)), 0, self._episode_in_block)
+            obs[ended] = x.host(self._observe())[ended]
         return obs, rewards, dones, infos
 
     def close(self) -> None:
@@ -329,52 +364,37 @@ class BatchedMarketVecEnv(VecEnv):
 
     def action_masks(self) -> np.ndarray:
         """(N, sum(nvec)) valid values of every MultiDiscrete dimension, as ``LaunchMarketEnv.action_masks``."""
-        t, a, c = self._t, self.a, self.c
-        tc = t.clamp(max=self.t_max)
-        launch = torch.stack([~self._launched & (t < c.deadline), self._launched | (t >= c.earliest)], dim=1)
-        P, O, A, C = (int(x) for x in self.nvec[1:])
-        cols = torch.arange(P, device=self.device)
-        price = cols[None] < a.native[:, 1:2]
-        flash_ok = self._dyn.index_select(0, self._pid * self._t_cols + tc)[:, _DYN.index("flash_open")].bool() & (self._flash_left > 0)
-        price = price & (~a.is_flash | flash_ok[:, None])
+        x, k, a, t = self.x, self.k, self.ax, self._t
+        tc = x.minimum(t, self.t_max)
+        launch = x.stack([~self._launched & (t < k.deadline_i), self._launched | (t >= k.earliest_i)])
+        flash_ok = (self._dyn_x[k.table_row + tc, _DYN.index("flash_open")] > 0) & (self._flash_left > 0)
+        price = a.price_offered & (~a.is_flash | flash_ok[:, None])
         # A duplicate produced by clipping is masked: only each market's own indices are offered.
-        bundle = (torch.arange(O, device=self.device)[None] < a.native[:, 2:3]) & (
-            a.partner_open[self._rows, :, tc] | (torch.arange(O, device=self.device)[None] == 0)
-        )
-        ads = torch.arange(A, device=self.device)[None] < a.native[:, 3:4]
-        creative = torch.arange(C, device=self.device)[None] < a.native[:, 4:5]
-        return torch.cat([launch, price, bundle, ads, creative], dim=1).cpu().numpy()
+        bundle = a.bundle_offered & (x.take(a.partner_open_flat, a.option_cols * self._t_cols + tc[:, None]) | a.no_bundle)
+        return x.host(x.cat([launch, price, bundle, a.ads_offered, a.creative_offered]))
 
     # ------------------------------------------------------------------ dynamics
 
-    def _state_reset(self, mask: torch.Tensor) -> None:
-        n, dev, dt = self.num_envs, self.device, self.dtype
+    def _state_reset(self, mask: Any) -> None:
+        x, k, n = self.x, self.k, self.num_envs
         if not hasattr(self, "_t"):
-            self._t = torch.zeros(n, dtype=torch.long, device=dev)
-            self._launched = torch.zeros(n, dtype=torch.bool, device=dev)
-            self._launch_step = torch.full((n,), NEVER, dtype=torch.long, device=dev)
-            self._since_flash = torch.full((n,), NEVER, dtype=torch.long, device=dev)
-            self._flash_left = torch.zeros(n, dtype=torch.long, device=dev)
+            for name in ("t", "launch_step", "since_flash", "flash_left", "ep_len"):
+                setattr(self, f"_{name}", x.zeros(n, "long"))
+            self._launched = x.zeros(n, "bool")
             for name in ("stock", "budget", "adstock", "adopters", "last_sales", "last_clicks", "last_price", "ep_return"):
-                setattr(self, f"_{name}", torch.zeros(n, dtype=dt, device=dev))
-            self._ep_len = torch.zeros(n, dtype=torch.long, device=dev)
+                setattr(self, f"_{name}", x.zeros(n, "float"))
             self._t0 = time.perf_counter()
-        # New tensors rather than in-place writes: last_step's tensors of the ending step stay intact.
-        c = self.c
-
-        def fresh(current: torch.Tensor, start: Any) -> torch.Tensor:
-            return torch.where(mask, start, current)
-
-        self._t = fresh(self._t, 0)
-        self._launched = fresh(self._launched, False)
-        self._launch_step = fresh(self._launch_step, NEVER)
-        self._since_flash = fresh(self._since_flash, NEVER)
-        self._flash_left = fresh(self._flash_left, c.flash_max.long())
-        self._stock = fresh(self._stock, c.stock0)
-        self._budget = fresh(self._budget, c.budget0)
+        # New arrays rather than in-place writes: last_step's arrays of the ending step stay intact.
+        self._t = x.where(mask, 0, self._t)
+        self._launched = x.where(mask, False, self._launched)
+        self._launch_step = x.where(mask, NEVER, self._launch_step)
+        self._since_flash = x.where(mask, NEVER, self._since_flash)
+        self._flash_left = x.where(mask, k.flash_max_i, self._flash_left)
+        self._stock = x.where(mask, k.stock0, self._stock)
+        self._budget = x.where(mask, k.budget0, self._budget)
         for name in ("adstock", "adopters", "last_sales", "last_clicks", "last_price", "ep_return"):
-            setattr(self, f"_{name}", fresh(getattr(self, f"_{name}"), 0.0))
-        self._ep_len = fresh(self._ep_len, 0)
+            setattr(self, f"_{name}", x.where(mask, 0.0, getattr(self, f"_{name}")))
+        self._ep_len = x.where(mask, 0, self._ep_len)
 
     def _draw_noise(self, indices: Any) -> None:
         """Each market's next ``noise_episodes`` episodes of uniforms from its own generator, in the order
@@ -390,114 +410,111 @@ class BatchedMarketVecEnv(VecEnv):
             self._generators[i].random(out=stage[j, : k * n_steps[i]])
         self._noise[torch.as_tensor(indices, device=self.device)] = torch.as_tensor(stage, dtype=self.dtype).to(self.device)
 
-    def _decode(self, actions: torch.Tensor) -> SimpleNamespace:
-        a = self.a
+    def _decode(self, actions: Any) -> SimpleNamespace:
+        x, a = self.x, self.ax
         if self.action_type == "multidiscrete":
-            act = torch.minimum(actions.long(), torch.as_tensor(self.nvec, device=self.device) - 1).clamp(min=0)
-            act = torch.minimum(act, a.native - 1)
+            act = x.minimum(x.maximum(x.i64(actions), 0), a.native_max)  # the shared and the market's own ranges
             return SimpleNamespace(
-                launch=act[:, 0] > 0, ratio=_pick(a.price, act[:, 1]), flash=_pick(a.is_flash, act[:, 1]),
-                bundle=act[:, 2], share=_pick(a.spend, act[:, 3]), creative=act[:, 4],
+                launch=act[:, 0] > 0, ratio=x.take(a.price, act[:, 1]), flash=x.take(a.is_flash, act[:, 1]),
+                bundle=act[:, 2], share=x.take(a.spend, act[:, 3]), creative=act[:, 4],
             )  # fmt: skip
-        x = actions.to(self.dtype).clamp(-1.0, 1.0)
-        unit = (x + 1.0) / 2.0
-        lo, hi, n_opt, max_share, n_cre = a.box.unbind(1)
+        v = x.minimum(x.maximum(x.f(actions), -1.0), 1.0)
+        u = (v + 1.0) / 2.0
         return SimpleNamespace(
-            launch=x[:, 0] > 0, ratio=lo + unit[:, 1] * (hi - lo), flash=a.has_flash & (x[:, 2] > 0),
-            bundle=torch.round(unit[:, 3] * n_opt).long(), share=unit[:, 4] * max_share,
-            creative=torch.round(unit[:, 5] * (n_cre - 1)).long(),
+            launch=v[:, 0] > 0, ratio=a.box_lo + u[:, 1] * a.box_span, flash=a.has_flash & (v[:, 2] > 0),
+            bundle=x.minimum(x.i64(x.round(u[:, 3] * a.box_options)), a.native_max[:, 2]), share=u[:, 4] * a.box_share,
+            creative=x.minimum(x.i64(x.round(u[:, 5] * a.box_creatives)), a.native_max[:, 4]),
         )  # fmt: skip
 
-    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        c, a, rows, t = self.c, self.a, self._rows, self._t
+    def _step(self, actions: Any) -> tuple[Any, Any, Any]:
+        x, k, a, t = self.x, self.k, self.ax, self._t
         d = self._decode(actions)
-        dyn = self._dyn.index_select(0, self._pid * self._t_cols + t)
-        season, holiday, comp_strength, comp_price, flash_open = dyn.unbind(1)
+        row = k.table_row + t
+        dyn = self._dyn_x[row]
+        season, holiday, comp_strength, comp_price, flash_open = (dyn[:, j] for j in range(len(_DYN)))
 
         # Launch timing.
         before = self._launched
-        may = t >= c.earliest.long()
-        launch_now = ~before & ((d.launch & may) | (~d.launch & (t >= c.deadline.long())))
+        launch_now = ~before & x.where(d.launch, t >= k.earliest_i, t >= k.deadline_i)
         launched = before | launch_now
-        launch_cost = torch.where(launch_now, c.launch_cost, 0.0)
-        self._launch_step = torch.where(launch_now, t, self._launch_step)
+        launch_cost = x.where(launch_now, k.launch_cost, 0.0)
+        self._launch_step = x.where(launch_now, t, self._launch_step)
         self._launched = launched
 
         # Price, flash sale and bundle only once on sale.
         flash = launched & d.flash & (flash_open > 0) & (self._flash_left > 0)
-        self._flash_left = self._flash_left - flash.long()
-        ratio = torch.where(flash, c.flash_ratio, d.ratio)
-        bundle = d.bundle.clamp(max=a.native[:, 2] - 1)
-        active = launched & (bundle > 0) & _pick(a.partner_open.view(self.num_envs, -1), bundle * self._t_cols + t)
-        option = torch.where(active, bundle, 0)
-        discount = _pick(a.discount, option)
-        creative = torch.minimum(d.creative.clamp(min=0), a.native[:, 4] - 1)
+        self._flash_left = self._flash_left - x.i64(flash)
+        ratio = x.where(flash, k.flash_ratio, d.ratio)
+        active = launched & (d.bundle > 0) & x.take(a.partner_open_flat, d.bundle * self._t_cols + t)
+        option = x.where(active, d.bundle, 0)
+        discount = x.take(a.discount, option)
+        creative = d.creative
 
         # Ads: a share of what is left; adstock carries over.
-        spend = d.share.clamp(0.0, 1.0) * self._budget
+        spend = x.minimum(x.maximum(d.share, 0.0), 1.0) * self._budget
         self._budget = self._budget - spend
-        self._adstock = c.decay * self._adstock + spend
+        self._adstock = k.decay * self._adstock + spend
 
-        lf = launched.to(self.dtype)
+        on_sale_ratio = x.where(launched, ratio, 0.0)
         ctx = MarketContext(
-            launched=lf, step_weeks=c.k, season=season, holiday=holiday,
-            price_ratio=torch.where(launched, ratio, 1.0), reference_price=c.ref, flash=flash.to(self.dtype),
-            weeks_since_flash=self._since_flash.to(self.dtype), competitor_strength=comp_strength,
+            launched=x.f(launched), step_weeks=k.k, season=season, holiday=holiday,
+            price_ratio=x.where(launched, ratio, 1.0), reference_price=k.ref, flash=x.f(flash),
+            weeks_since_flash=x.f(self._since_flash), competitor_strength=comp_strength,
             competitor_price_ratio=comp_price, adstock=self._adstock, adopters=self._adopters, bundle_discount=discount,
-            market_estimate=c.market_estimate,
+            market_estimate=k.market_estimate,
         )  # fmt: skip
         resp = self._respond(ctx, creative, option)
-        take = torch.where(active, resp.bundle_take.to(self.dtype), 0.0)
-        mu_demand = resp.demand.to(self.dtype)
-        imp = resp.impressions.to(self.dtype)
-        ctr = resp.ctr.to(self.dtype)
+        take = x.where(active, resp.bundle_take, 0.0)
+        mu_demand, imp, ctr = resp.demand, resp.impressions, resp.ctr
         if self.outcomes == "sampled":
-            row = self._episode_in_block * c.n.long() + t
-            u = self._noise.view(-1, NOISE_SLOTS).index_select(0, rows * self._noise.shape[1] + row)
-            mu = mu_demand.clamp(min=0.0)
+            u = self._noise_x[self._noise_row + self._episode_in_block * k.n_i + t]
+            mu = x.maximum(mu_demand, 0.0)
             if self._overdispersed:
-                mu = mu * gamma_multiplier_batch(u[:, GAMMA], self.overdispersion)
-            take = take.clamp(0.0, 1.0)
-            bundle_demand = torch.zeros_like(mu)
-            if bool(active.any()):
-                bundle_demand = torch.where(take > 0, poisson_quantile_batch(u[:, BUNDLE], mu * take), 0.0)
-            demand = poisson_quantile_batch(u[:, SOLO], mu * (1.0 - take)) + bundle_demand
-            imp, ctr = imp.clamp(min=0.0), ctr.clamp(0.0, 1.0)
-            clicks = poisson_quantile_batch(u[:, CLICKS], imp * ctr)
-            impressions = clicks + poisson_quantile_batch(u[:, NON_CLICKS], imp * (1.0 - ctr)) if self.record_impressions else imp
+                mu = mu * gamma_multiplier_batch(x.column(u, GAMMA), self._overdispersion_x)
+            take = x.minimum(x.maximum(take, 0.0), 1.0)
+            imp, ctr = x.maximum(imp, 0.0), x.minimum(x.maximum(ctr, 0.0), 1.0)
+            # The three (four) counts in one call: per-call costs are paid once.
+            slots, means = [SOLO, BUNDLE, CLICKS], [mu * (1.0 - take), mu * take, imp * ctr]
+            if self.record_impressions:
+                slots.append(NON_CLICKS), means.append(imp * (1.0 - ctr))
+            n = self.num_envs
+            counts = poisson_quantile_batch(x.columns(u, slots), x.cat_flat(means))
+            solo, bundle_demand, clicks = counts[:n], counts[n : 2 * n], counts[2 * n : 3 * n]
+            demand = solo + bundle_demand
+            impressions = clicks + counts[3 * n :] if self.record_impressions else imp
         else:
-            demand, bundle_demand = mu_demand, mu_demand * take.clamp(0.0, 1.0)
+            demand, bundle_demand = mu_demand, mu_demand * x.minimum(x.maximum(take, 0.0), 1.0)
             impressions, clicks = imp, imp * ctr
 
-        sold = torch.minimum(demand, self._stock)
-        share = torch.where(demand > 0, bundle_demand * sold / torch.where(demand > 0, demand, 1.0), 0.0)
+        sold = x.minimum(demand, self._stock)
+        wanted = demand > 0
+        share = x.where(wanted, bundle_demand * sold / x.where(wanted, demand, 1.0), 0.0)
         if self.outcomes == "sampled":
-            share = torch.floor(share)
-        bundled = torch.where(sold >= demand, bundle_demand, share)
+            share = x.floor(share)
+        bundled = x.where(sold >= demand, bundle_demand, share)
         self._stock = self._stock - sold
-        self._adopters = self._adopters + sold * resp.first_purchase_share.to(self.dtype)
+        self._adopters = self._adopters + sold * resp.first_purchase_share
 
-        price = torch.where(launched, ratio, 0.0) * c.ref
+        price = on_sale_ratio * k.ref
         revenue = price * (sold - bundled) + price * (1.0 - discount) * bundled
-        item_price, item_cost = _pick(a.item_price, option), _pick(a.item_cost, option)
-        partner_revenue = torch.where(active, item_price * (1.0 - discount) * bundled, 0.0)
-        partner_cost = torch.where(active, item_cost * bundled, 0.0)
-        cannibalised = torch.where(
-            active, resp.cannibalisation.to(self.dtype) * bundled * (item_price - item_cost), 0.0
-        )
-        cogs = c.cost * sold
-        holding = c.holding * self._stock
+        item_price, item_cost = x.take(a.item_price, option), x.take(a.item_cost, option)
+        # Option 0 has item price, cost and discount 0, so these vanish without a bundle.
+        partner_revenue = item_price * (1.0 - discount) * bundled
+        partner_cost = item_cost * bundled
+        cannibalised = resp.cannibalisation * bundled * (item_price - item_cost)
+        cogs = k.cost * sold
+        holding = k.holding * self._stock
         self._t = t + 1
-        terminated = self._t >= c.n.long()
-        salvage = torch.where(terminated, c.salvage * self._stock, 0.0)
+        terminated = self._t >= k.n_i
+        salvage = x.where(terminated, k.salvage * self._stock, 0.0)
         profit = revenue + partner_revenue - cogs - partner_cost - cannibalised - spend - holding - launch_cost + salvage
 
-        self._since_flash = torch.where(flash, 0, (self._since_flash + 1).clamp(max=NEVER))
+        self._since_flash = x.where(flash, 0, x.minimum(self._since_flash + 1, NEVER))
         self._last_sales, self._last_clicks = sold, clicks
-        self._last_price = torch.where(launched, ratio, 0.0)
+        self._last_price = on_sale_ratio
         self._ep_return = self._ep_return + profit
         self._ep_len = self._ep_len + 1
-        self.last_step = {
+        step = {
             "launched": launched, "price": price, "flash_sale": flash, "bundle_discount": discount, "ad_spend": spend,
             "clicks": clicks, "demand": demand, "units_sold": sold, "bundled_units": bundled,
             "stock_left": self._stock, "budget_left": self._budget, "revenue": revenue, "partner_revenue": partner_revenue,
@@ -505,50 +522,149 @@ class BatchedMarketVecEnv(VecEnv):
             "salvage": salvage, "profit": profit,
         }  # fmt: skip
         if self.record_impressions or self.outcomes == "expected":
-            self.last_step["impressions"] = impressions
+            step["impressions"] = impressions
+        self._last_step_x = step
         return self._observe(), profit, terminated
 
-    def _respond(self, ctx: MarketContext, creative: torch.Tensor, option: torch.Tensor):
+    @property
+    def last_step(self) -> dict[str, torch.Tensor]:
+        """The last step's quantities per market (tensors; on a CPU they share the env's arrays' memory)."""
+        return {key: self.x.tensor(value) for key, value in self._last_step_x.items()}
+
+    def _respond(self, ctx: MarketContext, creative: Any, option: Any) -> Any:
+        x = self.x
         if self.market == "learned":
-            return self.heads.respond(self.parts, ctx, creative, option)
-        tr = self.truth
-        creative_p = SimpleNamespace(ctr=_pick(tr["creative"].ctr, creative))
-        partner_p = SimpleNamespace(affinity=_pick(tr["partner"].affinity, option), cannibalisation=_pick(tr["partner"].cannibalisation, option))
+            # The heads are torch modules: the context goes in as tensors sharing the arrays' memory.
+            ctx_t = MarketContext(**{f.name: x.tensor(getattr(ctx, f.name)) for f in dataclasses.fields(ctx)})
+            resp = self.heads.respond(self.parts, ctx_t, x.tensor(creative), x.tensor(option))
+            return MarketResponse(**{f.name: x.asarray(getattr(resp, f.name).to(self.dtype)) for f in dataclasses.fields(resp)})
+        tr = self.truth_x
+        creative_p = SimpleNamespace(ctr=x.take(tr["creative"].ctr, creative))
+        partner_p = SimpleNamespace(affinity=x.take(tr["partner"].affinity, option), cannibalisation=x.take(tr["partner"].cannibalisation, option))
         return structural_response(tr["product"], creative_p, partner_p, tr["ads"], tr["bundle"], tr["flash"], ctx)
 
-    def _observe(self) -> torch.Tensor:
+    def _observe(self) -> Any:
         """The observation of every market, column for column as ``LaunchMarketEnv._observe`` (OBSERVATION_NAMES)."""
-        c, t = self.c, self._t
-        n_steps = c.n
-        tc = torch.minimum(t, n_steps.long() - 1)
-        cal = self._cal.index_select(0, self._pid * self._t_cols + tc)
-        tf = t.to(self.dtype)
-        launched = self._launched
-        lf = launched.to(self.dtype)
-        budget0 = c.budget0
-        has_budget = budget0 > 0
-        safe_budget = torch.where(has_budget, budget0, 1.0)
-        deadline = c.deadline
-        deadline_left = torch.where(
-            deadline < NEVER, (deadline - tf).clamp(min=0.0).minimum(n_steps) / n_steps, torch.ones_like(tf)
-        )
-        cols = [
-            tf / n_steps, (n_steps - tf) / n_steps, cal[:, 0], cal[:, 1], cal[:, 2], cal[:, 3], cal[:, 4], lf,
-            torch.where(launched, (t - self._launch_step).to(self.dtype) / n_steps, 0.0),
-            self._adopters / c.stock0.clamp(min=1.0), self._stock / c.stock0.clamp(min=1.0),
-            torch.where(has_budget, self._budget / safe_budget, 0.0), torch.where(has_budget, self._adstock / safe_budget, 0.0),
-            cal[:, 5], cal[:, 6], cal[:, 7],
-            torch.log1p(self._last_sales) / c.log_stock, torch.log1p(self._last_clicks) / 16.0, self._last_price,
-            torch.where(c.flash_max > 0, self._flash_left.to(self.dtype) / c.flash_max.clamp(min=1.0), 0.0), cal[:, 8],
-            self._since_flash.to(self.dtype).minimum(n_steps) / n_steps,
-            torch.where(launched, 0.0, deadline_left), (t >= c.earliest.long()).to(self.dtype), cal[:, 9],
-        ]  # fmt: skip
-        obs = torch.stack(cols, dim=1).float().clamp(OBS_LOW, OBS_HIGH)
-        if self._traits is not None:
-            obs = torch.cat([obs, self._traits], dim=1)
-        return obs
+        x, k, t = self.x, self.k, self._t
+        obs, launched = self._obs_buffer, self._launched
+        obs[:, _OBS_TABLE_COLS] = self._obs_table_x[k.table_row + t]  # calendar and clock columns
+        obs[:, 22] = x.where(launched, 0.0, obs[:, 22])  # deadline_left
+        obs[:, 7] = launched
+        obs[:, 8] = x.where(launched, x.f(t - self._launch_step) / k.n, 0.0)
+        obs[:, 9] = self._adopters / k.stock_scale
+        obs[:, 10] = self._stock / k.stock_scale
+        obs[:, 11] = self._budget / k.budget_scale  # 0 without a budget
+        obs[:, 12] = self._adstock / k.budget_scale
+        obs[:, 16] = x.log1p(self._last_sales) / k.log_stock
+        obs[:, 17] = x.log1p(self._last_clicks) / 16.0
+        obs[:, 18] = self._last_price
+        obs[:, 19] = x.f(self._flash_left) / k.flash_scale  # 0 without flash sales
+        obs[:, 21] = x.minimum(x.f(self._since_flash), k.n) / k.n
+        out = x.clip_obs(x.f32(obs))
+        return x.cat([out, self._traits_x]) if self._traits_x is not None else out
+
+    def _observation_table(self) -> torch.Tensor:
+        """Per (pair, step t in 0..t_max) the observation columns that depend on nothing else
+        (``_OBS_TABLE_COLS``), with the formulas of ``LaunchMarketEnv._observe`` in the state's dtype."""
+        T, dt, dev = self._t_cols, self.dtype, self.device
+        first = [self.pair_of.index(p) for p in range(len(self.pairs))]
+        c = SimpleNamespace(**{key: value[first][:, None] for key, value in vars(self.c).items()})
+        steps = torch.arange(T, device=dev)[None]
+        tf = steps.to(dt)
+        cal = self._cal.view(len(self.pairs), T, len(_OBS_CAL))
+        cal = cal.gather(1, torch.minimum(steps, c.n.long() - 1)[..., None].expand(-1, -1, len(_OBS_CAL)))  # at min(t, n - 1)
+        deadline_left = torch.where(c.deadline < NEVER, (c.deadline - tf).clamp(min=0.0).minimum(c.n) / c.n, torch.ones_like(tf))
+        columns = [tf / c.n, (c.n - tf) / c.n, *cal[..., :5].unbind(-1), *cal[..., 5:9].unbind(-1), deadline_left, (steps >= c.earliest.long()).to(dt), cal[..., 9]]
+        return torch.stack([col.expand(len(first), T) for col in columns], dim=-1).reshape(-1, len(_OBS_TABLE_COLS))
 
 
-def _pick(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``table[i, index[i]]`` for every row i (a gather, much cheaper than advanced indexing on a CPU)."""
-    return table.gather(1, index.unsqueeze(1)).squeeze(1)
+class _ArrayOps:
+    """The few array operations the dynamics use, on NumPy arrays (a CPU: about 1 us an op at a few
+    thousand markets, against 2-15 us through torch's dispatcher) or on torch tensors (a GPU); the
+    dynamics are written once against these names."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype):
+        self.numpy = device.type == "cpu" and NUMPY_ON_CPU
+        self.device, self.dtype = device, dtype
+        self._np_float = np.dtype(str(dtype).removeprefix("torch."))
+        self.where = np.where if self.numpy else torch.where
+        self._row_starts: dict[int, np.ndarray] = {}
+
+    def asarray(self, value: Any) -> Any:
+        """A host array (actions) or a tensor as this backend's array."""
+        if self.numpy:
+            return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        return torch.as_tensor(value, device=self.device)
+
+    def tensor(self, value: Any) -> torch.Tensor:
+        return torch.from_numpy(value) if self.numpy else value
+
+    def host(self, value: Any) -> np.ndarray:
+        return value if self.numpy else value.cpu().numpy()
+
+    def zeros(self, n: int, kind: str) -> Any:
+        return self.full(n, 0, kind)
+
+    def full(self, n: int, value: Any, kind: str = "bool") -> Any:
+        if self.numpy:
+            return np.full(n, value, dtype={"bool": bool, "long": np.int64, "float": self._np_float}[kind])
+        return torch.full((n,), value, dtype={"bool": torch.bool, "long": torch.long, "float": self.dtype}[kind], device=self.device)
+
+    def f(self, v: Any) -> Any:
+        return v.astype(self._np_float) if self.numpy else v.to(self.dtype)
+
+    def f32(self, v: Any) -> Any:
+        return v.astype(np.float32) if self.numpy else v.float()
+
+    def i64(self, v: Any) -> Any:
+        return v.astype(np.int64) if self.numpy else v.long()
+
+    def minimum(self, v: Any, bound: Any) -> Any:
+        if self.numpy:
+            return np.minimum(v, bound)
+        return torch.minimum(v, bound) if isinstance(bound, torch.Tensor) else v.clamp(max=bound)
+
+    def maximum(self, v: Any, bound: Any) -> Any:
+        if self.numpy:
+            return np.maximum(v, bound)
+        return torch.maximum(v, bound) if isinstance(bound, torch.Tensor) else v.clamp(min=bound)
+
+    def round(self, v: Any) -> Any:
+        return np.round(v) if self.numpy else torch.round(v)
+
+    def floor(self, v: Any) -> Any:
+        return np.floor(v) if self.numpy else torch.floor(v)
+
+    def log1p(self, v: Any) -> Any:
+        return np.log1p(v) if self.numpy else torch.log1p(v)
+
+    def stack(self, cols: list[Any]) -> Any:
+        return np.stack(cols, axis=1) if self.numpy else torch.stack(cols, dim=1)
+
+    def cat(self, parts: list[Any]) -> Any:
+        return np.concatenate(parts, axis=1) if self.numpy else torch.cat(parts, dim=1)
+
+    def cat_flat(self, parts: list[Any]) -> Any:
+        return np.concatenate(parts) if self.numpy else torch.cat(parts)
+
+    def column(self, table: Any, j: int) -> Any:
+        return np.ascontiguousarray(table[:, j]) if self.numpy else table[:, j].contiguous()
+
+    def columns(self, table: Any, cols: list[int]) -> Any:
+        """Columns one after another in one flat array."""
+        return table[:, cols].T.reshape(-1) if self.numpy else table[:, cols].T.reshape(-1)
+
+    def take(self, table: Any, index: Any) -> Any:
+        """``table[i, index[i]]`` for every row i (``index`` (N,) or (N, m))."""
+        if self.numpy:  # one flat gather: cheaper than take_along_axis
+            width = table.shape[1]
+            if width not in self._row_starts:
+                self._row_starts[width] = np.arange(table.shape[0], dtype=np.int64) * width
+            starts = self._row_starts[width]
+            return table.reshape(-1)[(starts if index.ndim == 1 else starts[:, None]) + index]
+        return table.gather(1, index.unsqueeze(1) if index.ndim == 1 else index).reshape(index.shape)
+
+    def clip_obs(self, obs: Any) -> Any:
+        if self.numpy:
+            return np.clip(obs, OBS_LOW, OBS_HIGH, out=obs)
+        return obs.clamp(OBS_LOW, OBS_HIGH)

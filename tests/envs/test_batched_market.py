@@ -143,3 +143,32 @@ def test_ppo_and_maskable_ppo_learn_on_the_batched_env(every_scenario, tiny_pred
         assert model.num_timesteps >= 256 and len(model.ep_info_buffer) > 0
     box = make_market_vec_env(every_scenario[0], 4, market="structural", action_type="box", seed=0)
     SAC("MlpPolicy", box, learning_starts=16, batch_size=16, seed=0, device="cpu").learn(48)
+
+
+@pytest.mark.parametrize("action_type", ["multidiscrete", "box"])
+def test_torch_route_equals_the_numpy_route(every_scenario, action_type, monkeypatch):
+    # On a CPU the step runs on NumPy views; a GPU runs the same code through torch. Forced onto torch
+    # here, it must reproduce the NumPy route (counts exactly; floats to rounding).
+    import envs.batched_market as batched_market
+
+    pairs = market_pairs(every_scenario)
+    slots = [pairs[i % len(pairs)] for i in range(2 * len(pairs))]
+    runs = []
+    for numpy_route in (True, False):
+        monkeypatch.setattr(batched_market, "NUMPY_ON_CPU", numpy_route)
+        venv = BatchedMarketVecEnv(slots, market="structural", action_type=action_type, nvec=union_nvec(pairs), noise_episodes=2, record_impressions=True)
+        venv.seed(5)
+        rng = np.random.default_rng(1)
+        trace = [venv.reset()]
+        for _ in range(50):
+            if action_type == "box":
+                actions = rng.uniform(-1, 1, (venv.num_envs, 6)).astype(np.float32)
+            else:
+                masks = venv.action_masks()
+                trace.append(masks.astype(np.float32))
+                actions = np.stack([rng.integers(0, venv.action_space.nvec) for _ in range(venv.num_envs)])
+            obs, reward, done, _ = venv.step(actions)
+            trace += [obs, reward, done.astype(np.float32), *(venv.last_step[k].numpy() for k in ("units_sold", "clicks", "impressions", "bundled_units"))]
+        runs.append(trace)
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

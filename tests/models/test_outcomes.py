@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from scipy.special import gammaincc
 
 from models.outcomes import (
     gamma_multiplier,
@@ -40,3 +41,37 @@ def test_gamma_multiplier_has_mean_one_and_variance_k():
         assert g.var() == pytest.approx(k, rel=0.02)
         assert gamma_multiplier(float(u[1234]), k) == pytest.approx(g[1234], rel=1e-12)
     assert gamma_multiplier(0.3, 0.0) == 1.0
+
+
+def _exact_and_boundaries(u: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts with every walk anchored on gammaincc, and the CDF values just below and at each count."""
+    from models.outcomes import _NP, _poisson_quantile
+
+    counts = _poisson_quantile(_NP, u, mu, 64, exact_anchor=True)
+    return counts, gammaincc(counts, mu), gammaincc(counts + 1.0, mu)
+
+
+def test_cheap_anchor_gives_the_counts_of_the_exact_anchor():
+    # The batch path anchors its walk on an approximate CDF and falls back to gammaincc wherever u is
+    # close to a CDF boundary: u placed exactly on the boundaries (and one float either side) must
+    # still give the counts of the exact anchor, over means from tiny to beyond the approximation's range.
+    rng = np.random.default_rng(2)
+    mu = np.concatenate([np.geomspace(1e-3, 5e6, 3000), rng.gamma(0.7, 300.0, 3000), rng.uniform(3.0, 8.0, 1000)])
+    u = rng.random(mu.size)
+    counts, below, at = _exact_and_boundaries(u, mu)
+    for probe in (u, at, np.nextafter(at, 0.0), np.nextafter(at, 1.0), below, np.nextafter(below, 1.0), at - 1e-9, below + 1e-9):
+        probe = np.clip(probe, 0.0, 1.0)
+        expected = _exact_and_boundaries(probe, mu)[0]
+        np.testing.assert_array_equal(poisson_quantile_batch(torch.tensor(probe), torch.tensor(mu)).numpy(), expected)
+        np.testing.assert_array_equal(poisson_quantile_batch(probe, mu), expected)  # NumPy arrays in, NumPy out
+
+
+def test_torch_route_equals_the_numpy_route():
+    # On a GPU the same code runs through torch; here on CPU tensors, against the NumPy route.
+    from models.outcomes import _torch_ops, _poisson_quantile
+
+    rng = np.random.default_rng(3)
+    mu = np.concatenate([rng.choice(MEANS, 2000), rng.gamma(0.7, 300.0, 2000), np.geomspace(1e-3, 5e6, 500)])
+    u = rng.random(mu.size)
+    via_torch = _poisson_quantile(_torch_ops(), torch.tensor(u), torch.tensor(mu), 64).numpy()
+    np.testing.assert_array_equal(via_torch, poisson_quantile_batch(torch.tensor(u), torch.tensor(mu)).numpy())
