@@ -537,7 +537,7 @@ class BatchedMarketVecEnv(VecEnv):
             # The heads are torch modules: the context goes in as tensors sharing the arrays' memory.
             ctx_t = MarketContext(**{f.name: x.tensor(getattr(ctx, f.name)) for f in dataclasses.fields(ctx)})
             resp = self.heads.respond(self.parts, ctx_t, x.tensor(creative), x.tensor(option))
-            return MarketResponse(**{f.name: x.asarray(getattr(resp, f.name).to(self.dtype)) for f in dataclasses.fields(resp)})
+            return MarketResponse(**{f.name: x.f(x.asarray(getattr(resp, f.name))) for f in dataclasses.fields(resp)})
         tr = self.truth_x
         creative_p = SimpleNamespace(ctr=x.take(tr["creative"].ctr, creative))
         partner_p = SimpleNamespace(affinity=x.take(tr["partner"].affinity, option), cannibalisation=x.take(tr["partner"].cannibalisation, option))
@@ -611,7 +611,7 @@ class _ArrayOps:
         return torch.full((n,), value, dtype={"bool": torch.bool, "long": torch.long, "float": self.dtype}[kind], device=self.device)
 
     def f(self, v: Any) -> Any:
-        return v.astype(self._np_float) if self.numpy else v.to(self.dtype)
+        return v.astype(self._np_float, copy=False) if self.numpy else v.to(self.dtype)
 
     def f32(self, v: Any) -> Any:
         return v.astype(np.float32) if self.numpy else v.float()

@@ -9,7 +9,9 @@ benchmark reports as "the head alone". It computes the same function as ``Predic
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -93,19 +95,41 @@ class BatchedHeads(nn.Module):
     @torch.inference_mode()
     def respond(self, parts: TextParts, ctx: MarketContext, creative: torch.Tensor, option: torch.Tensor) -> MarketResponse:
         """Expected outcomes of one step for every market (``creative``/``option``: chosen indices)."""
-        feats = context_features(ctx, self.feature_names, self.unknown_estimate)
-        rows = torch.arange(feats.shape[0], device=feats.device)
-        out = self._demand_mlp(parts.demand_text, feats.to(self.dtype)).float()
-        log_uplift = parts.log_uplift[rows, option]
-        has_bundle = parts.has_bundle[rows, option]
-        ad_in = torch.stack([torch.log1p(torch.as_tensor(ctx.adstock).double() / 1000.0), torch.as_tensor(ctx.step_weeks).double()], 1)
-        impressions = self.impressions(ad_in)[:, 0].exp()
-        return MarketResponse(
-            demand=torch.as_tensor(ctx.launched).double() * torch.exp(out[:, 0].double() + log_uplift),
-            first_purchase_share=torch.sigmoid(out[:, 1]),
-            impressions=(torch.as_tensor(ctx.adstock) > 0).double() * impressions,
-            ctr=parts.ctr[rows, creative],
-            bundle_uplift=log_uplift.exp(),
-            bundle_take=parts.take[rows, option],
-            cannibalisation=self.cannibalisation * has_bundle,
-        )
+        with _few_threads(parts.demand_text.device):  # elementwise work on a few thousand numbers
+            feats = context_features(ctx, self.feature_names, self.unknown_estimate).to(self.dtype)
+            adstock = torch.as_tensor(ctx.adstock).double()
+            ad_in = torch.stack([torch.log1p(adstock / 1000.0), torch.as_tensor(ctx.step_weeks).double().expand_as(adstock)], 1)
+        out = self._demand_mlp(parts.demand_text, feats)  # matrix products: every thread
+        impressions = self.impressions(ad_in)[:, 0]
+        with _few_threads(parts.demand_text.device):
+            out = out.float()
+            log_uplift, has_bundle, take = (_pick(x, option) for x in (parts.log_uplift, parts.has_bundle, parts.take))
+            return MarketResponse(
+                demand=torch.as_tensor(ctx.launched).double() * torch.exp(out[:, 0].double() + log_uplift),
+                first_purchase_share=torch.sigmoid(out[:, 1]),
+                impressions=(adstock > 0).double() * impressions.exp(),
+                ctr=_pick(parts.ctr, creative),
+                bundle_uplift=log_uplift.exp(),
+                bundle_take=take,
+                cannibalisation=self.cannibalisation * has_bundle,
+            )
+
+
+def _pick(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[i, index[i]]`` for every row i (a gather: cheaper than advanced indexing on a CPU)."""
+    return table.gather(1, index.unsqueeze(1)).squeeze(1)
+
+
+@contextlib.contextmanager
+def _few_threads(device: torch.device) -> Iterator[None]:
+    """One intra-op thread on a CPU for the duration: torch splits even a 4,096-element exp across its
+    threads, and the hand-over costs more than the op (tens of us idle, milliseconds on a busy machine)."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -119,7 +119,7 @@ def _numpy_ops() -> SimpleNamespace:
     from scipy.special import erfc
 
     return SimpleNamespace(
-        where=np.where, exp=np.exp, log=np.log, log1p=np.log1p, sqrt=np.sqrt, floor=np.floor, sign=np.sign,
+        where=np.where, exp=np.exp, log=np.log, log1p=np.log1p, sqrt=np.sqrt, floor=np.floor, copysign=np.copysign,
         maximum=np.maximum, minimum=np.minimum, erfc=erfc, ndtri=ndtri, gammaincc=gammaincc,
         zeros_like=np.zeros_like, flatnonzero=np.flatnonzero, as_index=lambda x: x.astype(np.int64), eps=lambda x: float(np.finfo(x.dtype).eps),
         table=lambda x: _LOG_FACTORIAL_NP,
@@ -134,7 +134,7 @@ def _torch_ops() -> SimpleNamespace:
         return lambda a, b: fn(a, b) if isinstance(b, torch.Tensor) else fn(a, torch.tensor(b, dtype=a.dtype, device=a.device))
 
     return SimpleNamespace(
-        where=torch.where, exp=torch.exp, log=torch.log, log1p=torch.log1p, sqrt=torch.sqrt, floor=torch.floor, sign=torch.sign,
+        where=torch.where, exp=torch.exp, log=torch.log, log1p=torch.log1p, sqrt=torch.sqrt, floor=torch.floor, copysign=torch.copysign,
         maximum=scalar_or_tensor(torch.maximum), minimum=scalar_or_tensor(torch.minimum), erfc=torch.special.erfc,
         ndtri=torch.special.ndtri, gammaincc=torch.special.gammaincc, zeros_like=torch.zeros_like, flatnonzero=lambda x: x.nonzero().squeeze(1),
         as_index=lambda x: x.long(), eps=lambda x: torch.finfo(x.dtype).eps, table=lambda x: _log_factorial_table(x.dtype, x.device),
@@ -192,7 +192,7 @@ def _poisson_quantile(xp: Any, u: Any, mu: Any, max_walk: int, exact_anchor: boo
         counts[where] = _walk(xp, u, m, k0, xp.gammaincc(a, m), max_walk)[0]
         return counts
     k, cdf, pmf = _walk(xp, u, m, k0, _temme_cdf(xp, a, m), max_walk)
-    tol = 4e-3 * a**-1.5 + (1e-8 + 64.0 * xp.eps(u))  # truncation, rounding, and the walk's own rounding (float32 on a GPU)
+    tol = 4e-3 / (a * xp.sqrt(a)) + (1e-8 + 64.0 * xp.eps(u))  # truncation, rounding, and the walk's own rounding (float32 on a GPU)
     sure = (u < cdf - tol) & ((k == 0) | (u > cdf - pmf + tol)) & (a >= _TEMME_MIN) & (a <= _TEMME_MAX)
     if not bool(sure.all()):
         idx = xp.flatnonzero(~sure)
@@ -232,14 +232,15 @@ def _temme_cdf(xp: Any, a: Any, m: Any) -> Any:
     """Q(a, m) = P(Poisson(m) <= a - 1) to first order in 1/a (Temme): an erfc term plus one correction."""
     d = (m - a) / a  # lambda - 1
     eta2 = 2.0 * (d - xp.log1p(d))
-    eta = xp.sign(d) * xp.sqrt(xp.maximum(eta2, 0.0))
+    eta = xp.copysign(xp.sqrt(xp.maximum(eta2, 0.0)), d)
     small = abs(d) < 1e-3  # 1/d - 1/eta cancels there: its series instead
     c0 = 1.0 / xp.where(small, 1.0, d) - 1.0 / xp.where(small, 1.0, eta)
     if bool(small.any()):
         idx = xp.flatnonzero(small)
         e = eta[idx]
         c0[idx] = -1.0 / 3.0 + e / 12.0 - e * e * (2.0 / 135.0)
-    return 0.5 * xp.erfc(eta * xp.sqrt(0.5 * a)) + xp.exp(-0.5 * a * eta2) / xp.sqrt(2.0 * math.pi * a) * c0
+    root_a = xp.sqrt(a)
+    return 0.5 * xp.erfc(eta * root_a * math.sqrt(0.5)) + xp.exp(-0.5 * a * eta2) * c0 / (root_a * math.sqrt(2.0 * math.pi))
 
 
 @functools.cache
