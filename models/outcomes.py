@@ -130,12 +130,10 @@ def _numpy_ops() -> SimpleNamespace:
 def _torch_ops() -> SimpleNamespace:
     import torch
 
-    def scalar_or_tensor(fn: Any) -> Any:
-        return lambda a, b: fn(a, b) if isinstance(b, torch.Tensor) else fn(a, torch.tensor(b, dtype=a.dtype, device=a.device))
-
     return SimpleNamespace(
         where=torch.where, exp=torch.exp, log=torch.log, log1p=torch.log1p, sqrt=torch.sqrt, floor=torch.floor, copysign=torch.copysign,
-        maximum=scalar_or_tensor(torch.maximum), minimum=scalar_or_tensor(torch.minimum), erfc=torch.special.erfc,
+        maximum=lambda a, b: torch.maximum(a, b) if isinstance(b, torch.Tensor) else a.clamp(min=b),
+        minimum=lambda a, b: torch.minimum(a, b) if isinstance(b, torch.Tensor) else a.clamp(max=b), erfc=torch.special.erfc,
         ndtri=torch.special.ndtri, gammaincc=torch.special.gammaincc, zeros_like=torch.zeros_like, flatnonzero=lambda x: x.nonzero().squeeze(1),
         as_index=lambda x: x.long(), eps=lambda x: torch.finfo(x.dtype).eps, table=lambda x: _log_factorial_table(x.dtype, x.device),
     )  # fmt: skip
