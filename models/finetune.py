@@ -48,6 +48,9 @@ class FinetuneConfig:
     # latent 32 / dropout 0.1 / weight decay 1e-3 gave held-out demand R² 0.738; 12 / 0.3 / 1e-2 gave 0.825.
     latent: int = 12
     creative_latent: int = 4
+    # 0: the CTR logit is linear in the product and creative traits (a product term plus a creative
+    # term); > 0: an MLP with that hidden width on both (the v1/v2 heads used 64).
+    ctr_hidden: int = 0
     dropout: float = 0.3
     weight_decay: float = 1e-2
     max_length: int = 64
@@ -148,7 +151,7 @@ def finetune(logs: pd.DataFrame, cfg: FinetuneConfig, source: str = "<logs>") ->
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     data = TrainingData(logs).to(device)  # the current FEATURE_NAMES
     encoder = TextEncoder(cfg.encoder, max_length=cfg.max_length).to(device)
-    heads = PredictorHeads(encoder.dim, cfg.hidden, cfg.latent, cfg.creative_latent, cfg.dropout).to(device)
+    heads = PredictorHeads(encoder.dim, cfg.hidden, cfg.latent, cfg.creative_latent, cfg.dropout, ctr_hidden=cfg.ctr_hidden).to(device)
     _init_bias(heads, logs)
     table = encoder.encode(data.texts).to(device)
     head_loss = _train_heads(heads, table, data, cfg.head_epochs, cfg, "training heads on frozen embeddings")
@@ -172,6 +175,7 @@ def finetune(logs: pd.DataFrame, cfg: FinetuneConfig, source: str = "<logs>") ->
         "hidden": cfg.hidden,
         "latent": cfg.latent,
         "creative_latent": cfg.creative_latent,
+        "ctr_hidden": cfg.ctr_hidden,
         "feature_names": list(FEATURE_NAMES),
         "default_market_estimate": _median_estimate(logs),
         "features_version": FEATURES_VERSION,

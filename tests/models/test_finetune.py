@@ -1,0 +1,52 @@
+"""The CTR head's shape: additive in the traits by default, the older MLP head still trained on
+request and loaded from cards that predate the ``ctr_hidden`` field."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.finetune import FinetuneConfig, finetune
+from models.predictor import LEGACY_CTR_HIDDEN, LaunchPredictor, PredictorHeads
+
+
+def _tiny(tiny_bert, tiny_logs, **kw) -> LaunchPredictor:
+    cfg = FinetuneConfig(encoder=str(tiny_bert), mode="frozen", head_epochs=1, hidden=16, latent=4, **kw)
+    return finetune(tiny_logs[tiny_logs["split"] == "train"], cfg)
+
+
+def test_default_ctr_logit_is_a_product_term_plus_a_creative_term(tiny_bert, tiny_logs):
+    predictor = _tiny(tiny_bert, tiny_logs)
+    heads = predictor.heads.eval()
+    assert predictor.card["ctr_hidden"] == 0 and [type(m) for m in heads.ctr] == [nn.Linear]
+    gen = torch.Generator().manual_seed(0)
+    p, c = torch.randn(2, heads.text_dim, generator=gen), torch.randn(2, heads.text_dim, generator=gen)
+    feats, zero = torch.zeros(4, len(heads.feature_names)), torch.zeros(4, heads.text_dim)
+    with torch.no_grad():
+        logit = heads(p[[0, 0, 1, 1]], c[[0, 1, 0, 1]], zero, feats, torch.zeros(4))["ctr_logit"]
+    # No interaction: swapping creatives between two products changes both logits by the same amount.
+    assert torch.isclose(logit[0] + logit[3], logit[1] + logit[2], atol=1e-5)
+    assert not torch.isclose(logit[0], logit[1])  # the creative still matters
+
+
+def test_mlp_ctr_head_on_request_and_from_older_cards(tiny_bert, tiny_logs, tmp_path):
+    predictor = _tiny(tiny_bert, tiny_logs, ctr_hidden=LEGACY_CTR_HIDDEN)
+    assert [type(m) for m in predictor.heads.ctr] == [nn.Linear, nn.SiLU, nn.Linear]
+    folder = predictor.save(tmp_path / "pred")
+    card = json.loads((folder / "card.json").read_text())
+    del card["ctr_hidden"]  # as written before the field existed (the shipped v2 default)
+    (folder / "card.json").write_text(json.dumps(card))
+    loaded = LaunchPredictor.load(folder, device="cpu")
+    assert loaded.heads.ctr[0].out_features == LEGACY_CTR_HIDDEN
+    rows = tiny_logs.head(60)
+    np.testing.assert_allclose(loaded.predict_frame(rows)["ctr"], predictor.predict_frame(rows)["ctr"], rtol=1e-5)
+
+
+def test_heads_keep_their_state_dict_layout_for_the_fast_paths():
+    """The single-market and batched fast paths read ``ctr.<i>.weight``: both shapes keep that layout."""
+    for width, keys in ((0, {"ctr.0.weight", "ctr.0.bias"}), (8, {"ctr.0.weight", "ctr.0.bias", "ctr.2.weight", "ctr.2.bias"})):
+        heads = PredictorHeads(16, hidden=8, latent=4, creative_latent=2, ctr_hidden=width)
+        assert {k for k in heads.state_dict() if k.startswith("ctr.")} == keys
