@@ -1,5 +1,5 @@
-"""The CTR head's shape: additive in the traits by default, the older MLP head still trained on
-request and loaded from cards that predate the ``ctr_hidden`` field."""
+"""The CTR head's shape: additive in the traits on request (``ctr_hidden=0``), the MLP head by default
+and loaded from cards that predate the ``ctr_hidden`` field."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ def _tiny(tiny_bert, tiny_logs, **kw) -> LaunchPredictor:
     return finetune(tiny_logs[tiny_logs["split"] == "train"], cfg)
 
 
-def test_default_ctr_logit_is_a_product_term_plus_a_creative_term(tiny_bert, tiny_logs):
-    predictor = _tiny(tiny_bert, tiny_logs)
+def test_linear_ctr_logit_is_a_product_term_plus_a_creative_term(tiny_bert, tiny_logs):
+    predictor = _tiny(tiny_bert, tiny_logs, ctr_hidden=0)
     heads = predictor.heads.eval()
     assert predictor.card["ctr_hidden"] == 0 and [type(m) for m in heads.ctr] == [nn.Linear]
     gen = torch.Generator().manual_seed(0)
@@ -32,8 +32,9 @@ def test_default_ctr_logit_is_a_product_term_plus_a_creative_term(tiny_bert, tin
     assert not torch.isclose(logit[0], logit[1])  # the creative still matters
 
 
-def test_mlp_ctr_head_on_request_and_from_older_cards(tiny_bert, tiny_logs, tmp_path):
-    predictor = _tiny(tiny_bert, tiny_logs, ctr_hidden=LEGACY_CTR_HIDDEN)
+def test_mlp_ctr_head_by_default_and_from_older_cards(tiny_bert, tiny_logs, tmp_path):
+    predictor = _tiny(tiny_bert, tiny_logs)
+    assert predictor.card["ctr_hidden"] == LEGACY_CTR_HIDDEN
     assert [type(m) for m in predictor.heads.ctr] == [nn.Linear, nn.SiLU, nn.Linear]
     folder = predictor.save(tmp_path / "pred")
     card = json.loads((folder / "card.json").read_text())
