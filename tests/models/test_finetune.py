@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -51,3 +52,18 @@ def test_heads_keep_their_state_dict_layout_for_the_fast_paths():
     for width, keys in ((0, {"ctr.0.weight", "ctr.0.bias"}), (8, {"ctr.0.weight", "ctr.0.bias", "ctr.2.weight", "ctr.2.bias"})):
         heads = PredictorHeads(16, hidden=8, latent=4, creative_latent=2, ctr_hidden=width)
         assert {k for k in heads.state_dict() if k.startswith("ctr.")} == keys
+
+
+def test_overdispersion_ignores_a_per_product_scale_error_and_finds_the_weekly_noise():
+    from models.finetune import overdispersion
+
+    gen = torch.Generator().manual_seed(0)
+    products, weeks, k = 400, 20, 0.1
+    product = torch.arange(products).repeat_interleave(weeks)
+    mean = torch.exp(torch.rand(products * weeks, generator=gen) * 3 + 2)  # 7 to 150 units a week
+    gamma = torch.distributions.Gamma(torch.full_like(mean, 1 / k), torch.full_like(mean, 1 / k)).sample()
+    y = torch.poisson(mean * gamma, generator=gen)
+    scale_error = torch.exp(torch.randn(products, generator=gen) * 0.5)[product]  # a predictor off by a factor per product
+    assert overdispersion(y, mean, product) == pytest.approx(k, abs=0.02)
+    assert overdispersion(y, mean * scale_error, product) == pytest.approx(k, abs=0.02)
+    assert overdispersion(torch.poisson(mean, generator=gen), mean * scale_error, product) < 0.01
