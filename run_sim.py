@@ -116,7 +116,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     from models.log_generator import generate_logs, write_logs
 
-    logs = generate_logs(args.train, args.heldout, args.paraphrase, seed=args.seed, heterogeneity=args.heterogeneity)
+    logs = generate_logs(
+        args.train, args.heldout, args.paraphrase, seed=args.seed, heterogeneity=args.heterogeneity, reference=args.reference
+    )
     path = write_logs(logs, args.out)
     counts = logs.groupby("split")["product_id"].nunique().to_dict()
     print(f"{len(logs):,} product-weeks of {sum(counts.values()):,} products ({counts}) written to {path}")
@@ -334,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout", type=int, default=300, help="held-out products (same wording)")
     p.add_argument("--paraphrase", type=int, default=300, help="held-out products in wording never seen in training")
     p.add_argument("--heterogeneity", type=float, default=0.05, help="per-product noise the text does not carry")
+    p.add_argument(
+        "--reference", action="store_true",
+        help="add expected_demand_known_except_scale to the held-out rows: what the estimate's noise alone costs (predictors-eval reports it)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_logs)
 

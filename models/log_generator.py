@@ -21,7 +21,9 @@ from tqdm import tqdm
 
 from envs.launch_market import LaunchMarketEnv
 from models import product_text as pt
-from scenarios import scenario_from_dict
+from models.response import MarketContext
+from models.structural_market import StructuralMarket
+from scenarios import Scenario, scenario_from_dict
 
 HOLIDAYS = [
     {"name": "Valentine's Day", "week_of_year": 7, "uplift": 0.4},
@@ -37,6 +39,7 @@ DISCOUNTS = [0.1, 0.2, 0.3]
 AD_TRUTH = {"max_impressions": 500_000, "half_saturation": 5000, "hill_shape": 1.2, "click_conversion": 0.025}
 HORIZON = 20  # decision steps per synthetic launch
 TWO_WEEK_SHARE = 0.25  # share of synthetic launches decided in 2-week steps
+ESTIMATE_SIGMA = 0.2  # log-normal error of the seller's public market estimate
 
 CONTEXT_COLUMNS = [
     "launched", "step_weeks", "season", "holiday", "price_ratio", "reference_price", "flash", "weeks_since_flash",
@@ -68,7 +71,7 @@ def synthetic_scenario(
     # A launch's market size is its whole pool of potential adopters; a staple's is its weekly pool
     # (about as many buyers over 20 weeks as a launch of the same reach).
     market_size = max(round(buyers / 20, 1), 1.0) if staple else float(round(buyers))
-    market_estimate = round(market_size * math.exp(rng.normal(0.0, 0.2)), 1)
+    market_estimate = round(market_size * math.exp(rng.normal(0.0, ESTIMATE_SIGMA)), 1)
     competitor = []
     if rng.random() < 0.6:
         week = int(rng.integers(0, 15)) * step
@@ -166,6 +169,27 @@ def _explore(env: LaunchMarketEnv, rng: np.random.Generator) -> list[dict]:
     return rows
 
 
+def demand_known_except_scale(scenario: Scenario, rows: list[dict]) -> list[float]:
+    """Expected demand of each logged step for a model that knows every hidden parameter but the
+    market size, which it takes from the public estimate: the mean over ln M ~ N(ln estimate, σ²) with
+    the generator's σ (9-point Gauss-Hermite). A reference for how much demand R² the estimate's noise
+    alone costs (``--reference``); nothing trains on it."""
+    market = StructuralMarket(scenario)
+    product = scenario.products[0]
+    encoded = market.encode([product.text], "product")[0]
+    creatives = dict(zip((c.text for c in scenario.ads.creatives), market.encode([c.text for c in scenario.ads.creatives], "creative")))
+    partners = dict(zip((c.text for c in scenario.catalogue), market.encode([c.text for c in scenario.catalogue], "partner")))
+    nodes, weights = np.polynomial.hermite_e.hermegauss(9)
+    versions = [encoded._replace(market_size=product.market_estimate * math.exp(ESTIMATE_SIGMA * z)) for z in nodes]
+    weights = weights / weights.sum()
+    out = []
+    for r in rows:
+        ctx = MarketContext(**{c: r[c] for c in CONTEXT_COLUMNS})
+        creative, partner = creatives[r["creative_text"]], partners.get(r["partner_text"])
+        out.append(float(sum(w * market.expected(v, creative, partner, ctx).demand for v, w in zip(versions, weights))))
+    return out
+
+
 def generate_logs(
     n_train: int = 2000,
     n_heldout: int = 300,
@@ -173,8 +197,10 @@ def generate_logs(
     seed: int = 0,
     heterogeneity: float = 0.05,
     progress: bool = True,
+    reference: bool = False,
 ) -> pd.DataFrame:
-    """Logs of ``n_train + n_heldout + n_paraphrase`` synthetic launches, one row per product-week."""
+    """Logs of ``n_train + n_heldout + n_paraphrase`` synthetic launches, one row per product-week;
+    ``reference`` adds ``expected_demand_known_except_scale`` on the evaluation splits (same draws)."""
     rng = np.random.default_rng(seed)
     plan = [("train", "train")] * n_train + [("heldout", "train")] * n_heldout + [("paraphrase", "paraphrase")] * n_paraphrase
     frames = []
@@ -187,6 +213,8 @@ def generate_logs(
         env.reset(seed=int(rng.integers(2**31)))
         rows = _explore(env, rng)
         frame = pd.DataFrame(rows)
+        if reference:
+            frame["expected_demand_known_except_scale"] = demand_known_except_scale(scenario, rows) if split != "train" else np.nan
         product = scenario.products[0]
         frame.insert(0, "product_id", f"p{product_id:05d}")
         frame.insert(1, "split", split)

@@ -116,6 +116,8 @@ def evaluate(predictor: LaunchPredictor, logs: pd.DataFrame, seed: int = 0) -> d
     for split in [s for s in ("heldout", "paraphrase") if s in set(logs["split"])]:
         df = logs[logs["split"] == split].reset_index(drop=True)
         preds = {"predictor": predictor.predict_frame(df), **{k: m.predict(df) for k, m in models.items()}}
+        if "expected_demand_known_except_scale" in df:  # logs made with `run_sim.py logs --reference`
+            preds["known_except_scale"] = {"demand": df["expected_demand_known_except_scale"].to_numpy()}
         report["splits"][split] = {name: _metrics(df, p) for name, p in preds.items()}
         report["rows"][split] = {"rows": len(df), "products": int(df["product_id"].nunique())}
         report["splits"][split]["_predictions"] = preds  # for the plot; dropped before JSON
@@ -160,7 +162,7 @@ def plot_report(report: dict[str, Any], logs: pd.DataFrame, path: str | Path) ->
     logs = with_splits(logs)
     splits = list(report["splits"])
     fig, axes = plt.subplots(2, len(splits), figsize=(6 * len(splits), 10), squeeze=False)
-    colours = {"predictor": "tab:blue", "tfidf_gbm": "tab:orange", "numeric_only_gbm": "tab:grey"}
+    colours = {"predictor": "tab:blue", "tfidf_gbm": "tab:orange", "numeric_only_gbm": "tab:grey", "known_except_scale": "tab:green"}
     for col, split in enumerate(splits):
         df = logs[logs["split"] == split].reset_index(drop=True)
         launched = df["launched"].to_numpy() > 0

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from models import product_text as pt
-from models.log_generator import AD_TRUTH, HORIZON, generate_logs
+from models.log_generator import AD_TRUTH, ESTIMATE_SIGMA, HORIZON, generate_logs
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +53,22 @@ def test_paraphrased_staples_and_launches_use_unseen_wording(logs):
         assert not [p for p in train if p in text], text
     paraphrase = [p for _, pa in pt.DEMAND.values() for p in pa]
     assert not set(train) & set(paraphrase)
+
+
+def test_the_reference_column_adds_nothing_else_to_the_logs(logs):
+    with_reference = generate_logs(n_train=60, n_heldout=0, n_paraphrase=30, seed=5, progress=False, reference=True)
+    reference = with_reference.pop("expected_demand_known_except_scale")
+    pd.testing.assert_frame_equal(with_reference, logs)  # the same draws
+    evaluated = with_reference["split"] != "train"
+    assert reference[~evaluated].isna().all() and reference[evaluated].notna().all()
+    launched = with_reference["launched"] > 0
+    assert (reference[evaluated & ~launched] == 0).all()
+    # a staple's demand is linear in its pool, so without ads its reference is the expected demand
+    # times E[estimate e^(σz)] / pool = estimate / pool x e^(σ²/2)
+    more = generate_logs(n_train=0, n_heldout=0, n_paraphrase=150, seed=6, progress=False, reference=True)
+    reference = more["expected_demand_known_except_scale"]
+    staple = (more["launched"] > 0) & (more["trait_demand"] == "staple") & (more["expected_impressions"] == 0)
+    assert staple.sum() >= 5
+    rows = more[staple]
+    factor = rows["market_estimate"] / rows["truth_market_size"] * np.exp(ESTIMATE_SIGMA**2 / 2)
+    assert np.allclose(reference[staple], rows["expected_demand"] * factor, rtol=1e-6)
