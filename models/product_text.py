@@ -150,6 +150,7 @@ DEMAND = {  # how buyers arrive: a new product diffusing through its market, or 
     ),
 }
 STAPLE_SHARE = 0.2  # share of synthetic products sold to a constant weekly pool (the rest diffuse, Bass)
+LAUNCH_SAYS_SO = 0.5  # share of launch descriptions with a "new launch" phrase (staples always say they are)
 HOOKS = {  # creative style -> base click-through rate, (train, paraphrase) openers
     "urgency": (0.022, ["Only a few left:", "Last chance:", "Selling fast:", "Ends tonight:", "Almost gone:", "Final hours:"],
                 ["Hurry, stocks are low:", "Don't miss out:"]),
@@ -223,9 +224,12 @@ def describe(t: ProductTraits, rng: np.random.Generator, vocabulary: Vocabulary 
     season = _pick(rng, SEASONAL, t.seasonal, vocabulary).format(season=season_name(t.noun.peak_week))
     gift = _pick(rng, GIFT, t.gift, vocabulary)
     buzz = _pick(rng, BUZZ, t.buzz, vocabulary)
-    demand = _pick(rng, DEMAND, t.demand, vocabulary)
+    # A staple always says so; a launch only half the time (most real launch texts do not), so a text
+    # that says neither reads as a launch, the kind of product this simulator is about.
+    says_demand = t.demand == "staple" or rng.random() < LAUNCH_SAYS_SO
+    demand = [_pick(rng, DEMAND, t.demand, vocabulary)] if says_demand else []
     features = rng.choice(list(t.noun.features), size=2, replace=False)
-    clauses = [f"{season}", f"{gift}", f"{buzz}", f"{demand}"]
+    clauses = [f"{season}", f"{gift}", f"{buzz}", *demand]
     rng.shuffle(clauses)
     return f"{t.brand} {position} {t.noun.name} with {features[0]} and {features[1]}: " + "; ".join(clauses) + "."
 

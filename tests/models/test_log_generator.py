@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from models import product_text as pt
-from models.log_generator import AD_TRUTH, ESTIMATE_SIGMA, HORIZON, generate_logs
+from envs.launch_market import LaunchMarketEnv
+from models.log_generator import AD_TRUTH, ESTIMATE_SIGMA, HORIZON, _explore, demand_known_except_scale, generate_logs, synthetic_scenario
+from scenarios import scenario_from_dict
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +51,15 @@ def test_a_staple_sells_to_a_weekly_pool_that_adoption_does_not_deplete(logs):
     assert len(spread) >= 2
     assert np.allclose(spread["min"], spread["max"], rtol=1e-6)
 
+def test_a_staple_always_says_so_and_a_launch_only_sometimes(logs):
+    phrases = {kind: [p for tr, pa in [pt.DEMAND[kind]] for p in tr + pa] for kind in pt.DEMAND}
+    per_product = logs.groupby("product_id").first()
+    says = {kind: per_product.loc[per_product["trait_demand"] == kind, "description"].map(
+        lambda text, kind=kind: any(p in text for p in phrases[kind])) for kind in pt.DEMAND}  # fmt: skip
+    assert says["staple"].all()
+    assert says["launch"].any() and not says["launch"].all()
+
+
 def test_paraphrased_staples_and_launches_use_unseen_wording(logs):
     train = [p for tr, _ in pt.DEMAND.values() for p in tr]
     for text in logs.loc[logs["split"] == "paraphrase", "description"].unique():
@@ -65,10 +78,18 @@ def test_the_reference_column_adds_nothing_else_to_the_logs(logs):
     assert (reference[evaluated & ~launched] == 0).all()
     # a staple's demand is linear in its pool, so without ads its reference is the expected demand
     # times E[estimate e^(σz)] / pool = estimate / pool x e^(σ²/2)
-    more = generate_logs(n_train=0, n_heldout=0, n_paraphrase=150, seed=6, progress=False, reference=True)
-    reference = more["expected_demand_known_except_scale"]
-    staple = (more["launched"] > 0) & (more["trait_demand"] == "staple") & (more["expected_impressions"] == 0)
-    assert staple.sum() >= 5
-    rows = more[staple]
-    factor = rows["market_estimate"] / rows["truth_market_size"] * np.exp(ESTIMATE_SIGMA**2 / 2)
-    assert np.allclose(reference[staple], rows["expected_demand"] * factor, rtol=1e-6)
+    rng = np.random.default_rng(7)
+    traits = dataclasses.replace(pt.sample_traits(rng), demand="staple")
+    data = synthetic_scenario(traits, rng, "train")
+    data["ads"]["budget"] = 0.0  # no ad buyers, whose number does not scale with the pool
+    scenario = scenario_from_dict(data)
+    env = LaunchMarketEnv(scenario)
+    env.reset(seed=1)
+    rows = pd.DataFrame(_explore(env, rng))
+    reference = pd.Series(demand_known_except_scale(scenario, rows.to_dict("records")))
+    on_sale = rows["launched"] > 0
+    assert on_sale.sum() >= 5
+    product = scenario.products[0]
+    factor = product.market_estimate / scenario.truth.products[product.name].market_size * np.exp(ESTIMATE_SIGMA**2 / 2)
+    assert np.allclose(reference[on_sale], rows.loc[on_sale, "expected_demand"] * factor, rtol=1e-6)
+    assert (reference[~on_sale] == 0).all()
