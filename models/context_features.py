@@ -57,6 +57,9 @@ def context_features(ctx: Any, names: tuple[str, ...] = FEATURE_NAMES, unknown_e
     one of ``FEATURE_SETS`` (a predictor's own list); an unknown (0) market estimate reads as
     ``unknown_estimate`` (a predictor's typical training value)."""
 
+    if names not in FEATURE_SETS.values():
+        raise ValueError(f"unknown feature list {names}")
+
     def col(name: str) -> torch.Tensor:
         if isinstance(ctx, pd.DataFrame):
             value = ctx[name].to_numpy() if name in ctx else np.zeros(len(ctx))
@@ -85,8 +88,6 @@ def context_features(ctx: Any, names: tuple[str, ...] = FEATURE_NAMES, unknown_e
         col("step_weeks"),
         torch.log(ref.clamp(min=0.01)) / 5.0,
     ]
-    if names not in FEATURE_SETS.values():
-        raise ValueError(f"unknown feature list {names}")
     if "log_market_estimate" in names:
         estimate = col("market_estimate")
         estimate = torch.where(estimate > 0, estimate, torch.full_like(estimate, unknown_estimate)).expand(n)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +29,7 @@ from errors import PredictorError
 from models.context_features import FEATURE_NAMES, FEATURE_SETS, FEATURES_VERSION, context_features
 from models.response import MarketContext, MarketResponse, TextRole
 from models.single_market import SingleMarketHeads
-from models.text_encoder import TextEncoder, default_encoder_path
+from models.text_encoder import TextEncoder, default_encoder_path, quiet_peft
 from models.training_data import TrainingData, gather
 
 CARD_FORMAT = "launchsim-predictor"
@@ -205,7 +204,7 @@ class LaunchPredictor:
         if FEATURE_SETS.get(card.get("features_version")) != names:
             raise PredictorError(
                 f"{card_path}: feature_names/features_version match none of this code's context features "
-                f"(v{FEATURES_VERSION}: {', '.join(FEATURE_NAMES)}; v1 without log_market_estimate)"
+                f"(v{FEATURES_VERSION}: {', '.join(FEATURE_NAMES)}; v2 without penetration; v1 also without log_market_estimate)"
             )
         enc = card["encoder"]
         if enc["mode"] == "full":
@@ -220,8 +219,7 @@ class LaunchPredictor:
         if enc["mode"] == "lora":
             from peft import PeftModel
 
-            with warnings.catch_warnings():  # peft probes a transformers attribute deprecated in v5
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            with quiet_peft():
                 encoder.model = PeftModel.from_pretrained(encoder.model, directory / "adapter")
         heads = PredictorHeads(
             card["text_dim"], hidden=card["hidden"], latent=card["latent"], creative_latent=card["creative_latent"], feature_names=names,

@@ -1,9 +1,8 @@
 """Synthetic products for the historical logs: hidden traits, and texts whose wording carries them.
 
 A product's traits (positioning, seasonality, gift appeal, ad buzz, launch or steady staple, what
-complements it) set its
-structural-market parameters; its description, ad creatives and bundle partners express those
-traits through a varied vocabulary. Two disjoint vocabularies exist: ``train`` (used for training
+complements it) set its structural-market parameters; its description, ad creatives and bundle
+partners express those traits through a varied vocabulary. Two disjoint vocabularies exist: ``train`` (used for training
 and the held-out product set) and ``paraphrase`` (wording never seen in training, for the
 paraphrased held-out set). Traits interact with context in the market (price sensitivity depends on
 positioning, holiday uplift on gift appeal), so a model that ignores the text cannot do well.

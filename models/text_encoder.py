@@ -8,8 +8,9 @@ with ``local_files_only=True``.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -60,8 +61,7 @@ class TextEncoder(nn.Module):
         from peft import LoraConfig, get_peft_model
 
         config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=LORA_TARGETS)
-        with warnings.catch_warnings():  # peft probes a transformers attribute deprecated in v5
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        with quiet_peft():
             self.model = get_peft_model(self.model, config)
         self.lora_rank = rank
 
@@ -84,6 +84,14 @@ class TextEncoder(nn.Module):
         if not out:
             return torch.zeros(0, self.dim)
         return torch.cat(out)
+
+
+@contextlib.contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Silence peft's probe of a transformers attribute deprecated in v5 (a FutureWarning per call)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def _quietly(load, *args, **kwargs):
