@@ -21,6 +21,7 @@ so the N markets reproduce N single envs (``tests/envs/test_batched_market.py``)
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -161,7 +162,11 @@ class BatchedMarketVecEnv(VecEnv):
             ads_offered=arr(cols[2] < a.native[:, 3:4]), creative_offered=arr(cols[3] < a.native[:, 4:5]),
             option_cols=arr(cols[1].expand(n, O).contiguous()),
         )  # fmt: skip
-        self._dyn_x, self._obs_table_x = arr(self._dyn), arr(self._observation_table())
+        # Full observation width (the other columns 0) so that one row gather fills the buffer.
+        table = self._observation_table()
+        wide = torch.zeros(table.shape[0], len(OBSERVATION_NAMES), dtype=self.dtype, device=self.device)
+        wide[:, _OBS_TABLE_COLS] = table
+        self._dyn_x, self._obs_table_x = arr(self._dyn), arr(wide)
         self._obs_buffer = x.asarray(torch.zeros(n, len(OBSERVATION_NAMES), dtype=self.dtype, device=self.device))
         self._noise_x = arr(self._noise.view(-1, NOISE_SLOTS))
         self._noise_row = arr(torch.arange(n, device=self.device) * self._noise.shape[1])
@@ -324,7 +329,7 @@ class BatchedMarketVecEnv(VecEnv):
         x = self.x
         obs_x, reward, done = self._step(x.asarray(np.asarray(self._actions)))
         obs, rewards, dones = x.host(obs_x), x.host(x.f32(reward)), x.host(done)
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        infos: list[dict[str, Any]] = list(map(dict.copy, itertools.repeat({}, self.num_envs)))  # N distinct dicts, twice as fast as a comprehension
         ended = np.flatnonzero(dones)
         if len(ended):
             ret, length = x.host(self._ep_return)[ended].tolist(), x.host(self._ep_len)[ended].tolist()
@@ -551,7 +556,7 @@ class BatchedMarketVecEnv(VecEnv):
         """The observation of every market, column for column as ``LaunchMarketEnv._observe`` (OBSERVATION_NAMES)."""
         x, k, t = self.x, self.k, self._t
         obs, launched = self._obs_buffer, self._launched
-        obs[:, _OBS_TABLE_COLS] = self._obs_table_x[k.table_row + t]  # calendar and clock columns
+        x.take_rows(self._obs_table_x, k.table_row + t, out=obs)  # calendar and clock columns (the rest are written below)
         obs[:, 22] = x.where(launched, 0.0, obs[:, 22])  # deadline_left
         obs[:, 7] = launched
         obs[:, 8] = x.where(launched, x.f(t - self._launch_step) / k.n, 0.0)
@@ -667,6 +672,13 @@ class _ArrayOps:
             starts = self._row_starts[width]
             return table.reshape(-1)[(starts if index.ndim == 1 else starts[:, None]) + index]
         return table.gather(1, index.unsqueeze(1) if index.ndim == 1 else index).reshape(index.shape)
+
+    def take_rows(self, table: Any, rows: Any, out: Any) -> None:
+        """``out[i] = table[rows[i]]`` in place."""
+        if self.numpy:
+            np.take(table, rows, axis=0, out=out, mode="clip")  # rows are in range; "raise" would buffer a copy
+        else:
+            torch.index_select(table, 0, rows, out=out)
 
     def clip_obs(self, obs: Any) -> Any:
         if self.numpy:

@@ -1,30 +1,37 @@
 """A predictor's heads for many markets at once, with every text-only quantity computed once.
 
-The batched env's markets keep their texts for a whole episode, so the trait latents, the text part
-of the demand head's first layer, the CTR of each (market, creative) and the uplift and take of each
-(market, bundle option) are computed once (``prepare``). A step then runs only the context part of
-the demand head and the tiny impressions head on a (markets x features) matrix: the cost that the
-benchmark reports as "the head alone". It computes the same function as ``PredictorHeads``.
+The batched env's markets keep their texts for a whole episode, so the trait latents, the CTR of
+each (market, creative) and the uplift and take of each (market, bundle option) are computed once
+(``prepare``). A step then runs the demand MLP on (product latent, context features) rows and the
+tiny impressions head: the cost that the benchmark reports as "the head alone". It computes the same
+function as ``PredictorHeads``.
+
+On a CPU the context features are written straight into the demand head's preallocated input rows
+(NumPy, the formulas of ``context_features``, same float32 values), each hidden layer runs as one
+oneDNN matrix product with its SiLU fused in (``_linear_silu``; torch's separate SiLU pass costs as
+much as the matrix product on a CPU), and markets not yet on sale skip the demand MLP.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
-from models.context_features import FEATURE_NAMES, context_features
+from models.context_features import FEATURE_NAMES, PENETRATION_CAP, context_features
 from models.response import MarketContext, MarketResponse
 
 
 class TextParts(NamedTuple):
     """Per-market quantities that depend on texts only."""
 
-    demand_text: torch.Tensor  # (N, hidden): first demand layer applied to the product traits, plus its bias
+    latent: torch.Tensor  # (N, latent): product traits, the text columns of the demand head's input
     ctr: torch.Tensor  # (N, creatives)
     log_uplift: torch.Tensor  # (N, options); option 0 is "no bundle" (0)
     take: torch.Tensor  # (N, options)
@@ -46,15 +53,14 @@ class BatchedHeads(nn.Module):
         self.unknown_estimate = unknown_estimate
         self.cannibalisation = cannibalisation
         self.dtype = dtype
-        first = self.text_heads.demand[0]
-        # The context columns of the first demand layer, then the demand MLP after its first SiLU, and impressions.
-        self.context_in = nn.Linear(first.in_features - self.latent, first.out_features, bias=False)
-        self.context_in.weight.data = first.weight.data[:, self.latent :].clone()
-        self.context_in.to(dtype=dtype)
-        self.demand_rest = copy.deepcopy(self.text_heads.demand[2:]).to(dtype=dtype)
-        self._rest_linears = [m for m in self.demand_rest if isinstance(m, nn.Linear)]
+        # The demand MLP in ``dtype``: Linear, SiLU, ..., Linear over (product latent, context features).
+        self.demand_linears = [m.to(dtype=dtype) for m in copy.deepcopy(self.text_heads.demand) if isinstance(m, nn.Linear)]
+        self.demand_mlp = nn.ModuleList(self.demand_linears)
         self.impressions = self.text_heads.impressions
-        self._buffers_for: dict[tuple[int, torch.device], list[torch.Tensor]] = {}
+        self._rows_for: dict[tuple[int, torch.device], _InputRows] = {}
+        self._fused = _fused_linear_silu_works(dtype)
+        self._impressions_np: tuple[np.ndarray, ...] | None = None
+        self._starts: dict[torch.Size, np.ndarray] = {}
         self.eval()
 
     @torch.inference_mode()
@@ -75,33 +81,91 @@ class BatchedHeads(nn.Module):
         has_bundle = (disc > 0).double()
         log_uplift = nn.functional.softplus(raw[..., 0]) * has_bundle
         take = torch.sigmoid(raw[..., 1]) * has_bundle
-        first = h.demand[0]
-        demand_text = (p @ first.weight[:, : self.latent].T + first.bias).to(self.dtype)  # the step's bias
-        return TextParts(demand_text, ctr, log_uplift, take, has_bundle)
+        return TextParts(p.to(self.dtype), ctr, log_uplift, take, has_bundle)
 
-    def _demand_mlp(self, text_bias: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        """Linear, SiLU, ..., Linear into preallocated hidden buffers: fresh (N, hidden) tensors each step
-        would cost page faults on the CPU comparable to the matrix products themselves."""
-        key = (feats.shape[0], feats.device)
-        if key not in self._buffers_for:
-            self._buffers_for[key] = [torch.empty(feats.shape[0], m.in_features, dtype=self.dtype, device=feats.device) for m in self._rest_linears]
-        buffers = self._buffers_for[key]
-        x = torch.addmm(text_bias, feats, self.context_in.weight.T, out=buffers[0])
-        for layer, buffer in zip(self._rest_linears, buffers[1:] + [None]):
-            nn.functional.silu(x, inplace=True)
-            x = torch.addmm(layer.bias, x, layer.weight.T) if buffer is None else torch.addmm(layer.bias, x, layer.weight.T, out=buffer)
-        return x
+    def _rows(self, latent: torch.Tensor) -> _InputRows:
+        """The demand head's input rows for these markets (preallocated per (N, device)), with the
+        latent columns copied in whenever ``latent`` is a new tensor (text parts never change in place)."""
+        key = (latent.shape[0], latent.device)
+        if key not in self._rows_for:
+            inputs = torch.empty(latent.shape[0], self.latent + len(self.feature_names), dtype=self.dtype, device=latent.device)
+            # float32 staging columns on a CPU when the head runs in another dtype: the cast that context_features makes first
+            stage = torch.empty(latent.shape[0], len(self.feature_names)) if self.dtype != torch.float32 and latent.device.type == "cpu" else None
+            self._rows_for[key] = _InputRows(inputs, stage)
+        rows = self._rows_for[key]
+        if rows.latent_source is not latent:
+            rows.inputs[:, : self.latent] = latent
+            rows.latent_source = latent
+        return rows
+
+    def _demand_mlp(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Linear, SiLU, ..., Linear on the input rows: (rows, 2) log demand and first-purchase logit."""
+        x = inputs
+        for layer in self.demand_linears[:-1]:
+            x = _linear_silu(x, layer, self._fused)
+        last = self.demand_linears[-1]
+        return torch.addmm(last.bias, x, last.weight.T)
+
+    def _demand(self, inputs: torch.Tensor, launched: torch.Tensor) -> torch.Tensor:
+        """The demand MLP's (N, 2) outputs; on a CPU only the rows of markets on sale are computed (the
+        others have no demand, and their first-purchase share multiplies zero units: their rows read 0)."""
+        n = inputs.shape[0]
+        if inputs.device.type != "cpu" or launched.shape != (n,):
+            return self._demand_mlp(inputs)
+        with _few_threads(inputs.device):
+            on_sale = np.flatnonzero(launched.numpy() if launched.dtype != torch.bfloat16 else launched.float().numpy())
+        if len(on_sale) == n:
+            return self._demand_mlp(inputs)
+        out = torch.zeros(n, 2, dtype=self.dtype)
+        if len(on_sale):
+            index = torch.from_numpy(on_sale)
+            out.index_copy_(0, index, self._demand_mlp(inputs.index_select(0, index)))
+        return out
+
+    def _write_features(self, ctx: MarketContext, rows: _InputRows) -> np.ndarray | None:
+        """Context features into the input rows; on a CPU with host arrays the NumPy route (returns
+        log1p(adstock / 1000) for the impressions head), else ``context_features`` in torch (None)."""
+        inputs = rows.inputs
+        fields = {name: getattr(ctx, name) for name in _FEATURE_FIELDS}
+        if inputs.device.type != "cpu" or not all(_is_host(v) for v in fields.values()):
+            inputs[:, self.latent :] = context_features(ctx, self.feature_names, self.unknown_estimate)
+            return None
+        v = {name: (value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)) for name, value in fields.items()}
+        n = inputs.shape[0]
+        cols = (rows.stage if rows.stage is not None else inputs[:, self.latent :]).numpy()
+        since, adstock, adopters = v["weeks_since_flash"], v["adstock"], v["adopters"]
+        log_adstock = np.log1p(adstock / 1000.0)
+        for j, value in enumerate((
+            v["season"], v["holiday"], v["price_ratio"], v["flash"], since == 1, since == 2, since == 3,
+            v["competitor_strength"], v["competitor_price_ratio"], log_adstock, np.log1p(adopters) / 5.0, v["step_weeks"],
+            np.log(np.maximum(v["reference_price"], 0.01)) / 5.0,
+        )):  # fmt: skip
+            cols[:, j] = value
+        names = self.feature_names
+        if "log_market_estimate" in names:
+            estimate = v["market_estimate"]
+            estimate = np.broadcast_to(np.where(estimate > 0, estimate, self.unknown_estimate), (n,))
+            cols[:, names.index("log_market_estimate")] = np.log1p(np.maximum(estimate, 0.0)) / 10.0
+        if "penetration" in names:
+            cols[:, names.index("penetration")] = np.minimum(np.maximum(adopters, 0.0) / np.maximum(estimate, 1.0), PENETRATION_CAP)
+        if rows.stage is not None:
+            inputs[:, self.latent :] = rows.stage
+        return log_adstock
 
     @torch.inference_mode()
     def respond(self, parts: TextParts, ctx: MarketContext, creative: torch.Tensor, option: torch.Tensor) -> MarketResponse:
         """Expected outcomes of one step for every market (``creative``/``option``: chosen indices)."""
-        with _few_threads(parts.demand_text.device):  # elementwise work on a few thousand numbers
-            feats = context_features(ctx, self.feature_names, self.unknown_estimate).to(self.dtype)
+        device = parts.latent.device
+        with _few_threads(device):  # elementwise work on a few thousand numbers
+            rows = self._rows(parts.latent)
+            log_adstock = self._write_features(ctx, rows)
+        out = self._demand(rows.inputs, torch.as_tensor(ctx.launched))  # matrix products: every thread
+        with _few_threads(device):
+            if log_adstock is not None:  # the NumPy route
+                return self._response_np(parts, ctx, log_adstock, out, creative, option)
             adstock = torch.as_tensor(ctx.adstock).double()
             ad_in = torch.stack([torch.log1p(adstock / 1000.0), torch.as_tensor(ctx.step_weeks).double().expand_as(adstock)], 1)
-        out = self._demand_mlp(parts.demand_text, feats)  # matrix products: every thread
-        impressions = self.impressions(ad_in)[:, 0]
-        with _few_threads(parts.demand_text.device):
+            impressions = self.impressions(ad_in)[:, 0]
             out = out.float()
             log_uplift, has_bundle, take = (_pick(x, option) for x in (parts.log_uplift, parts.has_bundle, parts.take))
             return MarketResponse(
@@ -113,6 +177,103 @@ class BatchedHeads(nn.Module):
                 bundle_take=take,
                 cannibalisation=self.cannibalisation * has_bundle,
             )
+
+    def _response_np(
+        self, parts: TextParts, ctx: MarketContext, log_adstock: np.ndarray, out: torch.Tensor, creative: torch.Tensor, option: torch.Tensor
+    ) -> MarketResponse:
+        """``respond``'s outputs on NumPy views (a CPU): the impressions head in float64 with the single
+        market's formulas (``models.single_market``), the per-option lookups as flat gathers."""
+        host = lambda v: v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)  # noqa: E731
+        adstock, launched = host(ctx.adstock), host(ctx.launched)
+        n = len(log_adstock)
+        if self._impressions_np is None:
+            first, last = (m for m in self.impressions if isinstance(m, nn.Linear))
+            self._impressions_np = tuple(t.detach().double().numpy() for t in (first.weight, first.bias, last.weight[0], last.bias))
+        w, b, w_out, b_out = self._impressions_np
+        rows = self._rows_for[(n, parts.latent.device)]
+        step_weeks = np.broadcast_to(host(ctx.step_weeks), (n,))
+        if rows.hidden is None or not np.array_equal(rows.step_weeks, step_weeks):
+            # (hidden, N) layout: a long inner loop; the step-weeks part plus the bias is kept until step_weeks changes
+            rows.hidden, rows.scratch = np.empty((len(b), n)), np.empty((len(b), n))
+            rows.step_weeks, rows.weeks_part = step_weeks.copy(), w[:, 1:2] * step_weeks[None, :]
+            rows.weeks_part += b[:, None]
+        hidden, scratch = rows.hidden, rows.scratch  # in place: (32, N) float64 temporaries would cost page faults
+        np.multiply(w[:, 0:1], log_adstock[None, :], out=hidden)
+        hidden += rows.weeks_part
+        np.exp(np.negative(hidden, out=scratch), out=scratch)
+        scratch += 1.0
+        hidden /= scratch  # SiLU: x / (1 + exp(-x))
+        impressions = np.where(adstock > 0, np.exp(w_out @ hidden + b_out), 0.0)
+        out = out.float().numpy()
+        pick = lambda table, index: table.numpy().reshape(-1)[self._row_starts(table) + index.numpy()]  # noqa: E731
+        log_uplift, has_bundle, take = (pick(t, option) for t in (parts.log_uplift, parts.has_bundle, parts.take))
+        return MarketResponse(
+            demand=torch.from_numpy(launched * np.exp(out[:, 0].astype(np.float64) + log_uplift)),
+            first_purchase_share=torch.from_numpy(1.0 / (1.0 + np.exp(-out[:, 1]))),
+            impressions=torch.from_numpy(impressions),
+            ctr=torch.from_numpy(pick(parts.ctr, creative)),
+            bundle_uplift=torch.from_numpy(np.exp(log_uplift)),
+            bundle_take=torch.from_numpy(take),
+            cannibalisation=torch.from_numpy(self.cannibalisation * has_bundle),
+        )
+
+    def _row_starts(self, table: torch.Tensor) -> np.ndarray:
+        """Flat offsets of a (N, m) table's rows, cached per shape."""
+        if table.shape not in self._starts:
+            self._starts[table.shape] = np.arange(table.shape[0], dtype=np.int64) * table.shape[1]
+        return self._starts[table.shape]
+
+
+@dataclasses.dataclass
+class _InputRows:
+    """Per-(N, device) buffers: the demand head's input rows (product latent, context features), the
+    float32 staging columns, and the impressions head's hidden layer."""
+
+    inputs: torch.Tensor
+    stage: torch.Tensor | None
+    latent_source: torch.Tensor | None = None
+    hidden: np.ndarray | None = None  # the impressions head's hidden layer, (hidden, N) (NumPy route)
+    scratch: np.ndarray | None = None
+    step_weeks: np.ndarray | None = None
+    weeks_part: np.ndarray | None = None  # step_weeks times its weights plus the bias, (hidden, N)
+
+
+# The MarketContext fields the context features read.
+_FEATURE_FIELDS = (
+    "season", "holiday", "price_ratio", "flash", "weeks_since_flash", "competitor_strength", "competitor_price_ratio",
+    "adstock", "adopters", "step_weeks", "reference_price", "market_estimate",
+)  # fmt: skip
+
+
+def _is_host(value: Any) -> bool:
+    """A float CPU tensor, a NumPy array or a Python number: what the NumPy feature route reads."""
+    if isinstance(value, torch.Tensor):
+        return value.device.type == "cpu" and value.dtype in (torch.float64, torch.float32)
+    return isinstance(value, np.ndarray | float | int)
+
+
+def _linear_silu(x: torch.Tensor, layer: nn.Linear, fused: bool) -> torch.Tensor:
+    """SiLU(x W^T + b): on a CPU one oneDNN product with the SiLU applied to its tiles as they are
+    written (``fused``), elsewhere the product then an in-place SiLU."""
+    if fused and x.device.type == "cpu":
+        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "swish", [], "")
+    return nn.functional.silu(torch.addmm(layer.bias, x, layer.weight.T), inplace=True)
+
+
+def _fused_linear_silu_works(dtype: torch.dtype) -> bool:
+    """Whether this torch build has oneDNN's fused linear + SiLU for ``dtype`` and it agrees with the plain ops."""
+    try:
+        g = torch.Generator().manual_seed(0)
+        x, w, b = (torch.randn(*shape, generator=g).to(dtype) for shape in ((8, 27), (16, 27), (16,)))
+        layer = nn.Linear(27, 16).to(dtype)
+        layer.weight.data, layer.bias.data = w, b
+        with torch.inference_mode():
+            fused = _linear_silu(x, layer, True).float()
+            plain = _linear_silu(x, layer, False).float()
+        tol = 1e-5 if dtype in (torch.float32, torch.float64) else 0.05
+        return bool(torch.allclose(fused, plain, rtol=tol, atol=tol))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
 
 
 def _pick(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the batch functions import torch when called; single envs n
 NOISE_SLOTS = 5
 GAMMA, SOLO, BUNDLE, CLICKS, NON_CLICKS = range(NOISE_SLOTS)
 _U_EDGE = 1e-12  # u is capped at 1 - _U_EDGE, and kept above _U_EDGE for the normal starting guess
-_TABLE = 256  # log k! is tabulated below this, and from Stirling's series above (error < 1e-20)
+_TABLE = 256  # log k! is tabulated below this, and from Stirling's series above (error < 1e-20), in Horner form
 _LOG_FACTORIAL = [math.lgamma(k + 1.0) for k in range(_TABLE)]
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -76,7 +76,9 @@ def log_factorial(k: float) -> float:
     if k < _TABLE:
         return _LOG_FACTORIAL[int(k)]
     x = k + 1.0
-    return (x - 0.5) * math.log(x) - x + _HALF_LOG_2PI + 1.0 / (12.0 * x) - 1.0 / (360.0 * x**3) + 1.0 / (1260.0 * x**5)
+    r = 1.0 / x
+    r2 = r * r
+    return (x - 0.5) * math.log(x) - x + _HALF_LOG_2PI + r * (1.0 / 12.0 - r2 * (1.0 / 360.0 - r2 / 1260.0))
 
 
 def gamma_multiplier(u: float, overdispersion: float) -> float:
@@ -255,9 +257,18 @@ def log_factorial_batch(k: torch.Tensor) -> torch.Tensor:
 
 
 def _log_factorial(xp: Any, k: Any) -> Any:
+    """The scalar ``log_factorial``'s operations elementwise; each branch only when some k needs it."""
+    small = k < _TABLE
+    any_small = bool(small.any())
+    if any_small:
+        tabled = xp.table(k)[xp.as_index(xp.minimum(k, _TABLE - 1.0))]
+        if bool(small.all()):
+            return tabled
     x = xp.maximum(k, float(_TABLE)) + 1.0
-    stirling = (x - 0.5) * xp.log(x) - x + _HALF_LOG_2PI + 1.0 / (12.0 * x) - 1.0 / (360.0 * x**3) + 1.0 / (1260.0 * x**5)
-    return xp.where(k < _TABLE, xp.table(k)[xp.as_index(xp.minimum(k, _TABLE - 1.0))], stirling)
+    r = 1.0 / x
+    r2 = r * r
+    stirling = (x - 0.5) * xp.log(x) - x + _HALF_LOG_2PI + r * (1.0 / 12.0 - r2 * (1.0 / 360.0 - r2 / 1260.0))
+    return xp.where(small, tabled, stirling) if any_small else stirling
 
 
 def gamma_multiplier_batch(u: torch.Tensor, overdispersion: torch.Tensor) -> torch.Tensor:
