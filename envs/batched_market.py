@@ -335,8 +335,8 @@ class BatchedMarketVecEnv(VecEnv):
             ret, length = x.host(self._ep_return)[ended].tolist(), x.host(self._ep_len)[ended].tolist()
             now = round(time.perf_counter() - self._t0, 6)
             terminal = obs[ended]  # one copy; each info holds a row of it
-            for j, i in enumerate(ended.tolist()):
-                infos[i] = {"terminal_observation": terminal[j], "episode": {"r": ret[j], "l": length[j], "t": now}, "TimeLimit.truncated": False}
+            for i, row, r, steps in zip(ended.tolist(), terminal, ret, length):  # rows by iteration: half the cost of indexing
+                infos[i] = {"terminal_observation": row, "episode": {"r": r, "l": steps, "t": now}, "TimeLimit.truncated": False}
             self._state_reset(done)
             self._episode_in_block = self._episode_in_block + x.i64(done)
             spent = ended[x.host(self._episode_in_block)[ended] >= self.noise_episodes]
