@@ -109,19 +109,22 @@ class BatchedHeads(nn.Module):
         return torch.addmm(last.bias, x, last.weight.T)
 
     def _demand(self, inputs: torch.Tensor, launched: torch.Tensor) -> torch.Tensor:
-        """The demand MLP's (N, 2) outputs; on a CPU only the rows of markets on sale are computed (the
-        others have no demand, and their first-purchase share multiplies zero units: their rows read 0)."""
+        """The demand MLP's (N, 2) outputs; on a CPU, when at least 1/32 of the markets are not on sale,
+        only the rows of those on sale are computed (the others have no demand, and their first-purchase
+        share multiplies zero units: their rows read 0). A row's result does not depend on the others."""
         n = inputs.shape[0]
         if inputs.device.type != "cpu" or launched.shape != (n,):
             return self._demand_mlp(inputs)
-        with _few_threads(inputs.device):
-            on_sale = np.flatnonzero(launched.numpy() if launched.dtype != torch.bfloat16 else launched.float().numpy())
-        if len(on_sale) == n:
+        on_sale = np.flatnonzero(launched.numpy() if launched.dtype != torch.bfloat16 else launched.float().numpy())
+        if len(on_sale) > n - n // 32:  # gathering and scattering the rows would cost more than it saves
             return self._demand_mlp(inputs)
-        out = torch.zeros(n, 2, dtype=self.dtype)
+        index = torch.from_numpy(on_sale)
+        with _few_threads(inputs.device):
+            out, kept = torch.zeros(n, 2, dtype=self.dtype), inputs.index_select(0, index)
         if len(on_sale):
-            index = torch.from_numpy(on_sale)
-            out.index_copy_(0, index, self._demand_mlp(inputs.index_select(0, index)))
+            rows = self._demand_mlp(kept)
+            with _few_threads(inputs.device):
+                out.index_copy_(0, index, rows)
         return out
 
     def _write_features(self, ctx: MarketContext, rows: _InputRows) -> np.ndarray | None:

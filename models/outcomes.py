@@ -49,12 +49,41 @@ def draw_noise(rng: np.random.Generator, n_steps: int) -> np.ndarray:
     return rng.random((n_steps, NOISE_SLOTS))
 
 
+# The walk starts from a normal quantile; its exactness only sets where the walk starts (the count is the
+# walk's), so Acklam's rational approximation (relative error below 1.2e-9) stands in for ``ndtri``: a
+# third of its cost on a batch, and no ufunc call per scalar. Central region, then the lower tail.
+_ACKLAM_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02, 1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
+_ACKLAM_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01, -1.328068155288572e01)
+_ACKLAM_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00, -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
+_ACKLAM_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
+_ACKLAM_LOW = 0.02425
+
+
+def normal_quantile_guess(u: float) -> float:
+    """The standard normal quantile of u in (0, 1) to a relative 1.2e-9 (Acklam); the batch path computes the same."""
+    q = u - 0.5
+    if abs(q) <= 0.5 - _ACKLAM_LOW:
+        return q * _acklam_central(q * q)
+    t = _acklam_tail(math.sqrt(-2.0 * math.log(min(u, 1.0 - u))))
+    return t if u < 0.5 else -t
+
+
+def _acklam_central(r: Any) -> Any:
+    a, b = _ACKLAM_A, _ACKLAM_B
+    return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0)
+
+
+def _acklam_tail(s: Any) -> Any:
+    c, d = _ACKLAM_C, _ACKLAM_D
+    return (((((c[0] * s + c[1]) * s + c[2]) * s + c[3]) * s + c[4]) * s + c[5]) / ((((d[0] * s + d[1]) * s + d[2]) * s + d[3]) * s + 1.0)
+
+
 def poisson_quantile(u: float, mu: float) -> float:
     """Smallest k with P(Poisson(mu) <= k) >= u: a normal (Cornish-Fisher) guess, then an exact walk."""
     if mu <= 0.0:
         return 0.0
     u = min(u, 1.0 - _U_EDGE)  # beyond this, float cdf sums cannot resolve u
-    z = float(ndtri(max(u, _U_EDGE)))
+    z = normal_quantile_guess(max(u, _U_EDGE))
     k = max(float(math.floor(mu + math.sqrt(mu) * z + (z * z - 1.0) / 6.0)), 0.0)
     cdf = float(gammaincc(k + 1.0, mu))
     pmf = math.exp(k * math.log(mu) - mu - log_factorial(k))
@@ -186,7 +215,7 @@ def _poisson_quantile(xp: Any, u: Any, mu: Any, max_walk: int, exact_anchor: boo
     counts = xp.zeros_like(mu)
     where = xp.flatnonzero(mu > 0)  # zero means (no launch, no ads, no bundle) need no work
     m, u = mu[where], xp.minimum(u[where], 1.0 - _U_EDGE)
-    z = xp.ndtri(xp.maximum(u, _U_EDGE))
+    z = _normal_quantile_guess(xp, xp.maximum(u, _U_EDGE))
     k0 = xp.maximum(xp.floor(m + xp.sqrt(m) * z + (z * z - 1.0) / 6.0), 0.0)
     a = k0 + 1.0
     if exact_anchor:
@@ -201,6 +230,18 @@ def _poisson_quantile(xp: Any, u: Any, mu: Any, max_walk: int, exact_anchor: boo
         k[idx] = _walk(xp, ui, mi, ki, xp.gammaincc(ki + 1.0, mi), max_walk)[0]
     counts[where] = k
     return counts
+
+
+def _normal_quantile_guess(xp: Any, u: Any) -> Any:
+    """``normal_quantile_guess`` elementwise: the central formula everywhere, the tail formula where needed."""
+    q = u - 0.5
+    z = q * _acklam_central(q * q)
+    tail = xp.flatnonzero(abs(q) > 0.5 - _ACKLAM_LOW)
+    if len(tail):
+        ut = u[tail]
+        t = _acklam_tail(xp.sqrt(-2.0 * xp.log(xp.minimum(ut, 1.0 - ut))))
+        z[tail] = xp.where(ut < 0.5, t, -t)
+    return z
 
 
 def _walk(xp: Any, u: Any, m: Any, k: Any, cdf: Any, max_walk: int) -> tuple[Any, Any, Any]:
