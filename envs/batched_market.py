@@ -164,10 +164,11 @@ class BatchedMarketVecEnv(VecEnv):
         )  # fmt: skip
         # Full observation width (the other columns 0) so that one row gather fills the buffer.
         table = self._observation_table()
-        wide = torch.zeros(table.shape[0], len(OBSERVATION_NAMES), dtype=self.dtype, device=self.device)
-        wide[:, _OBS_TABLE_COLS] = table
+        wide = torch.zeros(table.shape[0], len(OBSERVATION_NAMES), dtype=torch.float32, device=self.device)
+        wide[:, _OBS_TABLE_COLS] = table.float()  # the observation's dtype: each value rounded once, as before
         self._dyn_x, self._obs_table_x = arr(self._dyn), arr(wide)
-        self._obs_buffer = x.asarray(torch.zeros(n, len(OBSERVATION_NAMES), dtype=self.dtype, device=self.device))
+        # float32, the observation's dtype: a column written from a state array rounds as the final cast did.
+        self._obs_buffer = x.asarray(torch.zeros(n, len(OBSERVATION_NAMES), dtype=torch.float32, device=self.device))
         self._noise_x = arr(self._noise.view(-1, NOISE_SLOTS))
         self._noise_row = arr(torch.arange(n, device=self.device) * self._noise.shape[1])
         self._overdispersion_x = arr(self.overdispersion)
@@ -569,7 +570,7 @@ class BatchedMarketVecEnv(VecEnv):
         obs[:, 18] = self._last_price
         obs[:, 19] = x.f(self._flash_left) / k.flash_scale  # 0 without flash sales
         obs[:, 21] = x.minimum(x.f(self._since_flash), k.n) / k.n
-        out = x.clip_obs(x.f32(obs))
+        out = x.clip_obs(obs)  # a new array: callers keep observations across steps
         return x.cat([out, self._traits_x]) if self._traits_x is not None else out
 
     def _observation_table(self) -> torch.Tensor:
@@ -681,6 +682,7 @@ class _ArrayOps:
             torch.index_select(table, 0, rows, out=out)
 
     def clip_obs(self, obs: Any) -> Any:
+        """A clipped copy."""
         if self.numpy:
-            return np.clip(obs, OBS_LOW, OBS_HIGH, out=obs)
+            return np.clip(obs, OBS_LOW, OBS_HIGH)
         return obs.clamp(OBS_LOW, OBS_HIGH)
