@@ -330,14 +330,15 @@ class BatchedMarketVecEnv(VecEnv):
         x = self.x
         obs_x, reward, done = self._step(x.asarray(np.asarray(self._actions)))
         obs, rewards, dones = x.host(obs_x), x.host(x.f32(reward)), x.host(done)
-        infos: list[dict[str, Any]] = list(map(dict.copy, itertools.repeat({}, self.num_envs)))  # N distinct dicts, twice as fast as a comprehension
+        # N distinct dicts, built twice as fast as by a comprehension
+        infos: list[dict[str, Any]] = list(map(dict.copy, itertools.repeat({}, self.num_envs)))
         ended = np.flatnonzero(dones)
         if len(ended):
             ret, length = x.host(self._ep_return)[ended].tolist(), x.host(self._ep_len)[ended].tolist()
             now = round(time.perf_counter() - self._t0, 6)
             terminal = obs[ended]  # one copy; each info holds a row of it
             for i, row, r, steps in zip(ended.tolist(), terminal, ret, length):  # rows by iteration: half the cost of indexing
-                infos[i] = {"terminal_observation": row, "episode": {"r": r, "l": steps, "t": now}, "TimeLimit.truncated": False}
+                infos[i] = {"terminal_observation": row, "episode": {"r": r, "l": steps, "t": now}, "TimeLimit.truncated": False}  # fmt: skip
             self._state_reset(done)
             self._episode_in_block = self._episode_in_block + x.i64(done)
             spent = ended[x.host(self._episode_in_block)[ended] >= self.noise_episodes]
@@ -557,7 +558,7 @@ class BatchedMarketVecEnv(VecEnv):
         """The observation of every market, column for column as ``LaunchMarketEnv._observe`` (OBSERVATION_NAMES)."""
         x, k, t = self.x, self.k, self._t
         obs, launched = self._obs_buffer, self._launched
-        x.take_rows(self._obs_table_x, k.table_row + t, out=obs)  # calendar and clock columns (the rest are written below)
+        x.take_rows(self._obs_table_x, k.table_row + t, out=obs)  # calendar and clock columns; the rest below
         obs[:, 22] = x.where(launched, 0.0, obs[:, 22])  # deadline_left
         obs[:, 7] = launched
         obs[:, 8] = x.where(launched, x.f(t - self._launch_step) / k.n, 0.0)

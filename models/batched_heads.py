@@ -54,7 +54,8 @@ class BatchedHeads(nn.Module):
         self.cannibalisation = cannibalisation
         self.dtype = dtype
         # The demand MLP in ``dtype``: Linear, SiLU, ..., Linear over (product latent, context features).
-        self.demand_linears = [m.to(dtype=dtype) for m in copy.deepcopy(self.text_heads.demand) if isinstance(m, nn.Linear)]
+        demand = copy.deepcopy(self.text_heads.demand)
+        self.demand_linears = [m.to(dtype=dtype) for m in demand if isinstance(m, nn.Linear)]
         self.demand_mlp = nn.ModuleList(self.demand_linears)
         self.impressions = self.text_heads.impressions
         self._rows_for: dict[tuple[int, torch.device], _InputRows] = {}
@@ -86,13 +87,13 @@ class BatchedHeads(nn.Module):
     def _rows(self, latent: torch.Tensor) -> _InputRows:
         """The demand head's input rows for these markets (preallocated per (N, device)), with the
         latent columns copied in whenever ``latent`` is a new tensor (text parts never change in place)."""
-        key = (latent.shape[0], latent.device)
-        if key not in self._rows_for:
-            inputs = torch.empty(latent.shape[0], self.latent + len(self.feature_names), dtype=self.dtype, device=latent.device)
-            # float32 staging columns on a CPU when the head runs in another dtype: the cast that context_features makes first
-            stage = torch.empty(latent.shape[0], len(self.feature_names)) if self.dtype != torch.float32 and latent.device.type == "cpu" else None
-            self._rows_for[key] = _InputRows(inputs, stage)
-        rows = self._rows_for[key]
+        n, width, device = latent.shape[0], len(self.feature_names), latent.device
+        if (n, device) not in self._rows_for:
+            inputs = torch.empty(n, self.latent + width, dtype=self.dtype, device=device)
+            # float32 staging columns on a CPU when the head runs in another dtype: context_features' cast comes first
+            staged = self.dtype != torch.float32 and device.type == "cpu"
+            self._rows_for[(n, device)] = _InputRows(inputs, torch.empty(n, width) if staged else None)
+        rows = self._rows_for[(n, device)]
         if rows.latent_source is not latent:
             rows.inputs[:, : self.latent] = latent
             rows.latent_source = latent
@@ -152,7 +153,8 @@ class BatchedHeads(nn.Module):
             estimate = np.broadcast_to(np.where(estimate > 0, estimate, self.unknown_estimate), (n,))
             cols[:, names.index("log_market_estimate")] = np.log1p(np.maximum(estimate, 0.0)) / 10.0
         if "penetration" in names:
-            cols[:, names.index("penetration")] = np.minimum(np.maximum(adopters, 0.0) / np.maximum(estimate, 1.0), PENETRATION_CAP)
+            share = np.maximum(adopters, 0.0) / np.maximum(estimate, 1.0)
+            cols[:, names.index("penetration")] = np.minimum(share, PENETRATION_CAP)
         if rows.stage is not None:
             inputs[:, self.latent :] = rows.stage
         return log_adstock
@@ -184,16 +186,18 @@ class BatchedHeads(nn.Module):
             )
 
     def _response_np(
-        self, parts: TextParts, ctx: MarketContext, log_adstock: np.ndarray, out: torch.Tensor, creative: torch.Tensor, option: torch.Tensor
-    ) -> MarketResponse:
-        """``respond``'s outputs on NumPy views (a CPU): the impressions head in float64 with the single
-        market's formulas (``models.single_market``), the per-option lookups as flat gathers."""
+        self, parts: TextParts, ctx: MarketContext, log_adstock: np.ndarray, out: torch.Tensor,
+        creative: torch.Tensor, option: torch.Tensor,
+    ) -> MarketResponse:  # fmt: skip
+        """``respond``'s outputs on NumPy views (a CPU): the impressions head in float64 with the SiLU written
+        as ``models.single_market`` writes it, the per-option lookups as flat gathers."""
         host = lambda v: v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)  # noqa: E731
         adstock, launched = host(ctx.adstock), host(ctx.launched)
         n = len(log_adstock)
         if self._impressions_np is None:
             first, last = (m for m in self.impressions if isinstance(m, nn.Linear))
-            self._impressions_np = tuple(t.detach().double().numpy() for t in (first.weight, first.bias, last.weight[0], last.bias))
+            weights = (first.weight, first.bias, last.weight[0], last.bias)
+            self._impressions_np = tuple(t.detach().double().numpy() for t in weights)
         w, b, w_out, b_out = self._impressions_np
         rows = self._rows_for[(n, parts.latent.device)]
         step_weeks = np.broadcast_to(host(ctx.step_weeks), (n,))
@@ -202,7 +206,7 @@ class BatchedHeads(nn.Module):
             rows.hidden, rows.scratch = np.empty((len(b), n)), np.empty((len(b), n))
             rows.step_weeks, rows.weeks_part = step_weeks.copy(), w[:, 1:2] * step_weeks[None, :]
             rows.weeks_part += b[:, None]
-        hidden, scratch = rows.hidden, rows.scratch  # in place: (32, N) float64 temporaries would cost page faults
+        hidden, scratch = rows.hidden, rows.scratch  # in place: no fresh 1 MB temporaries each step
         np.multiply(w[:, 0:1], log_adstock[None, :], out=hidden)
         hidden += rows.weeks_part
         np.exp(np.negative(hidden, out=scratch), out=scratch)
@@ -253,7 +257,9 @@ _FEATURE_FIELDS = (
 def _is_host(value: Any) -> bool:
     """A float CPU tensor of markets (what the env passes): ``context_features`` computes in its dtype, as
     the NumPy route does. Anything else (NumPy arrays, which it first casts to float32) takes the torch route."""
-    return isinstance(value, torch.Tensor) and value.device.type == "cpu" and value.dtype in (torch.float64, torch.float32) and value.ndim == 1
+    if not isinstance(value, torch.Tensor):
+        return False
+    return value.device.type == "cpu" and value.dtype in (torch.float64, torch.float32) and value.ndim == 1
 
 
 def _linear_silu(x: torch.Tensor, layer: nn.Linear, fused: bool) -> torch.Tensor:

@@ -52,9 +52,15 @@ def draw_noise(rng: np.random.Generator, n_steps: int) -> np.ndarray:
 # The walk starts from a normal quantile; its exactness only sets where the walk starts (the count is the
 # walk's), so Acklam's rational approximation (relative error below 1.2e-9) stands in for ``ndtri``: a
 # third of its cost on a batch, and no ufunc call per scalar. Central region, then the lower tail.
-_ACKLAM_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02, 1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
+_ACKLAM_A = (
+    -3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02, 1.383577518672690e02, -3.066479806614716e01,
+    2.506628277459239e00,
+)
 _ACKLAM_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01, -1.328068155288572e01)
-_ACKLAM_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00, -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
+_ACKLAM_C = (
+    -7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00, -2.549732539343734e00, 4.374664141464968e00,
+    2.938163982698783e00,
+)
 _ACKLAM_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
 _ACKLAM_LOW = 0.02425
 
@@ -70,12 +76,14 @@ def normal_quantile_guess(u: float) -> float:
 
 def _acklam_central(r: Any) -> Any:
     a, b = _ACKLAM_A, _ACKLAM_B
-    return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0)
+    numerator = ((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]
+    return numerator / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0)
 
 
 def _acklam_tail(s: Any) -> Any:
     c, d = _ACKLAM_C, _ACKLAM_D
-    return (((((c[0] * s + c[1]) * s + c[2]) * s + c[3]) * s + c[4]) * s + c[5]) / ((((d[0] * s + d[1]) * s + d[2]) * s + d[3]) * s + 1.0)
+    numerator = ((((c[0] * s + c[1]) * s + c[2]) * s + c[3]) * s + c[4]) * s + c[5]
+    return numerator / ((((d[0] * s + d[1]) * s + d[2]) * s + d[3]) * s + 1.0)
 
 
 def poisson_quantile(u: float, mu: float) -> float:
