@@ -117,7 +117,7 @@ class BatchedHeads(nn.Module):
         if inputs.device.type != "cpu" or launched.shape != (n,):
             return self._demand_mlp(inputs)
         on_sale = np.flatnonzero(launched.numpy() if launched.dtype != torch.bfloat16 else launched.float().numpy())
-        if len(on_sale) > n - n // 32:  # gathering and scattering the rows would cost more than it saves
+        if n - len(on_sale) < max(1, n // 32):  # gathering and scattering the rows would cost more than it saves
             return self._demand_mlp(inputs)
         index = torch.from_numpy(on_sale)
         with _few_threads(inputs.device):
