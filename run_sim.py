@@ -137,7 +137,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     cfg = FinetuneConfig(
         encoder=args.encoder, mode=args.mode, lora_rank=args.lora_rank, head_epochs=args.head_epochs,
         encoder_epochs=args.encoder_epochs, polish_epochs=args.polish_epochs, hidden=args.hidden, seed=args.seed,
-        device=args.device,
+        device=args.device, text_pooling=args.text_pooling,
     )  # fmt: skip
     predictor = finetune(train, cfg, source=str(args.logs))
     out = predictor.save(args.out)
@@ -353,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-epochs", type=int, default=3)
     p.add_argument("--polish-epochs", type=int, default=40)
     p.add_argument("--hidden", type=_positive_int, default=256)
+    p.add_argument(
+        "--text-pooling", choices=["mean", "segments"], default="mean",
+        help="segments: also encode each clause of a text alone (reads unseen wording better; twice the encoding cost)",
+    )
     p.add_argument("--no-zero-fill", action="store_true", help="do not count a product's missing weeks as zero units")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")

@@ -56,6 +56,9 @@ class FinetuneConfig:
     dropout: float = 0.3
     weight_decay: float = 1e-2
     max_length: int = 64
+    # "segments" adds clause pooling (models.text_encoder): paraphrased wording reads far better
+    # (docs/PREDICTORS.md, "Clause pooling"), at about twice the encoding cost.
+    text_pooling: Literal["mean", "segments"] = "mean"
     seed: int = 0
     device: str | None = None
 
@@ -152,7 +155,7 @@ def finetune(logs: pd.DataFrame, cfg: FinetuneConfig, source: str = "<logs>") ->
     set_seed(cfg.seed)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     data = TrainingData(logs).to(device)  # the current FEATURE_NAMES
-    encoder = TextEncoder(cfg.encoder, max_length=cfg.max_length).to(device)
+    encoder = TextEncoder(cfg.encoder, max_length=cfg.max_length, pooling=cfg.text_pooling).to(device)
     heads = PredictorHeads(encoder.dim, cfg.hidden, cfg.latent, cfg.creative_latent, cfg.dropout, ctr_hidden=cfg.ctr_hidden).to(device)
     _init_bias(heads, logs)
     table = encoder.encode(data.texts).to(device)
@@ -172,6 +175,7 @@ def finetune(logs: pd.DataFrame, cfg: FinetuneConfig, source: str = "<logs>") ->
             "base": DEFAULT_BASE if cfg.encoder is None else str(Path(cfg.encoder).resolve()),
             "max_length": cfg.max_length,
             "lora_rank": cfg.lora_rank if cfg.mode == "lora" else 0,
+            "pooling": cfg.text_pooling,
         },
         "text_dim": encoder.dim,
         "hidden": cfg.hidden,

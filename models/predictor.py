@@ -213,7 +213,7 @@ class LaunchPredictor:
             base = default_encoder_path()
         else:
             base = Path(enc["base"])
-        encoder = TextEncoder(base, max_length=enc["max_length"])
+        encoder = TextEncoder(base, max_length=enc["max_length"], pooling=enc.get("pooling", "mean"))  # older cards: mean
         if encoder.dim != card["text_dim"]:
             raise PredictorError(f"{card_path}: text_dim {card['text_dim']} but encoder {base} gives {encoder.dim}")
         if enc["mode"] == "lora":

