@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=_positive_int, default=256)
     p.add_argument(
         "--text-pooling", choices=["mean", "segments"], default="mean",
-        help="segments: also encode each clause of a text alone (reads unseen wording better; twice the encoding cost)",
+        help="segments: also encode each clause of a text alone (twice the encoding cost; docs/PREDICTORS.md, 'Clause pooling')",
     )
     p.add_argument("--no-zero-fill", action="store_true", help="do not count a product's missing weeks as zero units")
     p.add_argument("--seed", type=int, default=0)

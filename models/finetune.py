@@ -56,8 +56,8 @@ class FinetuneConfig:
     dropout: float = 0.3
     weight_decay: float = 1e-2
     max_length: int = 64
-    # "segments" adds clause pooling (models.text_encoder): paraphrased wording reads far better
-    # (docs/PREDICTORS.md, "Clause pooling"), at about twice the encoding cost.
+    # "segments" adds clause pooling (models.text_encoder), at about twice the encoding cost. Measured on
+    # logs v3.1 (docs/PREDICTORS.md, "Clause pooling"): paraphrased CTR R² 0.243 -> 0.338, demand worse.
     text_pooling: Literal["mean", "segments"] = "mean"
     seed: int = 0
     device: str | None = None
