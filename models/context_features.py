@@ -67,8 +67,11 @@ def context_features(ctx: Any, names: tuple[str, ...] = FEATURE_NAMES, unknown_e
             value = getattr(ctx, name)
         if isinstance(value, torch.Tensor):  # the batched env's state: its device and dtype, one cast at the end
             return value.reshape(-1)
-        return torch.as_tensor(np.asarray(value, dtype=np.float32)).reshape(-1)
+        # Plain numbers (a field left at its default) join the state's device.
+        return torch.as_tensor(np.asarray(value, dtype=np.float32), device=device).reshape(-1)
 
+    state = getattr(ctx, "adstock", None)
+    device = state.device if isinstance(state, torch.Tensor) else None
     since = col("weeks_since_flash")
     adstock, adopters = col("adstock"), col("adopters")
     n = adstock.shape[0]

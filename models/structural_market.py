@@ -48,15 +48,16 @@ class PartnerParams(NamedTuple):
 _SCALAR = SimpleNamespace(exp=math.exp, maximum=max, minimum=min, where=lambda c, a, b: a if c else b)
 
 
-
-
 def _torch_ops() -> SimpleNamespace:
     import torch
 
-    def bound(fn: Any) -> Any:
-        return lambda a, b: fn(a, b) if isinstance(b, torch.Tensor) else fn(a, torch.as_tensor(b, dtype=a.dtype, device=a.device))
-
-    return SimpleNamespace(exp=torch.exp, maximum=bound(torch.maximum), minimum=bound(torch.minimum), where=torch.where)
+    # A number bound is a clamp, not a tensor made from it: copying a number to the GPU is not allowed
+    # while a CUDA graph is being captured.
+    return SimpleNamespace(
+        exp=torch.exp, where=torch.where,
+        maximum=lambda a, b: torch.maximum(a, b) if isinstance(b, torch.Tensor) else a.clamp(min=b),
+        minimum=lambda a, b: torch.minimum(a, b) if isinstance(b, torch.Tensor) else a.clamp(max=b),
+    )  # fmt: skip
 
 
 def _ops(x: Any) -> Any:

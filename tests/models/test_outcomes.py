@@ -11,6 +11,7 @@ from models.outcomes import (
     gamma_multiplier_batch,
     poisson_quantile,
     poisson_quantile_batch,
+    poisson_quantile_dense,
 )
 
 MEANS = [0.0, 1e-6, 0.3, 2.5, 17.0, 29.9, 30.1, 140.0, 2_500.0, 81_000.0]
@@ -75,3 +76,19 @@ def test_torch_route_equals_the_numpy_route():
     u = rng.random(mu.size)
     via_torch = _poisson_quantile(_torch_ops(), torch.tensor(u), torch.tensor(mu), 64).numpy()
     np.testing.assert_array_equal(via_torch, poisson_quantile_batch(torch.tensor(u), torch.tensor(mu)).numpy())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_dense_gpu_form_gives_the_counts_of_the_cpu_form(dtype):
+    # The GPU's lockstep walk, run here on CPU tensors: the same counts as the CPU form on the same
+    # (rounded) inputs, over means from 1e-3 to 1e6, zeros, and uniforms a hair below 1.
+    rng = np.random.default_rng(0)
+    mu = np.exp(rng.uniform(np.log(1e-3), np.log(1e6), 20_000))
+    mu[::7] = 0.0
+    u = rng.random(20_000)
+    u[:20] = 1.0 - rng.random(20) * 1e-9  # float32 rounds these to 1: they must stay finite
+    u_t, mu_t = torch.tensor(u, dtype=dtype), torch.tensor(mu, dtype=dtype)
+    dense = poisson_quantile_dense(u_t, mu_t)
+    assert dense.dtype == dtype and torch.isfinite(dense).all()
+    reference = poisson_quantile_batch(u_t.double(), mu_t.double())
+    np.testing.assert_array_equal(dense.double().numpy(), reference.numpy())
