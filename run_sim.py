@@ -102,10 +102,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         vec = run_vec_benchmarks(sizes, device=device, dummy_max=4096, repeats=min(args.repeats, 3), texts=args.texts, progress=progress)
         result["vec"] = vec
         for r in vec["vec_env"]:
-            print(f"{r['env']:<12} {r['market']:<10} head {r['head']:<16} N={r['n']:>9,} {r['steps_per_s']:>14,.0f} steps/s")
+            graph = " (CUDA graph)" if r.get("cuda_graph") else ""
+            refill = f", {r['steps_per_s_with_refill']:,.0f} with the uniforms' refill" if "steps_per_s_with_refill" in r else ""
+            if r.get("device_step_steps_per_s"):
+                refill += f"; the graph alone {r['device_step_steps_per_s']:,.0f}"
+            print(f"{r['env']:<12} {r['market']:<10} head {r['head']:<16} N={r['n']:>9,} {r['steps_per_s']:>14,.0f} steps/s{graph}{refill}")
         for r in vec["ppo"]:
             print(f"PPO {r['phase']:<8} {r['env']:<8} N={r['n']:>6,} {r['steps_per_s']:>10,.0f} steps/s")
-        print(f"encoder: {vec['encoder']['texts_per_s']:,.0f} texts/s at length {vec['encoder']['max_length']}; peak memory {vec['memory']}")
+        enc = vec["encoder"]
+        print(
+            f"encoder ({enc['dtype']}, batch {enc['batch']}): {enc['texts_per_s']:,.0f} texts/s end to end, tokenizer alone "
+            f"{enc['tokenizer_texts_per_s']:,.0f}, forward alone {enc['forward_texts_per_s']:,.0f}; peak memory {vec['memory']}"
+        )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))

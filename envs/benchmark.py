@@ -126,7 +126,40 @@ def vec_steps_per_second(venv: Any, n_calls: int, repeats: int = 3, device: Any 
             venv.step(batches[i % len(batches)])
         _sync(device)
         rates.append(n_calls * venv.num_envs / (time.perf_counter() - start))
-    return {"steps_per_s": statistics.median(rates), "min": min(rates), "max": max(rates), "calls": n_calls, "repeats": repeats}
+    out = {"steps_per_s": statistics.median(rates), "min": min(rates), "max": max(rates), "calls": n_calls, "repeats": repeats}
+    if getattr(venv, "graphed", False):
+        out["device_step_steps_per_s"] = _graph_replay_rate(venv)
+    if hasattr(venv, "_draw_noise"):
+        # The uniforms of the next block of episodes are drawn on the host when a block runs out, which a
+        # short timing may never reach: timed once here and spread over the steps a block lasts.
+        start = time.perf_counter()
+        venv._draw_noise(range(venv.num_envs))
+        _sync(device)
+        refill = time.perf_counter() - start
+        steps_per_block = venv.noise_episodes * min(venv._n_steps) * venv.num_envs
+        out.update(refill_s=refill, steps_per_block=steps_per_block,
+                   steps_per_s_with_refill=1.0 / (1.0 / out["steps_per_s"] + refill / steps_per_block))  # fmt: skip
+    return out
+
+
+def _graph_replay_rate(venv: Any, replays: int = 50) -> float | None:
+    """Market steps/s of the captured CUDA graph replayed back to back: the step on the device alone,
+    without SB3's host side (actions in, observations, rewards and infos out). The env is reset after."""
+    import torch
+
+    # The graph resets ended markets but draws no new uniforms: stay inside the current block.
+    left = (venv.noise_episodes - int(venv._episode_in_block.max()) - 1) * min(venv._n_steps)
+    replays = min(replays, left)
+    if replays < 5:
+        return None
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(replays):
+        venv._graph.replay()
+    torch.cuda.synchronize()
+    rate = replays * venv.num_envs / (time.perf_counter() - start)
+    venv.reset()
+    return rate
 
 
 def head_alone_steps_per_second(venv: Any, n_calls: int, repeats: int = 3) -> dict[str, float]:
@@ -177,20 +210,59 @@ def ppo_steps_per_second(venv: Any, n_steps: int, learn: bool, seed: int = 0) ->
     return {"steps_per_s": n_steps * venv.num_envs / (time.perf_counter() - start), "timesteps": n_steps * venv.num_envs}
 
 
-def encoder_texts_per_second(predictor: Any, n_texts: int = 512, batch: int = 128) -> dict[str, float]:
-    """Distinct texts/s through the predictor's fine-tuned encoder, every text at its max length."""
-    from models.product_text import NOUNS
+def real_descriptions(n: int, seed: int = 0) -> list[str]:
+    """``n`` product descriptions as the log generator writes them (half in the training wording, half
+    in the paraphrase wording): the texts the encoder meets in practice."""
+    from models import product_text as pt
 
-    # Long enough that every text is truncated to the encoder's max length (64 tokens by default).
-    filler = "warm, durable and giftable, a limited run for the season's shoppers, " * 6
-    texts = [f"{i} {NOUNS[i % len(NOUNS)].name}: {filler}" for i in range(n_texts)]
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        traits = pt.sample_traits(rng)
+        out.append(pt.describe(traits, rng, "train" if rng.random() < 0.5 else "paraphrase"))
+    return out
+
+
+def encoder_texts_per_second(predictor: Any, n_texts: int = 512, batch: int = 128, repeats: int = 3) -> dict[str, Any]:
+    """Distinct real descriptions per second through the predictor's encoder: end to end (``encode``:
+    tokenise, forward under bf16 autocast on a GPU, pool), and the tokenizer and the forward pass alone."""
+    import torch
+
+    texts = real_descriptions(n_texts)
     encoder = predictor.encoder
-    encoder.encode(texts[:batch])  # warm-up
-    _sync(predictor.device)
-    start = time.perf_counter()
-    encoder.encode(texts)
-    _sync(predictor.device)
-    return {"texts_per_s": n_texts / (time.perf_counter() - start), "texts": n_texts, "max_length": encoder.max_length}
+    batches = [texts[i : i + batch] for i in range(0, n_texts, batch)]
+
+    def tokenise(part: list[str]) -> Any:
+        return encoder.tokenize(part)
+
+    def median_rate(fn: Callable[[], Any]) -> float:
+        fn()  # warm-up
+        times = []
+        for _ in range(repeats):
+            _sync(predictor.device)
+            start = time.perf_counter()
+            fn()
+            _sync(predictor.device)
+            times.append(time.perf_counter() - start)
+        return n_texts / statistics.median(times)
+
+    tokens = [{k: v.to(predictor.device) for k, v in tokenise(b).items()} for b in batches]
+    cuda = torch.device(predictor.device).type == "cuda"
+
+    @torch.inference_mode()
+    def forward() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            for t in tokens:
+                encoder.model(**t)
+
+    lengths = [int(m.sum()) for t in tokens for m in t["attention_mask"]]
+    return {
+        "texts_per_s": median_rate(lambda: encoder.encode(texts, batch_size=batch)),
+        "tokenizer_texts_per_s": median_rate(lambda: [tokenise(b) for b in batches]),
+        "forward_texts_per_s": median_rate(forward),
+        "texts": n_texts, "batch": batch, "max_length": encoder.max_length, "tokens_mean": float(np.mean(lengths)),
+        "dtype": "bfloat16 autocast" if cuda else "float32", "encoder_class": type(encoder.model).__name__,
+    }  # fmt: skip
 
 
 def peak_memory() -> dict[str, float]:
@@ -227,12 +299,20 @@ def run_vec_benchmarks(
             progress(f"timing batched VecEnv, learned market, N={n:,}, head {name}")
             venv = BatchedMarketVecEnv([(scenario, 0)] * n, market="learned", predictor=predictor, device=device, head_dtype=head_dtype)
             n_calls = max(3, min(calls, 2_000_000 // n))
-            rows.append({"env": "batched", "market": "learned", "head": name, "n": n, **vec_steps_per_second(venv, n_calls, repeats, device)})
+            timing = vec_steps_per_second(venv, n_calls, repeats, device)
+            rows.append({"env": "batched", "market": "learned", "head": name, "n": n, "cuda_graph": venv.graphed, **timing})
             rows.append({"env": "head alone", "market": "learned", "head": name, "n": n, **head_alone_steps_per_second(venv, n_calls, repeats)})
             del venv
+            if device == "cuda" and head_dtype == torch.bfloat16:  # the same step launched op by op
+                progress(f"timing batched VecEnv, learned market, N={n:,}, head {name}, without the CUDA graph")
+                venv = BatchedMarketVecEnv([(scenario, 0)] * n, market="learned", predictor=predictor, device=device, head_dtype=head_dtype, cuda_graph=False)
+                timing = vec_steps_per_second(venv, n_calls, repeats, device)
+                rows.append({"env": "batched", "market": "learned", "head": name, "n": n, "cuda_graph": False, **timing})
+                del venv
         progress(f"timing batched VecEnv, structural market, N={n:,}")
         venv = BatchedMarketVecEnv([(scenario, 0)] * n, market="structural", device=device)
-        rows.append({"env": "batched", "market": "structural", "head": "-", "n": n, **vec_steps_per_second(venv, max(3, min(calls, 2_000_000 // n)), repeats, device)})
+        timing = vec_steps_per_second(venv, max(3, min(calls, 2_000_000 // n)), repeats, device)
+        rows.append({"env": "batched", "market": "structural", "head": "-", "n": n, "cuda_graph": venv.graphed, **timing})
         del venv
         if n <= dummy_max:
             progress(f"timing DummyVecEnv of single envs, learned market, N={n:,}")
@@ -250,5 +330,6 @@ def run_vec_benchmarks(
                 progress(f"timing PPO learn (collection + updates), {kind}, N={n:,}")
                 ppo.append({"env": kind, "n": n, "phase": "learn", **ppo_steps_per_second(venv, n_steps, learn=True)})
     progress("timing the encoder")
-    encoder = encoder_texts_per_second(predictor, n_texts=texts)
+    cuda = torch.device(device).type == "cuda"
+    encoder = encoder_texts_per_second(predictor, n_texts=max(texts, 65_536) if cuda else texts, batch=4096 if cuda else 128)
     return {"vec_env": rows, "ppo": ppo, "encoder": encoder, "memory": peak_memory(), "device": device, "scenario": DEFAULT_SCENARIO.stem}

@@ -42,18 +42,23 @@ def tiny_logs() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory, tiny_logs):
     """A 2-layer, 32-wide BERT folder that AutoModel/AutoTokenizer load like any checkpoint."""
+    texts = [str(t) for col in ("description", "creative_text", "partner_text") for t in tiny_logs[col]]
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), texts)
+
+
+def build_tiny_bert(folder: Path, texts: list[str]) -> Path:
+    """Save a 2-layer, 32-wide BERT with random weights and a vocabulary of the generator's phrases and
+    ``texts`` into ``folder`` (also used by docs/snippets/gpu_step_breakdown.py)."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    folder = tmp_path_factory.mktemp("tiny_bert")
     words = set()
     for table in (pt.POSITIONING, pt.SEASONAL, pt.GIFT, pt.BUZZ, pt.DEMAND):
         for train, para in table.values():
             for phrase in train + para:
                 words.update(re.findall(r"[a-z0-9]+", phrase.lower()))
-    for col in ("description", "creative_text", "partner_text"):
-        for text in tiny_logs[col]:
-            words.update(re.findall(r"[a-z0-9]+", str(text).lower()))
+    for text in texts:
+        words.update(re.findall(r"[a-z0-9]+", text.lower()))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words), *"abcdefghijklmnopqrstuvwxyz0123456789:;,.'-%"]
     (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)))
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)

@@ -86,7 +86,7 @@ def test_float32_state_matches_single_envs(every_scenario):
 
 def test_learned_batch_matches_single_envs(every_scenario, tiny_predictor):
     # The demand head runs in float32 on the batch and float64 on one market: same counts, float-level gaps.
-    kw = dict(market="learned", predictor=tiny_predictor, seed=3, product_features=True)
+    kw = dict(market="learned", predictor=tiny_predictor, seed=3, product_features=True, device="cpu")  # CPU exactness, also where a GPU is present
     n = len(market_pairs(every_scenario))
     batched = make_market_vec_env(every_scenario, n, kind="batched", **kw)
     dummy = make_market_vec_env(every_scenario, n, kind="dummy", **kw)
@@ -154,9 +154,10 @@ def test_torch_route_equals_the_numpy_route(every_scenario, action_type, monkeyp
     pairs = market_pairs(every_scenario)
     slots = [pairs[i % len(pairs)] for i in range(2 * len(pairs))]
     runs = []
-    for numpy_route in (True, False):
+    for numpy_route, fixed_walk in ((True, None), (False, None), (False, 8)):  # 8: the sync-free walk a CUDA graph runs
         monkeypatch.setattr(batched_market, "NUMPY_ON_CPU", numpy_route)
         venv = BatchedMarketVecEnv(slots, market="structural", action_type=action_type, nvec=union_nvec(pairs), noise_episodes=2, record_impressions=True)
+        venv._fixed_walk = fixed_walk
         venv.seed(5)
         rng = np.random.default_rng(1)
         trace = [venv.reset()]
@@ -170,5 +171,6 @@ def test_torch_route_equals_the_numpy_route(every_scenario, action_type, monkeyp
             obs, reward, done, _ = venv.step(actions)
             trace += [obs, reward, done.astype(np.float32), *(venv.last_step[k].numpy() for k in ("units_sold", "clicks", "impressions", "bundled_units"))]
         runs.append(trace)
-    for a, b in zip(*runs):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
