@@ -149,6 +149,7 @@ class BatchedMarketVecEnv(VecEnv):
         self._graph: Any = None
         self._fixed_walk: int | None = None  # walk steps of the Poisson quantile inside a graph
         self._walk_unconverged: Any = None
+        self._no_walk = torch.zeros((), dtype=torch.long, device=self.device)  # expected outcomes walk nothing
 
     # ------------------------------------------------------------------ construction
 
@@ -387,7 +388,8 @@ class BatchedMarketVecEnv(VecEnv):
         ep_return, ep_len = self._ep_return, self._ep_len
         self._state_reset(done)
         self._episode_in_block = self._episode_in_block + x.i64(done)
-        return obs, x.f32(profit), done, ep_return, ep_len, self._observe(), self._walk_unconverged
+        unconverged = self._walk_unconverged if self._walk_unconverged is not None else self._no_walk
+        return obs, x.f32(profit), done, ep_return, ep_len, self._observe(), unconverged
 
     def _step_wait_device(self):
         x, n = self.x, self.num_envs
@@ -433,8 +435,7 @@ class BatchedMarketVecEnv(VecEnv):
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):  # warm-up: allocations and library handles outside the capture
-                for _ in range(2):
-                    self._device_step(self._static_actions)
+                self._device_step(self._static_actions)  # one step: a second could read past a market's uniforms
             torch.cuda.current_stream(self.device).wait_stream(side)
             self._static = {name: value.clone() for name, value in saved.items()}
             for name in self._STATE:
@@ -546,7 +547,8 @@ class BatchedMarketVecEnv(VecEnv):
                 i = indices[j]
                 self._generators[i].random(out=stage[j, : k * n_steps[i]])
 
-        workers = min(16, os.cpu_count() or 1, max(1, len(indices) // 1024))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        workers = min(16, cores, max(1, len(indices) // 1024))
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:
                 list(pool.map(fill, [range(w, len(indices), workers) for w in range(workers)]))

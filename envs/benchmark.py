@@ -257,7 +257,7 @@ def encoder_texts_per_second(predictor: Any, n_texts: int = 512, batch: int = 12
 
     lengths = [int(m.sum()) for t in tokens for m in t["attention_mask"]]
     return {
-        "texts_per_s": median_rate(lambda: encoder.encode(texts, batch_size=batch)),
+        "texts_per_s": median_rate(lambda: encoder.encode(texts, batch_size=batch, bf16=cuda)),
         "tokenizer_texts_per_s": median_rate(lambda: [tokenise(b) for b in batches]),
         "forward_texts_per_s": median_rate(forward),
         "texts": n_texts, "batch": batch, "max_length": encoder.max_length, "tokens_mean": float(np.mean(lengths)),

@@ -290,7 +290,7 @@ def _poisson_quantile(xp: Any, u: Any, mu: Any, max_walk: int, exact_anchor: boo
 
 
 def _u_cap(xp: Any, u: Any) -> float:
-    """1 - _U_EDGE, or the largest number below 1 where the dtype cannot hold that (float32 on a GPU):
+    """1 - _U_EDGE, or 1 - eps where the dtype cannot hold that (float32: a number below 1 it holds):
     a uniform that rounds to 1 would give an infinite quantile."""
     return 1.0 - max(_U_EDGE, xp.eps(u))
 

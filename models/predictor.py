@@ -97,7 +97,7 @@ class PredictorHeads(nn.Module):
 class LaunchPredictor:
     """The learned market: encoder + heads behind the ``ResponseModel`` interface."""
 
-    _cache: dict[tuple[str, str], torch.Tensor] = {}  # (predictor identity, text) -> embedding, shared
+    _cache: dict[tuple[str, str, str], torch.Tensor] = {}  # (predictor identity, device, text) -> embedding, shared
 
     def __init__(self, encoder: TextEncoder, heads: PredictorHeads, card: dict[str, Any], identity: str | None = None):
         self.encoder, self.heads, self.card = encoder, heads, card
@@ -117,11 +117,12 @@ class LaunchPredictor:
 
     def encode(self, texts: Sequence[str], role: TextRole = "product") -> list[torch.Tensor]:
         """One embedding per text; each distinct text is run through the encoder once per predictor."""
-        missing = list(dict.fromkeys(t for t in texts if (self.identity, t) not in self._cache))
+        key = (self.identity, str(self.device))  # one predictor folder loaded on two devices keeps two caches
+        missing = list(dict.fromkeys(t for t in texts if (*key, t) not in self._cache))
         if missing:
             for text, emb in zip(missing, self.encoder.encode(missing)):
-                self._cache[(self.identity, text)] = emb.to(self.device)
-        return [self._cache[(self.identity, t)] for t in texts]
+                self._cache[(*key, text)] = emb.to(self.device)
+        return [self._cache[(*key, t)] for t in texts]
 
     @torch.inference_mode()
     def expected(self, product: Any, creative: Any, partner: Any | None, ctx: MarketContext) -> MarketResponse:
@@ -173,6 +174,11 @@ class LaunchPredictor:
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}, directory / "heads.safetensors")
         mode = self.card["encoder"]["mode"]
+        if mode == "lora" and not hasattr(self.encoder.model, "peft_config"):
+            raise PredictorError(
+                f"cannot save to {directory}: this predictor was loaded, and loading folds its LoRA adapters into the "
+                "encoder's weights; copy its folder instead"
+            )
         if mode == "lora":
             self.encoder.model.save_pretrained(directory / "adapter")
         elif mode == "full":

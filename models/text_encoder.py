@@ -138,13 +138,14 @@ class TextEncoder(nn.Module):
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     @torch.inference_mode()
-    def encode(self, texts: Sequence[str], batch_size: int = 128) -> torch.Tensor:
-        """Embeddings of many texts without gradients, in batches, on the encoder's device (float32; computed
-        under bf16 autocast on a GPU)."""
+    def encode(self, texts: Sequence[str], batch_size: int = 128, bf16: bool = False) -> torch.Tensor:
+        """Embeddings of many texts without gradients, in batches, on the encoder's device, as float32;
+        ``bf16`` computes them under bf16 autocast on a GPU (throughput; off by default, so that training
+        and prediction see the same float32 embeddings on every device)."""
         was_training = self.training
         self.eval()
         cuda = next(self.model.parameters()).device.type == "cuda"
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and bf16):
             out = [self(texts[i : i + batch_size]).float() for i in range(0, len(texts), batch_size)]
         self.train(was_training)
         if not out:

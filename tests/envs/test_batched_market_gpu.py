@@ -58,11 +58,14 @@ def test_structural_market_on_cuda_matches_the_cpu(pairs, graph):
     assert close.mean() > 0.99 and units_gap <= 1.0
 
 
-def test_learned_market_on_cuda_matches_the_cpu(pairs, tiny_predictor):
+@pytest.mark.parametrize("outcomes", ["sampled", "expected"])
+def test_learned_market_on_cuda_matches_the_cpu(pairs, tiny_predictor, outcomes):
     slots = [pairs[i % len(pairs)] for i in range(3 * len(pairs))]
 
     def make(device):
-        return BatchedMarketVecEnv(slots, market="learned", predictor=tiny_predictor, nvec=union_nvec(pairs), device=device, noise_episodes=2)
+        return BatchedMarketVecEnv(
+            slots, market="learned", predictor=tiny_predictor, nvec=union_nvec(pairs), device=device, noise_episodes=2, outcomes=outcomes
+        )
 
     trace = _run_both(make, 60)
     close = np.concatenate([np.abs(rc - rg) / (1.0 + np.abs(rc)) < 1e-3 for rc, rg, _, _ in trace])
