@@ -70,8 +70,12 @@ def build_tiny_bert(folder: Path, texts: list[str]) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_bert, tiny_logs):
-    """A LoRA predictor fine-tuned for a few epochs from the tiny BERT (shared by models/ and envs/ tests)."""
+    """A LoRA predictor fine-tuned for a few epochs from the tiny BERT (shared by models/ and envs/ tests),
+    on the CPU also where a GPU is present: the tests that compare it with CPU expectations stay exact."""
     from models.finetune import FinetuneConfig, finetune
 
-    cfg = FinetuneConfig(encoder=str(tiny_bert), mode="lora", lora_rank=2, head_epochs=3, encoder_epochs=1, polish_epochs=1, hidden=16, latent=4, products_per_batch=8)
+    cfg = FinetuneConfig(
+        encoder=str(tiny_bert), mode="lora", lora_rank=2, head_epochs=3, encoder_epochs=1, polish_epochs=1, hidden=16, latent=4,
+        products_per_batch=8, device="cpu",
+    )  # fmt: skip
     return finetune(tiny_logs[tiny_logs["split"] == "train"], cfg)

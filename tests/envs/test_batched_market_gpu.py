@@ -78,3 +78,19 @@ def test_ppo_learns_on_the_cuda_batched_env(pairs, tiny_predictor):
     model.learn(384)
     assert model.num_timesteps >= 384 and len(model.ep_info_buffer) > 0
     assert venv.graphed  # the capture succeeded: steps replay the graph
+
+
+def test_finetune_on_cuda_gives_a_predictor_that_loads_on_the_cpu(tiny_bert, tiny_logs, tmp_path):
+    # Fine-tuning on the GPU (bf16 autocast in the encoder's training steps), saved, then loaded on the CPU:
+    # the same predictions up to the GPU's rounding.
+    from models.finetune import FinetuneConfig, finetune
+    from models.predictor import LaunchPredictor
+
+    cfg = FinetuneConfig(encoder=str(tiny_bert), mode="lora", lora_rank=2, head_epochs=2, encoder_epochs=1, polish_epochs=1, hidden=16, latent=4, device="cuda")
+    predictor = finetune(tiny_logs[tiny_logs["split"] == "train"], cfg)
+    assert predictor.device.type == "cuda"
+    loaded = LaunchPredictor.load(predictor.save(tmp_path / "pred"), device="cpu")
+    rows = tiny_logs.head(60)
+    on_gpu, on_cpu = predictor.predict_frame(rows), loaded.predict_frame(rows)
+    for key in on_gpu:
+        np.testing.assert_allclose(on_gpu[key], on_cpu[key], rtol=1e-3, atol=1e-6)
