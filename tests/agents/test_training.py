@@ -206,7 +206,7 @@ def test_resume_continues_from_the_last_checkpoint_after_a_kill(tmp_path):
 def test_multi_scenario_policy_runs_on_a_scenario_it_never_saw(tmp_path, tiny_bert, tiny_logs):
     from models.finetune import FinetuneConfig, finetune
 
-    cfg = FinetuneConfig(encoder=str(tiny_bert), mode="frozen", head_epochs=1, hidden=16, latent=4)
+    cfg = FinetuneConfig(encoder=str(tiny_bert), mode="frozen", head_epochs=1, hidden=16, latent=4, device="cpu")
     predictor_dir = finetune(tiny_logs[tiny_logs["split"] == "train"], cfg).save(tmp_path / "predictor")
     run = train(
         tiny_config(

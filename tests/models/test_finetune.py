@@ -15,6 +15,7 @@ from models.predictor import LEGACY_CTR_HIDDEN, LaunchPredictor, PredictorHeads
 
 
 def _tiny(tiny_bert, tiny_logs, **kw) -> LaunchPredictor:
+    kw.setdefault("device", "cpu")  # CPU also where a GPU is present: the tests compare exact values
     cfg = FinetuneConfig(encoder=str(tiny_bert), mode="frozen", head_epochs=1, hidden=16, latent=4, **kw)
     return finetune(tiny_logs[tiny_logs["split"] == "train"], cfg)
 

@@ -117,7 +117,7 @@ def test_card_mismatch_fails_clearly(tiny_predictor, tmp_path):
 
 def test_partial_targets_train_only_their_heads(tiny_bert, tiny_logs):
     logs = tiny_logs[tiny_logs["split"] == "train"].drop(columns=["impressions", "clicks", "bundled_units", "new_customers"])
-    cfg = FinetuneConfig(encoder=str(tiny_bert), mode="frozen", head_epochs=2, hidden=16, latent=4)
+    cfg = FinetuneConfig(encoder=str(tiny_bert), mode="frozen", head_epochs=2, hidden=16, latent=4, device="cpu")
     assert finetune(logs, cfg).card["targets_trained"] == ["units"]
 
 
@@ -180,8 +180,8 @@ def test_single_market_fast_path_matches_the_batch_path(tiny_predictor):
 
 def test_unsaved_predictors_do_not_share_cached_embeddings(tiny_bert, tiny_logs):
     train = tiny_logs[tiny_logs["split"] == "train"]
-    a = finetune(train, FinetuneConfig(encoder=str(tiny_bert), mode="frozen", head_epochs=1, hidden=16, latent=4))
-    b = finetune(train, FinetuneConfig(encoder=str(tiny_bert), mode="lora", lora_rank=2, head_epochs=1, encoder_epochs=1, polish_epochs=1, hidden=16, latent=4))
+    a = finetune(train, FinetuneConfig(encoder=str(tiny_bert), mode="frozen", head_epochs=1, hidden=16, latent=4, device="cpu"))
+    b = finetune(train, FinetuneConfig(encoder=str(tiny_bert), mode="lora", lora_rank=2, head_epochs=1, encoder_epochs=1, polish_epochs=1, hidden=16, latent=4, device="cpu"))
     assert a.identity != b.identity
     (ea,), (eb,) = a.encode(["premium wool coat"]), b.encode(["premium wool coat"])
     assert not torch.allclose(ea, eb)  # b's LoRA-tuned encoder, not a's cached embedding

@@ -50,7 +50,7 @@ def test_unknown_pooling_fails_clearly(tiny_bert):
 def test_clause_pooled_predictor_fine_tunes_saves_and_loads(tiny_bert, tiny_logs, tmp_path):
     cfg = FinetuneConfig(
         encoder=str(tiny_bert), mode="lora", lora_rank=2, head_epochs=2, encoder_epochs=1, polish_epochs=1,
-        hidden=16, latent=4, products_per_batch=8, text_pooling="segments",
+        hidden=16, latent=4, products_per_batch=8, text_pooling="segments", device="cpu",
     )  # fmt: skip
     predictor = finetune(tiny_logs[tiny_logs["split"] == "train"], cfg)
     assert predictor.card["encoder"]["pooling"] == "segments" and predictor.card["text_dim"] == 3 * 32
