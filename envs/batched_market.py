@@ -382,7 +382,7 @@ class BatchedMarketVecEnv(VecEnv):
         """A whole step on the device with no host round trip: the step, the reset of every ended market
         (masked: a no-op for the others) and the observation after it, so that it can be a CUDA graph.
         Returns the observation, reward, done, episode return and length (before the reset), the
-        observation after the reset, and the Poisson walk's unconverged count (graphs only)."""
+        observation after the reset, and the Poisson walk's unconverged count (a zero tensor outside graphs)."""
         x = self.x
         obs, profit, done = self._step(actions)
         ep_return, ep_len = self._ep_return, self._ep_len
