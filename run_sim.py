@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=_positive_int, nargs="+", help="VecEnv sizes (default 64 1024 4096 on CPU; 4096 65536 1048576 on CUDA)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="device of the batched VecEnv (default: cuda when present)")
     p.add_argument("--only", choices=["single", "vec"], help="run one part only")
-    p.add_argument("--texts", type=_positive_int, default=512, help="texts for the encoder timing")
+    p.add_argument("--texts", type=_positive_int, default=512, help="generated descriptions for the encoder timing (at least 65,536 on CUDA, in batches of 4,096)")
     p.add_argument("--json", help="write the results as JSON to this file")
     p.set_defaults(func=cmd_bench)
 
