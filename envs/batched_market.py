@@ -357,24 +357,31 @@ class BatchedMarketVecEnv(VecEnv):
             infos = self._episode_infos(infos, obs, ended, x.host(self._ep_return), x.host(self._ep_len))
             self._state_reset(done)
             self._episode_in_block = self._episode_in_block + x.i64(done)
-            spent = ended[x.host(self._episode_in_block)[ended] >= self.noise_episodes]
-            if len(spent):
-                self._draw_noise(spent)
-                self._episode_in_block = x.where(x.asarray(np.isin(np.arange(self.num_envs), spent)), 0, self._episode_in_block)
+            self._refill_spent(ended)
             obs[ended] = x.host(self._observe())[ended]
         return obs, rewards, dones, infos
 
     def _episode_infos(self, infos: list[Any], obs: np.ndarray, ended: np.ndarray, ep_return: np.ndarray, ep_len: np.ndarray) -> list[Any]:
         """SB3's infos of the ended markets: the terminal observation (a row of one copy) and the episode's
         return, length and time. Where every market ended (markets in lockstep), one comprehension."""
-        ret, length = ep_return[ended].tolist(), ep_len[ended].tolist()
         now = round(time.perf_counter() - self._t0, 6)
-        terminal = obs[ended]
+        made = [
+            {"terminal_observation": row, "episode": {"r": r, "l": steps, "t": now}, "TimeLimit.truncated": False}
+            for row, r, steps in zip(obs[ended], ep_return[ended].tolist(), ep_len[ended].tolist())  # rows by iteration: half the cost of indexing
+        ]
         if len(ended) == len(infos):
-            return [{"terminal_observation": row, "episode": {"r": r, "l": steps, "t": now}, "TimeLimit.truncated": False} for row, r, steps in zip(terminal, ret, length)]  # fmt: skip
-        for i, row, r, steps in zip(ended.tolist(), terminal, ret, length):  # rows by iteration: half the cost of indexing
-            infos[i] = {"terminal_observation": row, "episode": {"r": r, "l": steps, "t": now}, "TimeLimit.truncated": False}  # fmt: skip
+            return made
+        for i, info in zip(ended.tolist(), made):
+            infos[i] = info
         return infos
+
+    def _refill_spent(self, ended: np.ndarray) -> None:
+        """New uniforms for the ended markets whose block of episodes is used up; their episode counter
+        is zeroed in place (a captured graph reads that tensor)."""
+        spent = ended[self.x.host(self._episode_in_block)[ended] >= self.noise_episodes]
+        if len(spent):
+            self._draw_noise(spent)
+            self._episode_in_block[self.x.asarray(spent)] = 0
 
     # ------------------------------------------------------------------ the device route (GPU)
 
@@ -413,10 +420,7 @@ class BatchedMarketVecEnv(VecEnv):
         ended = np.flatnonzero(dones)
         if len(ended):
             infos = self._episode_infos(infos, obs, ended, x.host(ep_return), x.host(ep_len))
-            spent = ended[x.host(self._episode_in_block)[ended] >= self.noise_episodes]
-            if len(spent):
-                self._draw_noise(spent)
-                self._episode_in_block[torch.as_tensor(spent, device=self.device)] = 0  # in place: a graph reads it
+            self._refill_spent(ended)
             obs[ended] = x.host(after)[ended]
         return obs, rewards, dones, infos
 
@@ -437,7 +441,7 @@ class BatchedMarketVecEnv(VecEnv):
             with torch.cuda.stream(side):  # warm-up: allocations and library handles outside the capture
                 self._device_step(self._static_actions)  # one step: a second could read past a market's uniforms
             torch.cuda.current_stream(self.device).wait_stream(side)
-            self._static = {name: value.clone() for name, value in saved.items()}
+            self._static = saved  # untouched by the warm-up, which only rebinds the attributes
             for name in self._STATE:
                 setattr(self, name, self._static[name])
             graph = torch.cuda.CUDAGraph()

@@ -232,9 +232,6 @@ def encoder_texts_per_second(predictor: Any, n_texts: int = 512, batch: int = 12
     encoder = predictor.encoder
     batches = [texts[i : i + batch] for i in range(0, n_texts, batch)]
 
-    def tokenise(part: list[str]) -> Any:
-        return encoder.tokenize(part)
-
     def median_rate(fn: Callable[[], Any]) -> float:
         fn()  # warm-up
         times = []
@@ -246,7 +243,7 @@ def encoder_texts_per_second(predictor: Any, n_texts: int = 512, batch: int = 12
             times.append(time.perf_counter() - start)
         return n_texts / statistics.median(times)
 
-    tokens = [{k: v.to(predictor.device) for k, v in tokenise(b).items()} for b in batches]
+    tokens = [{k: v.to(predictor.device) for k, v in encoder.tokenize(b).items()} for b in batches]
     cuda = torch.device(predictor.device).type == "cuda"
 
     @torch.inference_mode()
@@ -258,7 +255,7 @@ def encoder_texts_per_second(predictor: Any, n_texts: int = 512, batch: int = 12
     lengths = [int(m.sum()) for t in tokens for m in t["attention_mask"]]
     return {
         "texts_per_s": median_rate(lambda: encoder.encode(texts, batch_size=batch, bf16=cuda)),
-        "tokenizer_texts_per_s": median_rate(lambda: [tokenise(b) for b in batches]),
+        "tokenizer_texts_per_s": median_rate(lambda: [encoder.tokenize(b) for b in batches]),
         "forward_texts_per_s": median_rate(forward),
         "texts": n_texts, "batch": batch, "max_length": encoder.max_length, "tokens_mean": float(np.mean(lengths)),
         "dtype": "bfloat16 autocast" if cuda else "float32", "encoder_class": type(encoder.model).__name__,

@@ -242,7 +242,7 @@ def _dense_walk(u: Any, mu: Any, max_walk: int, check_every: int | None) -> tupl
     u, mu = u.double(), mu.double()
     pos = mu > 0
     m = torch.where(pos, mu, torch.ones_like(mu))
-    u = torch.minimum(u, torch.full_like(u, _u_cap(_torch_ops(), u)))
+    u = u.clamp(max=_u_cap(_torch_ops(), u))
     ug = u.clamp(min=_U_EDGE)
     q = ug - 0.5
     tail = _acklam_tail(torch.sqrt(-2.0 * torch.log(torch.minimum(ug, 1.0 - ug))))
