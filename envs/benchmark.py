@@ -193,9 +193,11 @@ def head_alone_steps_per_second(venv: Any, n_calls: int, repeats: int = 3) -> di
 def ppo_steps_per_second(venv: Any, n_steps: int, learn: bool, seed: int = 0) -> dict[str, float]:
     """SB3 PPO on a VecEnv: rollout collection alone (``learn=False``) or a full ``learn`` (collection + updates)."""
     from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import Logger
 
     batch = min(4096, n_steps * venv.num_envs)
     model = PPO("MlpPolicy", venv, n_steps=n_steps, batch_size=batch, n_epochs=1, seed=seed, device="cpu", verbose=0)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default logger makes a folder in /tmp per run
     total = n_steps * venv.num_envs
     if learn:
         model.learn(total)  # warm-up: the first call builds buffers and logger

@@ -19,6 +19,13 @@ SCENARIO_PATHS = list_scenarios()
 SCENARIO_IDS = [p.stem for p in SCENARIO_PATHS]
 
 
+@pytest.fixture(autouse=True)
+def _sb3_logs_in_tmp_path(tmp_path, monkeypatch):
+    """SB3 models learning without a TensorBoard folder make an empty SB3-<time> folder in the system's
+    temporary directory each time; keep them in the test's own folder."""
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path / "sb3"))
+
+
 @pytest.fixture(params=SCENARIO_PATHS, ids=SCENARIO_IDS)
 def scenario_path(request) -> Path:
     return request.param
