@@ -129,7 +129,8 @@ def _train_encoder(encoder: TextEncoder, heads: PredictorHeads, data: TrainingDa
     )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     for epoch in range(cfg.encoder_epochs):
-        table = encoder.encode(data.texts).to(device)  # refreshed each epoch: creatives and partners
+        # refreshed each epoch: creatives and partners
+        table = encoder.encode(data.texts, desc=f"re-encoding texts, epoch {epoch + 1}").to(device)
         groups = [data.product_rows[i] for i in torch.randperm(len(data.product_rows))]
         for start in tqdm(range(0, len(groups), cfg.products_per_batch), desc=f"fine-tuning encoder, epoch {epoch + 1}", leave=False):
             chunk = groups[start : start + cfg.products_per_batch]
@@ -158,14 +159,14 @@ def finetune(logs: pd.DataFrame, cfg: FinetuneConfig, source: str = "<logs>") ->
     encoder = TextEncoder(cfg.encoder, max_length=cfg.max_length, pooling=cfg.text_pooling).to(device)
     heads = PredictorHeads(encoder.dim, cfg.hidden, cfg.latent, cfg.creative_latent, cfg.dropout, ctr_hidden=cfg.ctr_hidden).to(device)
     _init_bias(heads, logs)
-    table = encoder.encode(data.texts).to(device)
+    table = encoder.encode(data.texts, desc="encoding texts").to(device)
     head_loss = _train_heads(heads, table, data, cfg.head_epochs, cfg, "training heads on frozen embeddings")
     if cfg.mode != "frozen" and cfg.encoder_epochs > 0:
         if cfg.mode == "lora":
             encoder.add_lora(cfg.lora_rank)
             encoder.to(device)
         _train_encoder(encoder, heads, data, cfg, device)
-        table = encoder.encode(data.texts).to(device)
+        table = encoder.encode(data.texts, desc="encoding texts with the fine-tuned encoder").to(device)
         head_loss = _train_heads(heads, table, data, cfg.polish_epochs, cfg, "polishing heads on fine-tuned embeddings")
     card = {
         "format": CARD_FORMAT,

@@ -120,7 +120,8 @@ class LaunchPredictor:
         key = (self.identity, str(self.device))  # one predictor folder loaded on two devices keeps two caches
         missing = list(dict.fromkeys(t for t in texts if (*key, t) not in self._cache))
         if missing:
-            for text, emb in zip(missing, self.encoder.encode(missing)):
+            desc = "encoding texts" if len(missing) >= 1000 else None  # a bar only where it takes a while on a CPU
+            for text, emb in zip(missing, self.encoder.encode(missing, desc=desc)):
                 self._cache[(*key, text)] = emb.to(self.device)
         return [self._cache[(*key, t)] for t in texts]
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from errors import PredictorError
 
@@ -138,15 +139,22 @@ class TextEncoder(nn.Module):
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     @torch.inference_mode()
-    def encode(self, texts: Sequence[str], batch_size: int = 128, bf16: bool = False) -> torch.Tensor:
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 128, bf16: bool = False, desc: str | None = None
+    ) -> torch.Tensor:
         """Embeddings of many texts without gradients, in batches, on the encoder's device, as float32;
         ``bf16`` computes them under bf16 autocast on a GPU (throughput; off by default, so that training
-        and prediction see the same float32 embeddings on every device)."""
+        and prediction see the same float32 embeddings on every device); ``desc`` shows a progress bar."""
         was_training = self.training
         self.eval()
         cuda = next(self.model.parameters()).device.type == "cuda"
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and bf16):
-            out = [self(texts[i : i + batch_size]).float() for i in range(0, len(texts), batch_size)]
+        out = []
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and bf16), tqdm(
+            total=len(texts), desc=desc, unit="text", disable=desc is None, leave=False
+        ) as bar:
+            for i in range(0, len(texts), batch_size):
+                out.append(self(texts[i : i + batch_size]).float())
+                bar.update(len(out[-1]))
         self.train(was_training)
         if not out:
             return torch.zeros(0, self.dim)
