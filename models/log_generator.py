@@ -3,15 +3,16 @@
 Each synthetic product becomes a full scenario (validated by the schema) and is played in
 ``LaunchMarketEnv`` under an exploratory policy (random launch week; sticky random prices, ad
 shares, bundles, creatives and flash sales), so the logs come from exactly the dynamics that judge
-policies. A quarter of the launches are decided in 2-week steps and a fifth of the products are
+policies. A quarter of the launches are decided in 2-week steps, a fifth of the products are
 steady staples (a constant weekly pool, as the structural market allows) rather than launches that
-diffuse. One row per decision step: texts, numeric context, sampled outcomes, and the market's
+diffuse, and a tenth of the launches are limited drops (faster diffusion). One row per decision step: texts, numeric context, sampled outcomes, and the market's
 expected values (for evaluation only). Splits: ``train``, ``heldout`` (new products, same wording)
 and ``paraphrase`` (new products described with wording never used in training).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def synthetic_scenario(
     step = 2 if rng.random() < TWO_WEEK_SHARE else 1
     buyers = 8000 * pt.POSITION_MARKET[traits.positioning] * reach * u(1 - h, 1 + h)
     staple = traits.demand == "staple"
+    pace = (pt.DROP_INNOVATION, pt.DROP_IMITATION) if traits.demand == "drop" else (1.0, 1.0)
     # A launch's market size is its whole pool of potential adopters; a staple's is its weekly pool
     # (about as many buyers over 20 weeks as a launch of the same reach).
     market_size = max(round(buyers / 20, 1), 1.0) if staple else float(round(buyers))
@@ -110,8 +112,8 @@ def synthetic_scenario(
             "products": {"product": {
                 "market_size": market_size,
                 "diffusion": "constant" if staple else "bass",
-                "bass_p": pt.BUZZ_INNOVATION[traits.buzz] * u(1 - h, 1 + h),
-                "bass_q": pt.BUZZ_IMITATION[traits.buzz] * u(1 - h, 1 + h),
+                "bass_p": pt.BUZZ_INNOVATION[traits.buzz] * pace[0] * u(1 - h, 1 + h),
+                "bass_q": pt.BUZZ_IMITATION[traits.buzz] * pace[1] * u(1 - h, 1 + h),
                 "repeat_rate": 0.05 * u(1 - h, 1 + h) if noun.consumable and not staple else 0.0,
                 "price_alpha": beta - 1.4 + rng.normal(0, h),
                 "price_beta": beta,
@@ -202,10 +204,15 @@ def generate_logs(
     """Logs of ``n_train + n_heldout + n_paraphrase`` synthetic launches, one row per product-week;
     ``reference`` adds ``expected_demand_known_except_scale`` on the evaluation splits (same draws)."""
     rng = np.random.default_rng(seed)
+    # Which launches are limited drops comes from a stream of its own, so adding drops left every other
+    # product's draws (traits, wording, truth, decisions) as they were.
+    drop_rng = np.random.default_rng([seed, 1])
     plan = [("train", "train")] * n_train + [("heldout", "train")] * n_heldout + [("paraphrase", "paraphrase")] * n_paraphrase
     frames = []
     for product_id, (split, vocabulary) in enumerate(tqdm(plan, desc="simulating launches", disable=not progress)):
         traits = pt.sample_traits(rng)
+        if traits.demand == "launch" and drop_rng.random() < pt.DROP_SHARE:
+            traits = dataclasses.replace(traits, demand="drop")
         scenario = scenario_from_dict(
             synthetic_scenario(traits, rng, vocabulary, heterogeneity), source=f"synthetic product {product_id}"
         )

@@ -147,9 +147,19 @@ DEMAND = {  # how buyers arrive: a new product diffusing through its market, or 
          "restocked every week", "a staple people keep buying", "steady demand, week in and week out", "a repeat buy for regulars"],
         ["a constant in every home", "the kind of thing people rebuy without thinking", "an evergreen basic"],
     ),
+    # A limited drop diffuses faster than a launch of the same buzz (collectors buy on release). Its lists
+    # are as long as the launch lists, so a drop draws from the generator exactly as a launch does.
+    "drop": (
+        ["a limited-edition release", "a limited drop", "a numbered limited run", "gone for good once sold out",
+         "a one-time release", "strictly limited quantities", "a collectible limited edition", "released in a single limited batch"],
+        ["available for a short window only", "a capsule run that will not be restocked", "made in a fixed, finite number"],
+    ),
 }
 STAPLE_SHARE = 0.2  # share of synthetic products sold to a constant weekly pool (the rest diffuse, Bass)
-LAUNCH_SAYS_SO = 0.5  # share of launch descriptions with a "new launch" phrase (staples always say they are)
+LAUNCH_SAYS_SO = 0.5  # share of launch (and drop) descriptions that say so (staples always say they are)
+DROP_SHARE = 0.1  # share of synthetic launches that are limited drops
+DROP_INNOVATION = 2.5  # a drop's Bass p over a launch's of the same buzz
+DROP_IMITATION = 1.2  # a drop's Bass q over a launch's of the same buzz
 HOOKS = {  # creative style -> base click-through rate, (train, paraphrase) openers
     "urgency": (0.022, ["Only a few left:", "Last chance:", "Selling fast:", "Ends tonight:", "Almost gone:", "Final hours:"],
                 ["Hurry, stocks are low:", "Don't miss out:"]),
@@ -182,7 +192,7 @@ class ProductTraits:
     seasonal: bool
     gift: str
     buzz: str
-    demand: str = "launch"  # "launch" (Bass diffusion) or "staple" (a constant weekly pool)
+    demand: str = "launch"  # "launch" or "drop" (Bass diffusion; a drop's is faster) or "staple" (a constant weekly pool)
 
     @property
     def category(self) -> str:
@@ -223,8 +233,8 @@ def describe(t: ProductTraits, rng: np.random.Generator, vocabulary: Vocabulary 
     season = _pick(rng, SEASONAL, t.seasonal, vocabulary).format(season=season_name(t.noun.peak_week))
     gift = _pick(rng, GIFT, t.gift, vocabulary)
     buzz = _pick(rng, BUZZ, t.buzz, vocabulary)
-    # A staple always says so; a launch only half the time (most real launch texts do not), so a text
-    # that says neither reads as a launch, the kind of product this simulator is about.
+    # A staple always says so; a launch or a drop only half the time (most real launch texts do not), so
+    # a text that says neither reads as a launch, the kind of product this simulator is about.
     says_demand = t.demand == "staple" or rng.random() < LAUNCH_SAYS_SO
     demand = [_pick(rng, DEMAND, t.demand, vocabulary)] if says_demand else []
     features = rng.choice(list(t.noun.features), size=2, replace=False)

@@ -1,4 +1,4 @@
-"""The log generator covers the kinds of market the scenarios use: 2-week steps and steady staples."""
+"""The log generator covers the kinds of market the scenarios use: 2-week steps, steady staples and limited drops."""
 
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ def test_every_product_has_the_same_number_of_decision_steps(logs):
     assert logs.groupby("product_id").size().eq(HORIZON).all()
 
 
-def test_two_week_steps_and_staples_both_occur(logs):
+def test_two_week_steps_staples_and_drops_all_occur(logs):
     per_product = logs.groupby("product_id").first()
     assert set(per_product["step_weeks"]) == {1.0, 2.0}
-    assert set(per_product["trait_demand"]) == {"launch", "staple"}
+    assert set(per_product["trait_demand"]) == {"launch", "staple", "drop"}
     two_week = logs[logs["step_weeks"] == 2]
     assert (two_week.groupby("product_id")["week"].diff().dropna() == 2).all()
 
@@ -58,6 +58,29 @@ def test_a_staple_always_says_so_and_a_launch_only_sometimes(logs):
         lambda text, kind=kind: any(p in text for p in phrases[kind])) for kind in pt.DEMAND}  # fmt: skip
     assert says["staple"].all()
     assert says["launch"].any() and not says["launch"].all()
+    assert says["drop"].any() and not says["drop"].all()
+
+
+def test_a_drop_is_a_launch_that_diffuses_faster_with_every_other_draw_the_same():
+    traits = pt.sample_traits(np.random.default_rng(3))
+    launch = synthetic_scenario(dataclasses.replace(traits, demand="launch"), np.random.default_rng(4), "train")
+    drop = synthetic_scenario(dataclasses.replace(traits, demand="drop"), np.random.default_rng(4), "train")
+    truth_launch, truth_drop = launch["truth"]["products"]["product"], drop["truth"]["products"]["product"]
+    assert truth_drop["bass_p"] == pytest.approx(truth_launch["bass_p"] * pt.DROP_INNOVATION)
+    assert truth_drop["bass_q"] == pytest.approx(truth_launch["bass_q"] * pt.DROP_IMITATION)
+    for key in set(truth_launch) - {"bass_p", "bass_q"}:
+        assert truth_drop[key] == truth_launch[key], key
+    assert drop["products"][0]["market_estimate"] == launch["products"][0]["market_estimate"]
+    assert drop["ads"] == launch["ads"] and drop["calendar"] == launch["calendar"]
+
+
+def test_drops_leave_the_other_products_of_the_logs_as_they_were(logs, monkeypatch):
+    monkeypatch.setattr(pt, "DROP_SHARE", 0.0)
+    without = generate_logs(n_train=60, n_heldout=0, n_paraphrase=30, seed=5, progress=False)
+    kept = (logs["trait_demand"] != "drop").to_numpy()
+    assert 0 < (~kept).sum() and set(without["trait_demand"]) == {"launch", "staple"}
+    pd.testing.assert_frame_equal(logs[kept].reset_index(drop=True), without[kept].reset_index(drop=True))
+    assert (without.loc[~kept, "trait_demand"] == "launch").all()
 
 
 def test_paraphrased_staples_and_launches_use_unseen_wording(logs):
