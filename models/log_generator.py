@@ -5,9 +5,10 @@ Each synthetic product becomes a full scenario (validated by the schema) and is 
 shares, bundles, creatives and flash sales), so the logs come from exactly the dynamics that judge
 policies. A quarter of the launches are decided in 2-week steps, a fifth of the products are
 steady staples (a constant weekly pool, as the structural market allows) rather than launches that
-diffuse, and a tenth of the launches are limited drops (faster diffusion). One row per decision step: texts, numeric context, sampled outcomes, and the market's
-expected values (for evaluation only). Splits: ``train``, ``heldout`` (new products, same wording)
-and ``paraphrase`` (new products described with wording never used in training).
+diffuse, and a tenth of the launches are limited drops (faster diffusion). One row per decision
+step: texts, numeric context, sampled outcomes, and the market's expected values (for evaluation
+only). Splits: ``train``, ``heldout`` (new products, same wording) and ``paraphrase`` (new products
+described with wording never used in training).
 """
 
 from __future__ import annotations

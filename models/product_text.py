@@ -151,8 +151,10 @@ DEMAND = {  # how buyers arrive: a new product diffusing through its market, or 
     # are as long as the launch lists, so a drop draws from the generator exactly as a launch does.
     "drop": (
         ["a limited-edition release", "a limited drop", "a numbered limited run", "gone for good once sold out",
-         "a one-time release", "strictly limited quantities", "a collectible limited edition", "released in a single limited batch"],
-        ["available for a short window only", "a capsule run that will not be restocked", "made in a fixed, finite number"],
+         "a one-time release", "strictly limited quantities", "a collectible limited edition",
+         "released in a single limited batch"],
+        ["available for a short window only", "a capsule run that will not be restocked",
+         "made in a fixed, finite number"],
     ),
 }
 STAPLE_SHARE = 0.2  # share of synthetic products sold to a constant weekly pool (the rest diffuse, Bass)
@@ -192,7 +194,8 @@ class ProductTraits:
     seasonal: bool
     gift: str
     buzz: str
-    demand: str = "launch"  # "launch" or "drop" (Bass diffusion; a drop's is faster) or "staple" (a constant weekly pool)
+    # "launch" or "drop" (Bass diffusion, a drop's faster) or "staple" (a constant weekly pool)
+    demand: str = "launch"
 
     @property
     def category(self) -> str:
