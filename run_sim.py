@@ -50,9 +50,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     market = None
     if args.market == "learned":
-        from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+        from models.predictor import load_predictor
 
-        market = LaunchPredictor.load(args.predictor or DEFAULT_PREDICTOR_DIR, device=args.device)
+        market = load_predictor(args.predictor, device=args.device)
     elif args.predictor:
         raise PredictorError("--predictor needs --market learned")
     weekly, summary = simulate(
@@ -154,12 +154,21 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from models.ensemble import PredictorEnsemble
+
+    out = PredictorEnsemble.write(args.out, args.members)
+    ensemble = PredictorEnsemble.load(out, device="cpu")  # loads every member: a broken one fails here, not in a run
+    print(f"ensemble of {len(ensemble.members)} predictors written to {out} (identity {ensemble.identity})")
+    return 0
+
+
 def cmd_predictors_eval(args: argparse.Namespace) -> int:
-    from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+    from models.predictor import DEFAULT_PREDICTOR_DIR, load_predictor
     from models.predictor_eval import evaluate, plot_report, strip_predictions
     from models.user_logs import read_logs
 
-    predictor = LaunchPredictor.load(args.predictor or DEFAULT_PREDICTOR_DIR, device=args.device)
+    predictor = load_predictor(args.predictor, device=args.device)
     logs = read_logs(args.logs, zero_fill=not args.no_zero_fill)
     report = evaluate(predictor, logs, seed=args.seed)
     png = plot_report(report, logs, args.png or Path(args.json).with_suffix(".png"))
@@ -212,9 +221,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_policy_spec(args.policy)  # fail fast, before loading a predictor
     predictor = None
     if not args.no_learned:
-        from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+        from models.predictor import load_predictor
 
-        predictor = LaunchPredictor.load(args.predictor or DEFAULT_PREDICTOR_DIR, device=args.device)
+        predictor = load_predictor(args.predictor, device=args.device)
     elif args.predictor:
         raise PredictorError("--predictor needs the learned market (drop --no-learned)")
     result = evaluate(
@@ -255,9 +264,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     apply_overrides(scenario, args.set)  # fail fast on a bad --set, before loading a predictor
     predictor = None
     if "learned" in args.markets:
-        from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+        from models.predictor import load_predictor
 
-        predictor = LaunchPredictor.load(args.predictor or DEFAULT_PREDICTOR_DIR, device=args.device)
+        predictor = load_predictor(args.predictor, device=args.device)
     elif args.predictor:
         raise PredictorError("--predictor needs --markets learned")
     result = replay(
@@ -334,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outcomes", choices=["sampled", "expected"], default="sampled", help="sampled or noise-free")
     p.add_argument("--csv", help="also write the weekly table of the first episode to this CSV file")
     p.add_argument("--market", choices=["structural", "learned"], default="structural", help="ground truth or the BERT predictor")
-    p.add_argument("--predictor", help="predictor folder for --market learned (default: the shipped default predictor)")
+    p.add_argument("--predictor", help="predictor or ensemble folder for --market learned (default: the shipped default predictor)")
     p.add_argument("--device", help="cpu or cuda for the predictor (default: cuda when present)")
     p.set_defaults(func=cmd_simulate)
 
@@ -370,8 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.set_defaults(func=cmd_finetune)
 
+    p = sub.add_parser("ensemble", help="combine predictor folders into one learned market (the mean of their responses)")
+    p.add_argument("--members", nargs="+", required=True, metavar="DIR", help="two or more predictor folders")
+    p.add_argument("--out", required=True, help="the ensemble folder to write (it stores the members' paths relative to it)")
+    p.set_defaults(func=cmd_ensemble)
+
     p = sub.add_parser("predictors-eval", help="R², deviance and calibration on held-out products vs two baselines")
-    p.add_argument("--predictor", help="a predictor folder (default: the shipped default predictor)")
+    p.add_argument("--predictor", help="a predictor or ensemble folder (default: the shipped default predictor)")
     p.add_argument("--logs", required=True)
     p.add_argument("--json", required=True, help="metrics file to write")
     p.add_argument("--png", help="plot file (default: next to --json)")
@@ -385,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algo", default="ppo", help="ppo, a2c, dqn, sac, td3 or maskable_ppo")
     p.add_argument("--steps", type=_positive_int, help="environment steps (default: the algorithm's n_timesteps in agents/hyperparams.yaml)")
     p.add_argument("--market", choices=["learned", "structural"], default="learned", help="the market trained in")
-    p.add_argument("--predictor", help="predictor folder for the learned market (default: the shipped default predictor)")
+    p.add_argument("--predictor", help="predictor or ensemble folder for the learned market (default: the shipped default predictor)")
     p.add_argument("--n-envs", type=_positive_int, default=8)
     p.add_argument("--vec-kind", choices=["batched", "dummy"], help="VecEnv kind (default: batched on a GPU or from 64 envs, else SB3's DummyVecEnv)")
     p.add_argument("--seed", type=int, default=0)
@@ -405,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", required=True, help="the evaluation file to write")
     p.add_argument("--product", default="0", help="which product of the scenario to launch (index or name)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--predictor", help="predictor folder for the learned market (default: the shipped default predictor)")
+    p.add_argument("--predictor", help="predictor or ensemble folder for the learned market (default: the shipped default predictor)")
     p.add_argument("--no-learned", action="store_true", help="skip the learned market (no sim_to_real_gap)")
     p.add_argument("--device", help="cpu or cuda for the predictor (default: cuda when present)")
     p.add_argument("--report", metavar="DIR", help="also write report.md and trajectories.png into this folder")
@@ -432,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--product", default="0", help="which product of the scenario to launch (index or name)")
     p.add_argument("--markets", nargs="+", choices=["structural", "learned"], default=["structural", "learned"])
-    p.add_argument("--predictor", help="predictor folder for the learned market (default: the shipped default predictor)")
+    p.add_argument("--predictor", help="predictor or ensemble folder for the learned market (default: the shipped default predictor)")
     p.add_argument("--device", help="cpu or cuda for the predictor (default: cuda when present)")
     p.add_argument("--outcomes", choices=["sampled", "expected"], default="sampled", help="sampled or noise-free")
     p.add_argument("--out", required=True, help="folder for weekly.csv/.parquet, episodes.csv, summary.json, trajectories.png")

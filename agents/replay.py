@@ -119,14 +119,10 @@ def replay(
     index = product_index(scenario, product)
     changed = apply_overrides(scenario, list(overrides))
     needs_predictor = "learned" in markets
-    if needs_predictor and predictor is None:
-        from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+    if needs_predictor and (predictor is None or isinstance(predictor, str | Path)):
+        from models.predictor import load_predictor
 
-        predictor = LaunchPredictor.load(DEFAULT_PREDICTOR_DIR)
-    elif needs_predictor and isinstance(predictor, str | Path):
-        from models.predictor import LaunchPredictor
-
-        predictor = LaunchPredictor.load(predictor)
+        predictor = load_predictor(predictor)
 
     base_policy = build_policy(policy, scenario, index, seed=seed, predictor=predictor, actions=actions)
     other_spec = versus if versus is not None else policy

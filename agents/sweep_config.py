@@ -179,7 +179,7 @@ def expand_trials(config: SweepConfig, base_dir: Path | None = None) -> list[Tri
                     for seed in config.seeds:
                         spec = TrialSpec(
                             scenario=scenarios[scenario], algorithm=algorithm, seed=seed, steps=steps,
-                            market=config.market, predictor=config.predictor, n_envs=config.n_envs,
+                            market=config.market, predictor=_predictor_ref(config.predictor, base_dir), n_envs=config.n_envs,
                             eval_episodes=config.eval_episodes, hyperparams=hyperparams,
                             scenario_hash=hashes[scenario],
                         )  # fmt: skip
@@ -240,6 +240,17 @@ def _scenario_ref(entry: str, base_dir: Path | None) -> str:
     return entry
 
 
+def _predictor_ref(entry: str | None, base_dir: Path | None) -> str | None:
+    """A predictor (or ensemble) folder as workers load it: relative to the sweep file's folder where it
+    is there, else to the working directory; absolute either way (None: the shipped predictor)."""
+    if entry is None:
+        return None
+    path = Path(entry)
+    if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
+        path = base_dir / path
+    return str(path.resolve())
+
+
 def _cross_check(config: SweepConfig, path: Path) -> list[str]:
     """What the schema cannot know: scenario files load, algorithm and hyperparameter names exist."""
     from agents.algorithms import ALGORITHMS
@@ -262,6 +273,8 @@ def _cross_check(config: SweepConfig, path: Path) -> list[str]:
                             f"(algorithms: {', '.join(config.algorithms)})")  # fmt: skip
     if config.predictor is not None and config.market != "learned":
         problems.append("predictor: found a predictor with market 'structural', expected market: learned")
+    elif config.predictor is not None and not (Path(_predictor_ref(config.predictor, path.parent)) / "card.json").exists():
+        problems.append(f"predictor: {config.predictor}: found no predictor or ensemble folder (no card.json) there")
     return problems
 
 

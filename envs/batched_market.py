@@ -53,6 +53,7 @@ from models.outcomes import (
     poisson_quantile_batch,
     poisson_quantile_fixed,
 )
+from models.ensemble import mean_response
 from models.response import MarketContext, MarketResponse
 from models.structural_market import StructuralMarket, structural_response
 from scenarios.schema import Scenario
@@ -277,11 +278,17 @@ class BatchedMarketVecEnv(VecEnv):
         self._flat_masks_offsets = np.concatenate([[0], np.cumsum(nvec)])
 
     def _build_learned(self, predictor: Any, pid: torch.Tensor, head_dtype: torch.dtype) -> None:
-        from models.batched_heads import BatchedHeads
-
         self.predictor = predictor
         self.overdispersion = torch.full_like(self.c.n, float(predictor.demand_overdispersion))
-        self.heads = BatchedHeads(
+        # An ensemble (models.ensemble) runs each member's heads and averages the responses.
+        self._members = [self._member_heads(m, pid, head_dtype) for m in getattr(predictor, "members", [predictor])]
+        self.heads, self.parts = self._members[0]
+
+    def _member_heads(self, predictor: Any, pid: torch.Tensor, head_dtype: torch.dtype) -> tuple[Any, Any]:
+        """One predictor's batched heads and its text parts for every market."""
+        from models.batched_heads import BatchedHeads
+
+        heads = BatchedHeads(
             predictor.heads, predictor.cannibalisation, dtype=head_dtype, unknown_estimate=predictor.default_market_estimate
         ).to(self.device)
         O, C = int(self.nvec[2]), int(self.nvec[4])
@@ -295,10 +302,10 @@ class BatchedMarketVecEnv(VecEnv):
             partners.append(torch.stack([cat[self._item[i, o]] if self._item[i, o] >= 0 else zero for o in range(O)]))
             discounts.append(torch.as_tensor(self._discount[i]))
         dev = self.device
-        parts = self.heads.prepare(
+        parts = heads.prepare(
             torch.stack(prods).to(dev), torch.stack(creatives).to(dev), torch.stack(partners).to(dev), torch.stack(discounts).to(dev)
         )
-        self.parts = type(parts)(*(x[pid] for x in parts))
+        return heads, type(parts)(*(x[pid] for x in parts))
 
     def _build_structural(self, pid: torch.Tensor) -> None:
         fields: dict[str, dict[str, list[float]]] = {"product": {}, "creative": {}, "partner": {}, "ads": {}, "bundle": {}, "flash": {}}
@@ -692,7 +699,8 @@ class BatchedMarketVecEnv(VecEnv):
         if self.market == "learned":
             # The heads are torch modules: the context goes in as tensors sharing the arrays' memory.
             ctx_t = MarketContext(**{f.name: x.tensor(getattr(ctx, f.name)) for f in dataclasses.fields(ctx)})
-            resp = self.heads.respond(self.parts, ctx_t, x.tensor(creative), x.tensor(option))
+            responses = [heads.respond(parts, ctx_t, x.tensor(creative), x.tensor(option)) for heads, parts in self._members]
+            resp = responses[0] if len(responses) == 1 else mean_response(responses)
             return MarketResponse(**{f.name: x.f(x.asarray(getattr(resp, f.name))) for f in dataclasses.fields(resp)})
         tr = self.truth_x
         creative_p = SimpleNamespace(ctr=x.take(tr["creative"].ctr, creative))

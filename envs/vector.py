@@ -61,6 +61,7 @@ def product_traits(scenario: Scenario, product_index: int, predictor: Any = None
 
     if predictor is None:
         predictor = _default_predictor()
+    predictor = getattr(predictor, "traits_source", predictor)  # an ensemble: its first member's traits
     emb = predictor.encode([scenario.products[product_index].text], "product")[0]
     heads = predictor.heads
     with torch.inference_mode():

@@ -1,4 +1,5 @@
-"""Response models of the market: the structural ground truth and (later) fine-tuned predictors."""
+"""Response models of the market: the structural ground truth here; the fine-tuned predictors and their
+ensembles in ``models.predictor`` and ``models.ensemble``."""
 
 from models.outcomes import Outcome, expected_outcome, sample_outcome
 from models.response import MarketContext, MarketResponse, ResponseModel

@@ -197,12 +197,7 @@ class LaunchPredictor:
         """Load a predictor folder, checking its card against this code; fail clearly on a mismatch."""
         directory = Path(directory)
         card_path = directory / "card.json"
-        if not card_path.exists():
-            raise PredictorError(f"{directory}: not a predictor folder (no card.json)")
-        try:
-            card = json.loads(card_path.read_text())
-        except json.JSONDecodeError as err:
-            raise PredictorError(f"{card_path}: unreadable card: {err}") from err
+        card = load_card(directory)
         if card.get("format") != CARD_FORMAT or card.get("version") != CARD_VERSION:
             raise PredictorError(
                 f"{card_path}: format {card.get('format')!r} v{card.get('version')}, expected {CARD_FORMAT!r} v{CARD_VERSION}"
@@ -245,15 +240,41 @@ class LaunchPredictor:
         return cls(encoder, heads, card, identity=predictor_identity(directory))
 
 
-_SHARED: dict[tuple[str, str], LaunchPredictor] = {}
+def load_card(directory: Path, where: str | None = None) -> dict[str, Any]:
+    """A predictor or ensemble folder's ``card.json``, parsed; ``where`` names the folder in errors."""
+    where = where or str(directory)
+    card_path = directory / "card.json"
+    if not card_path.exists():
+        raise PredictorError(f"{where}: not a predictor folder (no card.json in {directory})")
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as err:
+        raise PredictorError(f"{card_path}: unreadable card: {err}") from err
+    if not isinstance(card, dict):
+        raise PredictorError(f"{card_path}: expected a JSON object, found {type(card).__name__}")
+    return card
 
 
-def load_shared(directory: str | Path | None = None, device: str | None = None) -> LaunchPredictor:
-    """A predictor folder (default: the shipped one) loaded once per process and device, for callers
-    that each need "the" predictor (vector envs, training runs, evaluations in a sweep worker)."""
+def load_predictor(directory: str | Path | None = None, device: str | torch.device | None = None) -> Any:
+    """A predictor folder or an ensemble folder (``models.ensemble``), default the shipped predictor:
+    what ``--predictor DIR`` loads everywhere."""
+    from models.ensemble import ENSEMBLE_FORMAT, PredictorEnsemble
+
+    directory = Path(directory or DEFAULT_PREDICTOR_DIR)
+    if load_card(directory).get("format") == ENSEMBLE_FORMAT:
+        return PredictorEnsemble.load(directory, device=device)
+    return LaunchPredictor.load(directory, device=device)
+
+
+_SHARED: dict[tuple[str, str], Any] = {}
+
+
+def load_shared(directory: str | Path | None = None, device: str | None = None) -> Any:
+    """A predictor or ensemble folder (default: the shipped predictor) loaded once per process and device,
+    for callers that each need "the" predictor (vector envs, training runs, evaluations in a sweep worker)."""
     key = (str(Path(directory or DEFAULT_PREDICTOR_DIR).resolve()), device or "auto")
     if key not in _SHARED:
-        _SHARED[key] = LaunchPredictor.load(key[0], device=device)
+        _SHARED[key] = load_predictor(key[0], device=device)
     return _SHARED[key]
 
 

@@ -86,3 +86,22 @@ def tiny_predictor(tiny_bert, tiny_logs):
         products_per_batch=8, device="cpu",
     )  # fmt: skip
     return finetune(tiny_logs[tiny_logs["split"] == "train"], cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_ensemble_dirs(tmp_path_factory, tiny_bert, tiny_logs):
+    """Two saved fits of the tiny logs (seeds 0 and 1) and an ensemble folder over them."""
+    from models.ensemble import PredictorEnsemble
+    from models.finetune import FinetuneConfig, finetune
+
+    root = tmp_path_factory.mktemp("ensemble")
+    dirs = []
+    for seed in (0, 1):
+        cfg = FinetuneConfig(
+            encoder=str(tiny_bert), mode="lora", lora_rank=2, head_epochs=3, encoder_epochs=1, polish_epochs=1, hidden=16, latent=4,
+            products_per_batch=8, device="cpu", seed=seed,
+        )  # fmt: skip
+        dirs.append(finetune(tiny_logs[tiny_logs["split"] == "train"], cfg).save(root / f"fit{seed}"))
+    first_dir, second_dir = dirs
+    ens_dir = PredictorEnsemble.write(root / "ens", [first_dir, second_dir])
+    return first_dir, second_dir, ens_dir

@@ -100,6 +100,27 @@ def test_simulate_in_the_learned_market(tmp_path, tiny_bert):
     assert "learned market" in result.stdout and "total profit" in result.stdout
 
 
+def test_ensemble_command_then_training_on_it(tmp_path, tiny_ensemble_dirs, capsys):
+    first, second, _ = tiny_ensemble_dirs
+    ens = tmp_path / "ens"
+    result = run("ensemble", "--members", str(first), str(second), "--out", str(ens))
+    assert result.returncode == 0, result.stderr
+    assert f"ensemble of 2 predictors written to {ens}" in result.stdout
+    hp = tmp_path / "hp.yaml"
+    hp.write_text("ppo:\n  n_steps: 32\n  batch_size: 64\n  n_epochs: 1\n")
+    out = tmp_path / "run"
+    result = run(
+        "train", "--scenario", "food_coffee_bundle", "--steps", "64", "--predictor", str(ens), "--device", "cpu", "--n-envs", "2",
+        "--hyperparams", str(hp), "--eval-episodes", "2", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    recorded = json.loads((out / "predictor.json").read_text())
+    assert recorded["path"] == str(ens.resolve()) and recorded["identity"].startswith("ens-")
+    assert json.loads((out / "evaluation.json").read_text())["markets"][0]["predictor"] == recorded["identity"]  # learned = the ensemble
+    code, err = run_in_process(capsys, "ensemble", "--members", str(first), "--out", str(tmp_path / "one"))
+    assert code == 2 and "at least two member predictors, found 1" in err
+
+
 def test_predictor_without_learned_market_exits_2(tmp_path):
     result = run("simulate", "--predictor", str(tmp_path))
     assert result.returncode == 2 and "--market learned" in result.stderr

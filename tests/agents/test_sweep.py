@@ -88,6 +88,18 @@ def test_sweep_file_errors_are_one_line_each(tmp_path):
         load_sweep("exampel")
 
 
+def test_predictor_path_is_checked_and_made_absolute_for_the_workers(tmp_path):
+    sweep = tmp_path / "sweeps" / "s.yaml"
+    sweep.parent.mkdir()
+    sweep.write_text(yaml.safe_dump({"scenarios": ["food_coffee_bundle"], "algorithms": ["ppo"], "steps": [64], "predictor": "ens"}))
+    with pytest.raises(SweepError, match="predictor: ens: found no predictor or ensemble folder"):
+        load_sweep(sweep)
+    (tmp_path / "sweeps" / "ens").mkdir()
+    (tmp_path / "sweeps" / "ens" / "card.json").write_text("{}")  # beside the sweep file: taken from there
+    config, path = load_sweep(sweep)
+    assert [t.predictor for t in expand_trials(config, path.parent)] == [str((tmp_path / "sweeps" / "ens").resolve())]
+
+
 def test_distribution_needs_exactly_one_kind():
     with pytest.raises(ValueError, match="expected exactly one of choice, uniform, loguniform"):
         Distribution(choice=[1], uniform=(0, 1))

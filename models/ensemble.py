@@ -1,0 +1,148 @@
+"""Several fitted predictors as one learned market: the mixture of their expected responses.
+
+Two fine-tunes of the same logs (different seeds) are about equally good on held-out products but
+wrong in different places, and a policy trained in one fit learns to exploit that fit's own errors.
+Training in the mean of several fits leaves less to exploit (docs/EVALUATION.md measures it).
+On disk an ensemble is a folder holding only ``card.json``: its format, and its member predictor
+folders as paths relative to it. Every command that takes ``--predictor DIR`` accepts one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from errors import PredictorError
+from models.response import MarketContext, MarketResponse, TextRole
+
+ENSEMBLE_FORMAT = "launchsim-ensemble"
+ENSEMBLE_VERSION = 1
+
+
+class PredictorEnsemble:
+    """The learned market of several ``LaunchPredictor`` fits, behind the ``ResponseModel`` interface.
+
+    Its expected response is the mean of the members' (``mean_response``); an encoded text is the
+    tuple of the members' encodings. Product traits in observations come from the first member.
+    """
+
+    def __init__(self, members: Sequence[Any], identity: str | None = None, card: dict[str, Any] | None = None):
+        if len(members) < 2:
+            raise PredictorError(f"an ensemble needs at least two member predictors, found {len(members)}")
+        devices = {str(m.device) for m in members}
+        if len(devices) > 1:
+            raise PredictorError(f"ensemble members are on different devices: {sorted(devices)}")
+        self.members = list(members)
+        self.device = self.members[0].device
+        self.identity = identity or _combined_identity([m.identity for m in self.members])
+        self.card = card or {"format": ENSEMBLE_FORMAT, "version": ENSEMBLE_VERSION}
+        # The mixture's variance is larger than the mean member's; the mean k keeps each member's noise model.
+        self.demand_overdispersion = float(np.mean([m.demand_overdispersion for m in self.members]))
+
+    @property
+    def traits_source(self) -> Any:
+        """The member whose latent product traits go into multi-scenario observations."""
+        return self.members[0]
+
+    def encode(self, texts: Sequence[str], role: TextRole = "product") -> list[tuple[Any, ...]]:
+        """One tuple per text: each member's encoding (each member caches its own)."""
+        per_member = [m.encode(texts, role) for m in self.members]
+        return list(zip(*per_member))
+
+    def expected(self, product: Any, creative: Any, partner: Any | None, ctx: MarketContext) -> MarketResponse:
+        """The mean of the members' expected outcomes (``mean_response``)."""
+        return mean_response([
+            m.expected(product[i], creative[i], None if partner is None else partner[i], ctx) for i, m in enumerate(self.members)
+        ])  # fmt: skip
+
+    def predict_frame(self, logs: Any, batch_rows: int = 65536) -> dict[str, Any]:
+        """Expected demand, CTR and impressions per logs row: the members' mean (CTR weighted by impressions)."""
+        preds = [m.predict_frame(logs, batch_rows) for m in self.members]
+        demand = np.mean([p["demand"] for p in preds], axis=0)
+        impressions = np.mean([p["impressions"] for p in preds], axis=0)
+        ctr = _weighted([p["ctr"] for p in preds], [p["impressions"] for p in preds])
+        return {"demand": demand, "ctr": ctr, "impressions": impressions}
+
+    # ------------------------------------------------------------------ saving and loading
+
+    @staticmethod
+    def write(directory: str | Path, members: Sequence[str | Path]) -> Path:
+        """Write an ensemble folder over existing predictor folders (stored relative to it) and return it."""
+        from models.predictor import load_card
+
+        directory = Path(directory)
+        if len(members) < 2:
+            raise PredictorError(f"an ensemble needs at least two member predictors, found {len(members)}")
+        for member in members:
+            card = load_card(Path(member))  # a clear error now, not when the ensemble is first loaded
+            if card.get("format") == ENSEMBLE_FORMAT:
+                raise PredictorError(f"{member}: is itself an ensemble; list its members instead")
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = [Path(os.path.relpath(Path(m).resolve(), directory.resolve())).as_posix() for m in members]
+        card = {"format": ENSEMBLE_FORMAT, "version": ENSEMBLE_VERSION, "members": paths}
+        (directory / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device | None = None) -> PredictorEnsemble:
+        """Load an ensemble folder and each of its members; fail clearly on a missing or nested member."""
+        from models.predictor import LaunchPredictor, load_card
+
+        directory = Path(directory)
+        card = load_card(directory)
+        if card.get("format") != ENSEMBLE_FORMAT or card.get("version") != ENSEMBLE_VERSION:
+            raise PredictorError(
+                f"{directory / 'card.json'}: format {card.get('format')!r} v{card.get('version')}, "
+                f"expected {ENSEMBLE_FORMAT!r} v{ENSEMBLE_VERSION}"
+            )
+        names = card.get("members")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise PredictorError(f"{directory / 'card.json'}: members: expected a list of predictor folders, found {names!r}")
+        members = []
+        for name in names:
+            path = (directory / name).resolve()
+            if load_card(path, where=f"{directory / 'card.json'}: member {name!r}").get("format") == ENSEMBLE_FORMAT:
+                raise PredictorError(f"{directory / 'card.json'}: member {name!r} is itself an ensemble")
+            members.append(LaunchPredictor.load(path, device=device))
+        return cls(members, card=card)
+
+
+def mean_response(responses: Sequence[MarketResponse]) -> MarketResponse:
+    """The expected response of an equal mixture of markets: mean demand, impressions, uplift and
+    cannibalisation; each share weighted by what it is a share of (first purchases and bundle take by
+    demand, CTR by impressions), so expected first purchases, bundled units and clicks are the means too.
+    Works on floats (one market), NumPy arrays or tensors (a batch)."""
+    n = len(responses)
+    mean = lambda name: sum(getattr(r, name) for r in responses) / n  # noqa: E731
+    demand = [r.demand for r in responses]
+    return MarketResponse(
+        demand=mean("demand"),
+        first_purchase_share=_weighted([r.first_purchase_share for r in responses], demand),
+        impressions=mean("impressions"),
+        ctr=_weighted([r.ctr for r in responses], [r.impressions for r in responses]),
+        bundle_uplift=mean("bundle_uplift"),
+        bundle_take=_weighted([r.bundle_take for r in responses], demand),
+        cannibalisation=mean("cannibalisation"),
+    )
+
+
+def _weighted(values: Sequence[Any], weights: Sequence[Any]) -> Any:
+    """sum(w v) / sum(w), or the plain mean where the weights sum to zero (no demand, no impressions)."""
+    total = sum(weights)
+    weighted = sum(w * v for w, v in zip(weights, values))
+    plain = sum(values) / len(values)
+    if isinstance(total, float | int):
+        return weighted / total if total > 0 else plain
+    where = torch.where if isinstance(total, torch.Tensor) else np.where
+    return where(total > 0, weighted / (total + (total <= 0)), plain)
+
+
+def _combined_identity(identities: Sequence[str]) -> str:
+    return "ens-" + hashlib.sha256("|".join(identities).encode()).hexdigest()[:12]
