@@ -164,7 +164,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_predictors_eval(args: argparse.Namespace) -> int:
-    from models.predictor import DEFAULT_PREDICTOR_DIR, load_predictor
+    from models.predictor import DEFAULT_MARKET_DIR, load_predictor
     from models.predictor_eval import evaluate, plot_report, strip_predictions
     from models.user_logs import read_logs
 
@@ -172,7 +172,7 @@ def cmd_predictors_eval(args: argparse.Namespace) -> int:
     logs = read_logs(args.logs, zero_fill=not args.no_zero_fill)
     report = evaluate(predictor, logs, seed=args.seed)
     png = plot_report(report, logs, args.png or Path(args.json).with_suffix(".png"))
-    result = {"predictor": str(args.predictor or DEFAULT_PREDICTOR_DIR), "identity": predictor.identity, "logs": str(args.logs), **strip_predictions(report)}
+    result = {"predictor": str(args.predictor or DEFAULT_MARKET_DIR), "identity": predictor.identity, "logs": str(args.logs), **strip_predictions(report)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2))
     for split, models in result["splits"].items():
@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outcomes", choices=["sampled", "expected"], default="sampled", help="sampled or noise-free")
     p.add_argument("--csv", help="also write the weekly table of the first episode to this CSV file")
     p.add_argument("--market", choices=["structural", "learned"], default="structural", help="ground truth or the BERT predictor")
-    p.add_argument("--predictor", help="predictor or ensemble folder for --market learned (default: the shipped default predictor)")
+    p.add_argument("--predictor", help="predictor or ensemble folder for --market learned (default: the shipped ensemble, models/default_ensemble)")
     p.add_argument("--device", help="cpu or cuda for the predictor (default: cuda when present)")
     p.set_defaults(func=cmd_simulate)
 
@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("predictors-eval", help="R², deviance and calibration on held-out products vs two baselines")
-    p.add_argument("--predictor", help="a predictor or ensemble folder (default: the shipped default predictor)")
+    p.add_argument("--predictor", help="a predictor or ensemble folder (default: the shipped ensemble, models/default_ensemble)")
     p.add_argument("--logs", required=True)
     p.add_argument("--json", required=True, help="metrics file to write")
     p.add_argument("--png", help="plot file (default: next to --json)")
@@ -399,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algo", default="ppo", help="ppo, a2c, dqn, sac, td3 or maskable_ppo")
     p.add_argument("--steps", type=_positive_int, help="environment steps (default: the algorithm's n_timesteps in agents/hyperparams.yaml)")
     p.add_argument("--market", choices=["learned", "structural"], default="learned", help="the market trained in")
-    p.add_argument("--predictor", help="predictor or ensemble folder for the learned market (default: the shipped default predictor)")
+    p.add_argument("--predictor", help="predictor or ensemble folder for the learned market (default: the shipped ensemble, models/default_ensemble)")
     p.add_argument("--n-envs", type=_positive_int, default=8)
     p.add_argument("--vec-kind", choices=["batched", "dummy"], help="VecEnv kind (default: batched on a GPU or from 64 envs, else SB3's DummyVecEnv)")
     p.add_argument("--seed", type=int, default=0)
@@ -419,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", required=True, help="the evaluation file to write")
     p.add_argument("--product", default="0", help="which product of the scenario to launch (index or name)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--predictor", help="predictor or ensemble folder for the learned market (default: the shipped default predictor)")
+    p.add_argument("--predictor", help="predictor or ensemble folder for the learned market (default: the shipped ensemble, models/default_ensemble)")
     p.add_argument("--no-learned", action="store_true", help="skip the learned market (no sim_to_real_gap)")
     p.add_argument("--device", help="cpu or cuda for the predictor (default: cuda when present)")
     p.add_argument("--report", metavar="DIR", help="also write report.md and trajectories.png into this folder")
@@ -446,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--product", default="0", help="which product of the scenario to launch (index or name)")
     p.add_argument("--markets", nargs="+", choices=["structural", "learned"], default=["structural", "learned"])
-    p.add_argument("--predictor", help="predictor or ensemble folder for the learned market (default: the shipped default predictor)")
+    p.add_argument("--predictor", help="predictor or ensemble folder for the learned market (default: the shipped ensemble, models/default_ensemble)")
     p.add_argument("--device", help="cpu or cuda for the predictor (default: cuda when present)")
     p.add_argument("--outcomes", choices=["sampled", "expected"], default="sampled", help="sampled or noise-free")
     p.add_argument("--out", required=True, help="folder for weekly.csv/.parquet, episodes.csv, summary.json, trajectories.png")

@@ -49,7 +49,7 @@ def evaluate(
     """Run ``policy_spec`` on the same seeds in the structural and the learned market, and the oracle
     and heuristics in the structural market; return a JSON-serialisable summary (see docs/EVALUATION.md).
 
-    ``predictor``: the learned market's response model (default: the shipped predictor, loaded once);
+    ``predictor``: the learned market's response model (default: the shipped ensemble, loaded once);
     ``progress``: called with a short message before each stage.
     """
     s = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
@@ -110,7 +110,7 @@ def evaluate(
 
     if learned:
         if predictor is None:
-            say("loading the default predictor")
+            say("loading the default learned market")
             from models.predictor import load_shared
 
             predictor = load_shared()  # once per process: sweeps evaluate many runs in one worker

@@ -242,7 +242,7 @@ def _scenario_ref(entry: str, base_dir: Path | None) -> str:
 
 def _predictor_ref(entry: str | None, base_dir: Path | None) -> str | None:
     """A predictor (or ensemble) folder as workers load it: relative to the sweep file's folder where it
-    is there, else to the working directory; absolute either way (None: the shipped predictor)."""
+    is there, else to the working directory; absolute either way (None: the shipped learned market)."""
     if entry is None:
         return None
     path = Path(entry)

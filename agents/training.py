@@ -66,7 +66,7 @@ class TrainConfig(BaseModel):
     algo: str = "ppo"
     steps: int | None = Field(None, ge=1)  # None: the algorithm's n_timesteps in the hyperparameters
     market: Literal["learned", "structural"] = "learned"
-    predictor: str | None = None  # a predictor folder; None: the shipped default predictor
+    predictor: str | None = None  # a predictor or ensemble folder; None: the shipped ensemble (models/default_ensemble)
     n_envs: int = Field(8, ge=1)
     seed: int = 0
     out: Path
@@ -546,9 +546,9 @@ def _write_run_folder(run: _Run, predictor: Any) -> None:
     _append(run.dir / "command.txt", _command_line())
     (run.dir / "versions.json").write_text(json.dumps(_versions(), indent=2))
     if predictor is not None:
-        from models.predictor import DEFAULT_PREDICTOR_DIR
+        from models.predictor import DEFAULT_MARKET_DIR
 
-        path = Path(run.config.predictor or DEFAULT_PREDICTOR_DIR).resolve()
+        path = Path(run.config.predictor or DEFAULT_MARKET_DIR).resolve()
         role = "learned market and product traits" if run.config.market == "learned" else "product traits only"
         info = {"path": str(path), "identity": predictor.identity, "default": run.config.predictor is None, "role": role}
         (run.dir / "predictor.json").write_text(json.dumps(info, indent=2))

@@ -161,7 +161,7 @@ def make_market_vec_env(
 
 
 def _default_predictor(device: str | None = None) -> Any:
-    """The shipped predictor, loaded once per process and device."""
+    """The shipped learned market (models/default_ensemble), loaded once per process and device."""
     from models.predictor import load_shared
 
     return load_shared(device=device)

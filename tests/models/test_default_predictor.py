@@ -61,3 +61,19 @@ def test_env_on_the_default_predictor(predictor):
     env.reset(seed=0)
     rewards = [env.step(env.action_space.sample())[1] for _ in range(env.timeline.n_steps)]
     assert np.isfinite(rewards).all()
+
+
+def test_default_learned_market_is_the_ensemble_of_two_fits_of_the_same_logs():
+    from models.ensemble import PredictorEnsemble
+    from models.predictor import DEFAULT_MARKET_DIR, load_predictor
+
+    market = load_predictor(device="cpu")
+    assert isinstance(market, PredictorEnsemble)
+    seed1 = DEFAULT_PREDICTOR_DIR.parent / "default_predictor_seed1"
+    assert [m.card["config"]["seed"] for m in market.members] == [0, 1]
+    assert market.members[0].identity == LaunchPredictor.load(DEFAULT_PREDICTOR_DIR, device="cpu").identity
+    assert market.members[1].identity == LaunchPredictor.load(seed1, device="cpu").identity
+    hashes = {m.card["training_data"]["sha256"] for m in market.members}
+    assert len(hashes) == 1  # two seeds of one fine-tune on the same rows, not two data sets
+    assert sum(f.stat().st_size for f in seed1.rglob("*") if f.is_file()) < 8_000_000
+    assert [p.name for p in DEFAULT_MARKET_DIR.iterdir()] == ["card.json"]
