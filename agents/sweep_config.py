@@ -129,6 +129,7 @@ class TrialSpec:
     eval_episodes: int
     hyperparams: dict[str, Any] = field(default_factory=dict)
     scenario_hash: str = ""
+    predictor_identity: str = ""  # of the learned market or trait source the trial uses ("" if none)
     trial_id: str = ""
 
     @property
@@ -167,10 +168,16 @@ def load_sweep(name_or_path: str | Path) -> tuple[SweepConfig, Path]:
 
 def expand_trials(config: SweepConfig, base_dir: Path | None = None) -> list[TrialSpec]:
     """Every trial of the sweep, in a fixed order, with stable ids; duplicates appear once."""
+    from models.predictor import folder_identity
     from scenarios import load_scenario, scenario_hash
 
     scenarios = {s: _scenario_ref(s, base_dir) for s in config.scenarios}
-    hashes = {s: scenario_hash(load_scenario(ref)) for s, ref in scenarios.items()}
+    loaded = {s: load_scenario(ref) for s, ref in scenarios.items()}
+    hashes = {s: scenario_hash(scenario) for s, scenario in loaded.items()}
+    predictor = _predictor_ref(config.predictor, base_dir)
+    # Trials are keyed by what the predictor is, not where: a changed default market gives new trials.
+    needs = {s: config.market == "learned" or len(scenario.products) > 1 for s, scenario in loaded.items()}
+    identity = folder_identity(predictor) if any(needs.values()) else ""
     trials: dict[str, TrialSpec] = {}
     for scenario in config.scenarios:
         for algorithm in config.algorithms:
@@ -179,9 +186,9 @@ def expand_trials(config: SweepConfig, base_dir: Path | None = None) -> list[Tri
                     for seed in config.seeds:
                         spec = TrialSpec(
                             scenario=scenarios[scenario], algorithm=algorithm, seed=seed, steps=steps,
-                            market=config.market, predictor=_predictor_ref(config.predictor, base_dir), n_envs=config.n_envs,
+                            market=config.market, predictor=predictor, n_envs=config.n_envs,
                             eval_episodes=config.eval_episodes, hyperparams=hyperparams,
-                            scenario_hash=hashes[scenario],
+                            scenario_hash=hashes[scenario], predictor_identity=identity if needs[scenario] else "",
                         )  # fmt: skip
                         trial_id = trial_hash(spec)
                         trials.setdefault(trial_id, TrialSpec(**{**spec.to_dict(), "trial_id": trial_id}))
@@ -205,8 +212,8 @@ def sample_hyperparams(config: SweepConfig, algorithm: str) -> list[dict[str, An
 
 
 def trial_hash(spec: TrialSpec) -> str:
-    """12 hex digits of SHA-256 over the trial's settings and its scenario's content hash."""
-    settings = {k: v for k, v in spec.to_dict().items() if k != "trial_id"}
+    """12 hex digits of SHA-256 over the trial's settings and the content hashes of its scenario and predictor."""
+    settings = {k: v for k, v in spec.to_dict().items() if k not in ("trial_id", "predictor")}  # the identity stands for it
     settings["scenario"] = Path(spec.scenario).stem
     blob = json.dumps(settings, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

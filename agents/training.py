@@ -135,14 +135,14 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     if (run.dir / FINAL_MODEL).exists():
         if (run.dir / EVALUATION_FILE).exists():
             raise TrainingError(f"{run.dir}: the run has finished ({run.steps:,} steps); nothing to resume")
-        predictor = _predictor_for(config, run.scenarios)  # killed while evaluating: evaluate only
+        predictor = _run_predictor(run)  # killed while evaluating: evaluate only
         (run.dir / EVALUATION_FILE).write_text(json.dumps(evaluate_run(run, predictor), indent=2))
         return run.dir
     found = latest_checkpoint(run.dir)
     if found is None:
         raise TrainingError(f"{run.dir}: no checkpoint to resume from (checkpoints/step_*.zip)")
     zip_path, stats_path, step = found
-    predictor = _predictor_for(config, run.scenarios)
+    predictor = _run_predictor(run)
     from stable_baselines3.common.utils import set_random_seed
 
     _set_threads(config)
@@ -187,13 +187,14 @@ def load_trained_policy(
     if run.env["product_features"]:
         from envs.vector import product_traits
 
-        recorded = _run_predictor_identity(run.dir)
-        if predictor is None or getattr(predictor, "identity", None) != recorded:
-            predictor = _load_predictor(run.config.predictor, run.config.device)
-            if recorded and predictor.identity != recorded:
+        info = _run_predictor_info(run.dir)
+        recorded = info.get("traits_identity", info.get("identity"))  # runs before ensembles: one identity
+        if predictor is None or _traits_identity(predictor) != recorded:
+            predictor = _run_predictor(run, strict=False)
+            if recorded and _traits_identity(predictor) != recorded:
                 warnings.warn(
-                    f"{run.dir}: predictor {predictor.identity} differs from the one trained with ({recorded}); "
-                    "product traits may not match what the policy saw",
+                    f"{run.dir}: product traits now come from predictor {_traits_identity(predictor)}, not the one "
+                    f"trained with ({recorded}); they may not match what the policy saw",
                     stacklevel=2,
                 )
         traits = product_traits(scenario, index, predictor)
@@ -495,10 +496,39 @@ def _save_model(model: Any, venv: VecEnv, zip_path: Path, stats_path: Path) -> N
 
 
 def _load_predictor(path: str | None, device: str | None) -> Any:
-    """A predictor folder (default: the shipped one), loaded once per process."""
+    """A predictor or ensemble folder (default: the shipped learned market), loaded once per process."""
     from models.predictor import load_shared
 
     return load_shared(path, device)
+
+
+def _run_predictor(run: _Run, strict: bool = True) -> Any:
+    """The predictor a run was trained with. Its configured folder (None: the default learned market)
+    normally; when that now holds another predictor (the default changed since), the folder the run
+    recorded if it still holds the recorded one; otherwise a TrainingError (``strict``) or the
+    configured one."""
+    predictor = _predictor_for(run.config, run.scenarios)
+    info = _run_predictor_info(run.dir)
+    recorded = info.get("identity")
+    if predictor is None or not recorded or predictor.identity == recorded:
+        return predictor
+    path = Path(info.get("path", ""))
+    if (path / "card.json").exists():
+        candidate = _load_predictor(str(path), run.config.device)
+        if candidate.identity == recorded:
+            return candidate
+    if not strict:
+        return predictor
+    configured = run.config.predictor or "the default learned market"
+    raise TrainingError(
+        f"{run.dir}: trained with predictor {recorded} ({path}); {configured} is now {predictor.identity} and "
+        "that folder no longer holds the recorded one; restore it to continue this run"
+    )
+
+
+def _traits_identity(predictor: Any) -> str:
+    """The identity of the fit that gives product traits (an ensemble's first member)."""
+    return getattr(predictor, "traits_source", predictor).identity
 
 
 def _predictor_for(config: TrainConfig, scenarios: list[Scenario]) -> Any:
@@ -550,7 +580,10 @@ def _write_run_folder(run: _Run, predictor: Any) -> None:
 
         path = Path(run.config.predictor or DEFAULT_MARKET_DIR).resolve()
         role = "learned market and product traits" if run.config.market == "learned" else "product traits only"
-        info = {"path": str(path), "identity": predictor.identity, "default": run.config.predictor is None, "role": role}
+        info = {
+            "path": str(path), "identity": predictor.identity, "traits_identity": _traits_identity(predictor),
+            "default": run.config.predictor is None, "role": role,
+        }  # fmt: skip
         (run.dir / "predictor.json").write_text(json.dumps(info, indent=2))
 
 
@@ -572,9 +605,10 @@ def _open_run(run_dir: str | Path) -> _Run:
     return _Run(run_dir, config, algorithm, document["hyperparams"], int(document["steps"]), scenarios, document["env"])
 
 
-def _run_predictor_identity(run_dir: Path) -> str | None:
+def _run_predictor_info(run_dir: Path) -> dict[str, Any]:
+    """The run's predictor.json: path, identity, traits_identity (runs before ensembles lack it); {} if none."""
     path = run_dir / "predictor.json"
-    return json.loads(path.read_text()).get("identity") if path.exists() else None
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _history(run_dir: Path, event: str, **fields: Any) -> None:

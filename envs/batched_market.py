@@ -42,18 +42,18 @@ from envs.actions import ActionLayout, ActionType
 from envs.launch_market import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES
 from envs.timeline import NEVER, Timeline
 from envs.vector import observation_space, product_traits, union_nvec
+from models.ensemble import mean_response
 from models.outcomes import (
     BUNDLE,
     CLICKS,
     GAMMA,
-    NON_CLICKS,
     NOISE_SLOTS,
+    NON_CLICKS,
     SOLO,
     gamma_multiplier_batch,
     poisson_quantile_batch,
     poisson_quantile_fixed,
 )
-from models.ensemble import mean_response
 from models.response import MarketContext, MarketResponse
 from models.structural_market import StructuralMarket, structural_response
 from scenarios.schema import Scenario

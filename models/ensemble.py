@@ -80,6 +80,8 @@ class PredictorEnsemble:
         directory = Path(directory)
         if len(members) < 2:
             raise PredictorError(f"an ensemble needs at least two member predictors, found {len(members)}")
+        if (directory / "card.json").exists() and load_card(directory).get("format") != ENSEMBLE_FORMAT:
+            raise PredictorError(f"{directory}: holds a predictor; write the ensemble to a folder of its own")
         for member in members:
             card = load_card(Path(member))  # a clear error now, not when the ensemble is first loaded
             if card.get("format") == ENSEMBLE_FORMAT:
@@ -102,23 +104,40 @@ class PredictorEnsemble:
                 f"{directory / 'card.json'}: format {card.get('format')!r} v{card.get('version')}, "
                 f"expected {ENSEMBLE_FORMAT!r} v{ENSEMBLE_VERSION}"
             )
-        names = card.get("members")
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise PredictorError(f"{directory / 'card.json'}: members: expected a list of predictor folders, found {names!r}")
-        members = []
-        for name in names:
-            path = (directory / name).resolve()
-            if load_card(path, where=f"{directory / 'card.json'}: member {name!r}").get("format") == ENSEMBLE_FORMAT:
-                raise PredictorError(f"{directory / 'card.json'}: member {name!r} is itself an ensemble")
-            members.append(LaunchPredictor.load(path, device=device))
-        return cls(members, card=card)
+        return cls([LaunchPredictor.load(path, device=device) for path in member_dirs(directory, card)], card=card)
+
+    @staticmethod
+    def identity_of(directory: str | Path) -> str:
+        """The identity an ensemble folder loads with, from its members' files alone (nothing is loaded)."""
+        from models.predictor import load_card, predictor_identity
+
+        directory = Path(directory)
+        return _combined_identity([predictor_identity(path) for path in member_dirs(directory, load_card(directory))])
+
+
+def member_dirs(directory: Path, card: dict[str, Any]) -> list[Path]:
+    """An ensemble card's member folders, resolved against the ensemble folder; each checked to be a
+    predictor folder and not an ensemble."""
+    from models.predictor import load_card
+
+    names = card.get("members")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise PredictorError(f"{directory / 'card.json'}: members: expected a list of predictor folders, found {names!r}")
+    paths = []
+    for name in names:
+        path = (directory / name).resolve()
+        if load_card(path, where=f"{directory / 'card.json'}: member {name!r}").get("format") == ENSEMBLE_FORMAT:
+            raise PredictorError(f"{directory / 'card.json'}: member {name!r} is itself an ensemble")
+        paths.append(path)
+    return paths
 
 
 def mean_response(responses: Sequence[MarketResponse]) -> MarketResponse:
     """The expected response of an equal mixture of markets: mean demand, impressions, uplift and
     cannibalisation; each share weighted by what it is a share of (first purchases and bundle take by
     demand, CTR by impressions), so expected first purchases, bundled units and clicks are the means too.
-    Works on floats (one market), NumPy arrays or tensors (a batch)."""
+    Cannibalisation is a plain mean, exact while the members share one value (0.2 on every fit that
+    ``run_sim.py finetune`` makes). Works on floats (one market), NumPy arrays or tensors (a batch)."""
     n = len(responses)
     mean = lambda name: sum(getattr(r, name) for r in responses) / n  # noqa: E731
     demand = [r.demand for r in responses]

@@ -281,6 +281,17 @@ def load_shared(directory: str | Path | None = None, device: str | None = None) 
     return _SHARED[key]
 
 
+def folder_identity(directory: str | Path | None = None) -> str:
+    """The identity a predictor or ensemble folder (default: the shipped learned market) loads with,
+    computed from its files without loading any model (what sweeps key their trials by)."""
+    from models.ensemble import ENSEMBLE_FORMAT, PredictorEnsemble
+
+    directory = Path(directory or DEFAULT_MARKET_DIR)
+    if load_card(directory).get("format") == ENSEMBLE_FORMAT:
+        return PredictorEnsemble.identity_of(directory)
+    return predictor_identity(directory)
+
+
 def predictor_identity(directory: str | Path) -> str:
     """A content hash of a predictor folder's weights and card (the embedding-cache key)."""
     digest = hashlib.sha256()

@@ -97,7 +97,14 @@ def test_predictor_path_is_checked_and_made_absolute_for_the_workers(tmp_path):
     (tmp_path / "sweeps" / "ens").mkdir()
     (tmp_path / "sweeps" / "ens" / "card.json").write_text("{}")  # beside the sweep file: taken from there
     config, path = load_sweep(sweep)
-    assert [t.predictor for t in expand_trials(config, path.parent)] == [str((tmp_path / "sweeps" / "ens").resolve())]
+    (trial,) = expand_trials(config, path.parent)
+    assert trial.predictor == str((tmp_path / "sweeps" / "ens").resolve()) and trial.predictor_identity
+    # Trials are keyed by the predictor's content, not its path: the same folder by another path is the
+    # same trial, another predictor is another trial.
+    same = expand_trials(config.model_copy(update={"predictor": trial.predictor}), None)[0]
+    assert same.trial_id == trial.trial_id
+    (tmp_path / "sweeps" / "ens" / "heads.safetensors").write_bytes(b"other weights")
+    assert expand_trials(config, path.parent)[0].trial_id != trial.trial_id
 
 
 def test_distribution_needs_exactly_one_kind():

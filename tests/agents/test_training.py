@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +232,39 @@ def test_multi_scenario_policy_runs_on_a_scenario_it_never_saw(tmp_path, tiny_be
         assert env.action_space.contains(np.asarray(action, dtype=np.int64))
         obs, _, terminated, _, _ = env.step(action)
     assert terminated
+
+
+def test_resume_and_traits_follow_the_recorded_predictor_when_the_configured_folder_changes(tmp_path, tiny_ensemble_dirs):
+    # What happens to runs trained on the default learned market when the default changes: the configured
+    # predictor is now another one (here: the run's config is pointed at the other fit); the folder the
+    # run recorded still holds its own. (Other folder names, not changed files: predictors load once per path.)
+    import shutil
+
+    from agents.training import _open_run, _run_predictor
+
+    fit0, fit1, _ = tiny_ensemble_dirs
+    market = tmp_path / "market"
+    shutil.copytree(fit0, market)
+    run = tmp_path / "run"
+    config = tiny_config(
+        run, scenarios=["food_coffee_bundle", "apparel_sneaker_drop"], market="learned", predictor=str(market), device="cpu",
+        steps=64, evaluation="quick",
+    )  # fmt: skip
+    train(config, progress=False)
+    recorded = json.loads((run / "predictor.json").read_text())
+    assert recorded["identity"] == recorded["traits_identity"]  # a single fit gives its own traits
+    before = load_trained_policy(run, "beauty_serum_flash_sale").traits
+
+    document = yaml.safe_load((run / "config.yml").read_text())
+    document["config"]["predictor"] = str(fit1)
+    (run / "config.yml").write_text(yaml.safe_dump(document, sort_keys=False))
+    assert _run_predictor(_open_run(run)).identity == recorded["identity"]  # the recorded folder, not the configured one
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same traits as trained: no warning
+        np.testing.assert_array_equal(load_trained_policy(run, "beauty_serum_flash_sale").traits, before)
+
+    (run / "predictor.json").write_text(json.dumps({**recorded, "path": str(tmp_path / "gone")}))
+    with pytest.raises(TrainingError, match="that folder no longer holds the recorded one"):
+        _run_predictor(_open_run(run))
+    with pytest.warns(UserWarning, match="product traits now come from predictor"):
+        load_trained_policy(run, "beauty_serum_flash_sale")

@@ -66,8 +66,18 @@ def test_folder_round_trip_and_identity(tiny_ensemble_dirs):
     assert isinstance(load_shared(ens_dir, device="cpu"), PredictorEnsemble)
 
 
-def test_bad_ensembles_fail_clearly(tiny_ensemble_dirs, tmp_path):
+def test_identity_from_the_files_alone_is_the_loaded_identity(tiny_ensemble_dirs):
+    from models.predictor import folder_identity
+
     first, _, ens_dir = tiny_ensemble_dirs
+    assert folder_identity(ens_dir) == load_predictor(ens_dir, device="cpu").identity
+    assert folder_identity(first) == LaunchPredictor.load(first, device="cpu").identity
+
+
+def test_bad_ensembles_fail_clearly(tiny_ensemble_dirs, tmp_path):
+    first, second, ens_dir = tiny_ensemble_dirs
+    with pytest.raises(PredictorError, match="holds a predictor; write the ensemble to a folder of its own"):
+        PredictorEnsemble.write(first, [first, second])  # would overwrite a member's card
     with pytest.raises(PredictorError, match="at least two member predictors, found 1"):
         PredictorEnsemble.write(tmp_path / "one", [first])
     with pytest.raises(PredictorError, match="is itself an ensemble"):
@@ -119,8 +129,8 @@ def test_batched_env_on_an_ensemble_matches_single_envs(tiny_ensemble_dirs):
 
 
 def test_ensemble_market_differs_from_each_member(tiny_ensemble_dirs):
-    """The env really runs the mixture: one episode's profit under the same actions and seed lies between
-    neither member's exactly (a guard against an env that silently uses only the first member)."""
+    """The env really runs the mixture: one episode's expected profit under fixed actions equals neither
+    member's (a guard against an env that silently uses only the first member)."""
     s = load_scenario(SCENARIO_PATHS[0])
     ens = load_predictor(tiny_ensemble_dirs[2], device="cpu")
 
