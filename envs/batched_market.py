@@ -699,7 +699,8 @@ class BatchedMarketVecEnv(VecEnv):
         if self.market == "learned":
             # The heads are torch modules: the context goes in as tensors sharing the arrays' memory.
             ctx_t = MarketContext(**{f.name: x.tensor(getattr(ctx, f.name)) for f in dataclasses.fields(ctx)})
-            responses = [heads.respond(parts, ctx_t, x.tensor(creative), x.tensor(option)) for heads, parts in self._members]
+            creative_t, option_t = x.tensor(creative), x.tensor(option)
+            responses = [heads.respond(parts, ctx_t, creative_t, option_t) for heads, parts in self._members]
             resp = responses[0] if len(responses) == 1 else mean_response(responses)
             return MarketResponse(**{f.name: x.f(x.asarray(getattr(resp, f.name))) for f in dataclasses.fields(resp)})
         tr = self.truth_x

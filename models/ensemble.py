@@ -33,7 +33,7 @@ class PredictorEnsemble:
     tuple of the members' encodings. Product traits in observations come from the first member.
     """
 
-    def __init__(self, members: Sequence[Any], identity: str | None = None, card: dict[str, Any] | None = None):
+    def __init__(self, members: Sequence[Any], card: dict[str, Any] | None = None):
         if len(members) < 2:
             raise PredictorError(f"an ensemble needs at least two member predictors, found {len(members)}")
         devices = {str(m.device) for m in members}
@@ -41,7 +41,7 @@ class PredictorEnsemble:
             raise PredictorError(f"ensemble members are on different devices: {sorted(devices)}")
         self.members = list(members)
         self.device = self.members[0].device
-        self.identity = identity or _combined_identity([m.identity for m in self.members])
+        self.identity = _combined_identity([m.identity for m in self.members])
         self.card = card or {"format": ENSEMBLE_FORMAT, "version": ENSEMBLE_VERSION}
         # The mixture's variance is larger than the mean member's; the mean k keeps each member's noise model.
         self.demand_overdispersion = float(np.mean([m.demand_overdispersion for m in self.members]))
@@ -82,13 +82,10 @@ class PredictorEnsemble:
             raise PredictorError(f"an ensemble needs at least two member predictors, found {len(members)}")
         if (directory / "card.json").exists() and load_card(directory).get("format") != ENSEMBLE_FORMAT:
             raise PredictorError(f"{directory}: holds a predictor; write the ensemble to a folder of its own")
-        for member in members:
-            card = load_card(Path(member))  # a clear error now, not when the ensemble is first loaded
-            if card.get("format") == ENSEMBLE_FORMAT:
-                raise PredictorError(f"{member}: is itself an ensemble; list its members instead")
-        directory.mkdir(parents=True, exist_ok=True)
         paths = [Path(os.path.relpath(Path(m).resolve(), directory.resolve())).as_posix() for m in members]
         card = {"format": ENSEMBLE_FORMAT, "version": ENSEMBLE_VERSION, "members": paths}
+        member_dirs(directory, card)  # a missing or nested member fails now, not when the ensemble is first loaded
+        directory.mkdir(parents=True, exist_ok=True)
         (directory / "card.json").write_text(json.dumps(card, indent=2) + "\n")
         return directory
 
