@@ -21,7 +21,7 @@ from scipy import stats
 from agents.heuristics import HEURISTICS, make_heuristic
 from agents.policy_source import ORACLE, resolve_policy
 from agents.rollout import Policy, episode_summary, run_episode
-from envs.launch_market import LaunchMarketEnv, product_index
+from envs.launch_market import ENV_VERSION, LaunchMarketEnv, product_index
 from scenarios import Scenario, load_scenario
 
 TRAJECTORY_COLUMNS = ["week", "price", "ad_spend", "units_sold", "stock_left", "cumulative_profit"]
@@ -82,6 +82,7 @@ def evaluate(
         "product": index,
         "product_name": s.products[index].name,
         "policy": spec,
+        "env_version": ENV_VERSION,
         "episodes": episodes,
         "seeds": seeds,
         "truth": truth,

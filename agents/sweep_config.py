@@ -212,9 +212,13 @@ def sample_hyperparams(config: SweepConfig, algorithm: str) -> list[dict[str, An
 
 
 def trial_hash(spec: TrialSpec) -> str:
-    """12 hex digits of SHA-256 over the trial's settings and the content hashes of its scenario and predictor."""
+    """12 hex digits of SHA-256 over the trial's settings, the content hashes of its scenario and
+    predictor, and the env's dynamics version (a new version gives new trials, not stale skips)."""
+    from envs.launch_market import ENV_VERSION
+
     settings = {k: v for k, v in spec.to_dict().items() if k not in ("trial_id", "predictor")}  # the identity stands for it
     settings["scenario"] = Path(spec.scenario).stem
+    settings["env_version"] = ENV_VERSION
     blob = json.dumps(settings, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

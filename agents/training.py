@@ -545,12 +545,13 @@ def _predictor_for(config: TrainConfig, scenarios: list[Scenario]) -> Any:
 
 
 def _env_info(kind: str, algorithm: Algorithm, scenarios: list[Scenario], venv: VecEnv) -> dict[str, Any]:
-    from envs.launch_market import OBSERVATION_NAMES
+    from envs.launch_market import ENV_VERSION, OBSERVATION_NAMES
 
     raw = venv.venv if isinstance(venv, VecNormalize) else venv
     shared = getattr(raw, "nvec", None) if algorithm.flatten_actions else getattr(raw.action_space, "nvec", None)
     return {
         "kind": kind,
+        "version": ENV_VERSION,
         "action_type": algorithm.action_type,
         "action_nvec": None if shared is None else [int(n) for n in shared],
         "observation_size": int(venv.observation_space.shape[0]),

@@ -610,8 +610,8 @@ class BatchedMarketVecEnv(VecEnv):
         discount = x.take(a.discount, option)
         creative = d.creative
 
-        # Ads: a share of what is left; adstock carries over.
-        spend = x.minimum(x.maximum(d.share, 0.0), 1.0) * self._budget
+        # Ads: a share of what is left; adstock carries over. Paused when sold out (env v2).
+        spend = x.where(self._stock > 0.0, x.minimum(x.maximum(d.share, 0.0), 1.0) * self._budget, 0.0)
         self._budget = self._budget - spend
         self._adstock = k.decay * self._adstock + spend
 

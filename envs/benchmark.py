@@ -47,7 +47,7 @@ def _run(env: gym.Env, actions: list) -> None:
 def run_benchmarks(n_steps: int = 50_000, repeats: int = 5, progress: Callable[[str], Any] = print) -> dict:
     """Single-env throughput: the launch market on the structural and the learned (default predictor,
     CPU) backends, raw and through ``gym.make``, and CartPole-v1 as a yardstick."""
-    import envs  # noqa: F401  (registers the LaunchSim ids)
+    from envs import ENV_IDS  # importing envs registers the LaunchSim ids
     from envs.launch_market import LaunchMarketEnv
 
     from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
@@ -56,7 +56,7 @@ def run_benchmarks(n_steps: int = 50_000, repeats: int = 5, progress: Callable[[
     cases = {
         "launch_market_structural_raw": lambda: LaunchMarketEnv(DEFAULT_SCENARIO),
         "launch_market_learned_raw": lambda: LaunchMarketEnv(DEFAULT_SCENARIO, response_model=learned),
-        "launch_market_structural_gym_make": lambda: gym.make("LaunchSim/Market-v1", scenario=DEFAULT_SCENARIO),
+        "launch_market_structural_gym_make": lambda: gym.make(ENV_IDS["multidiscrete"], scenario=DEFAULT_SCENARIO),
         "launch_market_structural_box_raw": lambda: LaunchMarketEnv(DEFAULT_SCENARIO, action_type="box"),
         "cartpole_v1_raw": lambda: gym.make("CartPole-v1").unwrapped,
         "cartpole_v1_gym_make": lambda: gym.make("CartPole-v1"),

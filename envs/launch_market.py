@@ -46,6 +46,8 @@ OBSERVATION_NAMES: tuple[str, ...] = (
     "bundles_open",  # share of bundle options whose partner is available now
 )
 OBS_LOW, OBS_HIGH = -1.0, 10.0
+# The dynamics' version: registered ids end in it; runs, evaluations and sweep trials record it.
+ENV_VERSION = 2
 
 
 class LaunchMarketEnv(gym.Env):
@@ -59,7 +61,7 @@ class LaunchMarketEnv(gym.Env):
     two runs with the same seed share their random numbers step by step whatever the levers do.
 
     ## Action space
-    ``MultiDiscrete([2, P, B, A, C])`` (``action_type="multidiscrete"``, id ``LaunchSim/Market-v1``):
+    ``MultiDiscrete([2, P, B, A, C])`` (``action_type="multidiscrete"``, id ``LaunchSim/Market-v2``):
 
     | index | lever    | values                                                                   |
     |-------|----------|--------------------------------------------------------------------------|
@@ -70,13 +72,16 @@ class LaunchMarketEnv(gym.Env):
     | 3     | ad share | ``ads.spend_levels[i]`` of the remaining budget, spent this step          |
     | 4     | creative | which of ``ads.creatives`` the ads show                                   |
 
-    ``Box(-1, 1, (6,))`` (``action_type="box"``, id ``LaunchSim/MarketContinuous-v1``) holds
+    ``Box(-1, 1, (6,))`` (``action_type="box"``, id ``LaunchSim/MarketContinuous-v2``) holds
     launch, price, flash, bundle, ad share and creative as numbers; see ``envs.actions``.
     Invalid choices never crash: a launch before ``launch.earliest_week``, a flash sale outside
     its window or beyond its uses, a bundle whose partner is not yet available, and a price or
     bundle before launch are ignored and listed in ``info["ignored"]``. At the launch deadline an
     unlaunched product is launched (``info["forced_launch"]``). ``action_masks()`` gives the
     valid values for MaskablePPO. Ads may run before launch: they build adstock but sell nothing.
+    Ads do not run while the product is sold out (stock is never replenished): whatever share is
+    chosen, nothing of the budget is spent, as ad platforms pause ads for out-of-stock items
+    (``info["ads_paused"]``).
 
     ## Observation space
     ``Box(-1, 10, (25,), float32)``; the fields are named in ``OBSERVATION_NAMES`` (calendar,
@@ -102,6 +107,8 @@ class LaunchMarketEnv(gym.Env):
     - v1: outcomes sampled by inversion of per-step uniforms drawn at reset (same distributions, except
       a Wilson-Hilferty gamma multiplier for over-dispersed demand and bundle buyers thinned from
       demand), so that the batched VecEnv reproduces single envs and replays share random numbers.
+    - v2: no ad spend while sold out (v1 spent the chosen share of the budget on a product with
+      nothing left to sell; a policy that never met a sell-out in training could waste its budget).
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -257,8 +264,9 @@ class LaunchMarketEnv(gym.Env):
                 ignored.append("price/bundle: product not launched")
         creative = min(max(d.creative, 0), layout.n_creatives - 1)
 
-        # Ads: spend a share of what is left; adstock carries over between steps.
-        spend = min(max(d.ad_share, 0.0), 1.0) * self._budget
+        # Ads: spend a share of what is left; adstock carries over between steps. Paused when sold out.
+        paused = self._stock <= 0.0
+        spend = 0.0 if paused else min(max(d.ad_share, 0.0), 1.0) * self._budget
         self._budget -= spend
         self._adstock = self._decay * self._adstock + spend
 
@@ -325,6 +333,7 @@ class LaunchMarketEnv(gym.Env):
             "bundle_discount": discount,
             "creative": self.scenario.ads.creatives[creative].name,
             "ad_spend": spend,
+            "ads_paused": paused,
             "impressions": out.impressions,
             "clicks": out.clicks,
             "demand": out.demand,

@@ -17,6 +17,7 @@ from envs.launch_market import LaunchMarketEnv
 from errors import PolicyError
 from models.structural_market import StructuralMarket
 from scenarios import load_scenario
+from scenarios.overrides import apply_overrides
 
 
 def closed_form_profit(s, price_ratio: float) -> float:
@@ -200,6 +201,9 @@ def test_replay_of_a_recorded_plan(tmp_path):
     same = replay(s, actions=tmp_path / "plan.csv", versus="bundle_first", episodes=2, markets=["structural"])
     assert same.summary["markets"]["structural"]["profit"]["delta_mean"] == 0.0  # the plan is the heuristic, replayed
     assert same.summary["arms"]["baseline"]["policy"]["spec"] == f"actions:{tmp_path / 'plan.csv'}"
-    doubled = replay(s, actions=tmp_path / "plan.csv", overrides=["ads.budget=*2"], episodes=2, markets=["structural"])
+    # The same shares of a doubled budget spend twice as much, while there is stock to advertise
+    # (ads pause once sold out, env v2): with ten times the stock neither arm sells out.
+    deep = apply_overrides(s, ["products.0.stock=*10"])
+    doubled = replay(deep, actions=tmp_path / "plan.csv", overrides=["ads.budget=*2"], episodes=2, markets=["structural"])
     ad = doubled.summary["markets"]["structural"]["ad_spend"]
-    assert ad["override_mean"] == pytest.approx(2 * ad["baseline_mean"])  # the same shares of a doubled budget
+    assert ad["override_mean"] == pytest.approx(2 * ad["baseline_mean"])

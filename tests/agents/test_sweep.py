@@ -53,6 +53,15 @@ def test_trial_ids_follow_the_settings_and_ignore_unrelated_entries():
     assert not {t.trial_id for t in expand_trials(tiny_config(search={"ppo": {**TINY_PPO, "n_epochs": 2}}))} & base
 
 
+def test_trial_ids_change_with_the_env_dynamics_version(monkeypatch):
+    # A new env version changes what a trial measures: its trials must re-run, not be skipped as done.
+    import envs.launch_market
+
+    base = {t.trial_id for t in expand_trials(tiny_config())}
+    monkeypatch.setattr(envs.launch_market, "ENV_VERSION", envs.launch_market.ENV_VERSION + 1)
+    assert not {t.trial_id for t in expand_trials(tiny_config())} & base
+
+
 def test_search_space_draws_are_seeded_and_inside_their_bounds():
     space = {"lr": {"loguniform": [1e-5, 1e-2]}, "clip": {"uniform": [0.1, 0.3]}, "arch": {"choice": ["small", "large"]}}
     draws = lambda seed: expand_trials(tiny_config(search={"ppo": space}, samples=5, search_seed=seed, seeds=[0]))  # noqa: E731

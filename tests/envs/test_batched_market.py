@@ -16,6 +16,7 @@ from envs import LaunchMarketEnv
 from envs.batched_market import BatchedMarketVecEnv
 from envs.vector import SharedSpaceMarket, make_market_vec_env, market_pairs, product_traits, union_nvec
 from scenarios import load_scenario
+from scenarios.overrides import apply_overrides
 from tests.conftest import SCENARIO_PATHS
 
 
@@ -61,6 +62,20 @@ def test_structural_batch_equals_single_envs_exactly(every_scenario, action_type
     dummy = make_market_vec_env(every_scenario, len(slots), market="structural", seed=11, action_type=action_type, kind="dummy", product_features=False)
     worst_r, worst_o = _lockstep(batched, dummy, steps=110)
     assert worst_r == 0.0 and worst_o == 0.0
+
+
+@pytest.mark.parametrize("action_type", ["multidiscrete", "box"])
+def test_sold_out_markets_pause_ads_as_single_envs_do(action_type):
+    # Small stocks sell out early, so most steps run the v2 rule (no ad spend once sold out).
+    small = [apply_overrides(load_scenario(name), ["products.0.stock=30"]) for name in ("apparel_sneaker_drop", "food_coffee_bundle")]
+    pairs = market_pairs(small)
+    batched = BatchedMarketVecEnv(pairs * 2, market="structural", action_type=action_type, nvec=union_nvec(pairs))
+    batched.seed(5)
+    dummy = make_market_vec_env(small, len(pairs) * 2, market="structural", seed=5, action_type=action_type, kind="dummy", product_features=False)
+    worst_r, worst_o = _lockstep(batched, dummy, steps=40)
+    assert worst_r == 0.0 and worst_o == 0.0
+    step = batched.last_step
+    assert bool(((step["stock_left"] == 0) & (step["ad_spend"] == 0)).any())
 
 
 def test_float32_state_matches_single_envs(every_scenario):

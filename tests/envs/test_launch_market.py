@@ -16,6 +16,7 @@ from envs import ENV_IDS, LaunchMarketEnv
 from envs.actions import Decision
 from errors import ScenarioError
 from scenarios import load_scenario
+from scenarios.overrides import apply_overrides
 
 ACTION_TYPES = ["multidiscrete", "box"]
 
@@ -142,6 +143,25 @@ def test_ads_before_launch_build_adstock_but_sell_nothing():
     obs, reward, _, _, info = env.step(env.layout.encode(Decision(False, 1.0, False, 0, 0.35, 0)))
     assert info["units_sold"] == 0 and info["clicks"] > 0 and reward == pytest.approx(-info["ad_spend"] - info["holding_cost"])
     assert obs[envs.OBSERVATION_NAMES.index("adstock")] > 0
+
+
+def test_ads_pause_once_sold_out():
+    # v2: a product with nothing left to sell spends no ad budget, whatever share the policy picks.
+    scenario = apply_overrides(load_scenario("apparel_sneaker_drop"), ["products.0.stock=40"])
+    env = LaunchMarketEnv(scenario)
+    env.reset(seed=0)
+    full_ads = env.layout.encode(Decision(True, 1.0, False, 0, max(env.layout.spend_levels), 0))
+    budget, stock, paused = scenario.ads.budget, 40.0, 0
+    for _ in range(env.timeline.n_steps):
+        _, _, _, _, info = env.step(full_ads)
+        assert info["ads_paused"] == (stock == 0) and not info["ignored"]  # paused, not an invalid choice
+        if stock == 0:
+            paused += 1
+            assert info["ad_spend"] == 0 and info["budget_left"] == budget and info["units_sold"] == 0
+        else:
+            assert info["ad_spend"] > 0
+        budget, stock = info["budget_left"], info["stock_left"]
+    assert paused >= 3  # the 40 units sell out early in the season
 
 
 def test_expected_outcomes_ignore_the_seed():
