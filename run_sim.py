@@ -181,7 +181,9 @@ def cmd_predictors_eval(args: argparse.Namespace) -> int:
             r2 = m.get("demand_r2", m["demand_r2_vs_observed"])
             ctr = m.get("ctr_r2", m.get("ctr_r2_vs_observed"))
             ctr_text = "    n/a" if ctr is None else f"{ctr:7.4f}"
-            print(f"  {name:<18} demand R² {r2:7.4f}  CTR R² {ctr_text}  deviance explained {m['demand_deviance_explained']:7.4f}")
+            level = m.get("demand_level_log_sd")
+            level_text = "" if level is None else f"  product level log-sd {level:.3f}"
+            print(f"  {name:<18} demand R² {r2:7.4f}  CTR R² {ctr_text}  deviance explained {m['demand_deviance_explained']:7.4f}{level_text}")
     print(f"written to {args.json} and {png}")
     return 0
 
@@ -196,7 +198,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             config = TrainConfig(
                 scenarios=args.scenario, algo=args.algo, steps=args.steps, market=args.market, predictor=args.predictor,
-                n_envs=args.n_envs, seed=args.seed, out=out, checkpoint_every=args.checkpoint_every,
+                n_envs=args.n_envs, seed=args.seed, demand_spread=args.demand_spread, out=out, checkpoint_every=args.checkpoint_every,
                 hyperparams=hyperparams_from_file(args.hyperparams, args.algo) if args.hyperparams else None,
                 eval_episodes=args.eval_episodes, evaluation=args.evaluation, device=args.device, vec_kind=args.vec_kind,
             )  # fmt: skip
@@ -403,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-envs", type=_positive_int, default=8)
     p.add_argument("--vec-kind", choices=["batched", "dummy"], help="VecEnv kind (default: batched on a GPU or from 64 envs, else SB3's DummyVecEnv)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--demand-spread", type=float, default=0.0, metavar="SIGMA", help="domain randomisation: each training episode's demand times exp(N(0, SIGMA^2)) (default 0: none)")
     p.add_argument("--out", help="the run folder (default: runs/ALGO_SCENARIO_seedK)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from its last checkpoint (its own settings apply)")
     p.add_argument("--hyperparams", metavar="FILE.yaml", help="hyperparameters keyed by algorithm, over agents/hyperparams.yaml")

@@ -95,6 +95,7 @@ class SweepConfig(BaseModel):
     predictor: str | None = None
     n_envs: Annotated[int, Field(ge=1)] = 4
     eval_episodes: Annotated[int, Field(ge=1)] = 10
+    demand_spread: Annotated[float, Field(ge=0.0, le=2.0)] = 0.0  # domain randomisation of training demand
     search: dict[str, HyperparamSpace] = {}
     samples: Annotated[int, Field(ge=1)] = 1
     search_seed: int = 0
@@ -128,6 +129,7 @@ class TrialSpec:
     n_envs: int
     eval_episodes: int
     hyperparams: dict[str, Any] = field(default_factory=dict)
+    demand_spread: float = 0.0
     scenario_hash: str = ""
     predictor_identity: str = ""  # of the learned market or trait source the trial uses ("" if none)
     trial_id: str = ""
@@ -187,7 +189,7 @@ def expand_trials(config: SweepConfig, base_dir: Path | None = None) -> list[Tri
                         spec = TrialSpec(
                             scenario=scenarios[scenario], algorithm=algorithm, seed=seed, steps=steps,
                             market=config.market, predictor=predictor, n_envs=config.n_envs,
-                            eval_episodes=config.eval_episodes, hyperparams=hyperparams,
+                            eval_episodes=config.eval_episodes, hyperparams=hyperparams, demand_spread=config.demand_spread,
                             scenario_hash=hashes[scenario], predictor_identity=identity if needs[scenario] else "",
                         )  # fmt: skip
                         trial_id = trial_hash(spec)
@@ -219,6 +221,8 @@ def trial_hash(spec: TrialSpec) -> str:
     settings = {k: v for k, v in spec.to_dict().items() if k not in ("trial_id", "predictor")}  # the identity stands for it
     settings["scenario"] = Path(spec.scenario).stem
     settings["env_version"] = ENV_VERSION
+    if not settings["demand_spread"]:  # trials from before the option keep their ids
+        del settings["demand_spread"]
     blob = json.dumps(settings, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

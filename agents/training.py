@@ -69,6 +69,8 @@ class TrainConfig(BaseModel):
     predictor: str | None = None  # a predictor or ensemble folder; None: the shipped ensemble (models/default_ensemble)
     n_envs: int = Field(8, ge=1)
     seed: int = 0
+    # Domain randomisation: each training episode's expected demand times exp(N(0, spread^2)); 0: none.
+    demand_spread: float = Field(0.0, ge=0.0, le=2.0)
     out: Path
     hyperparams: dict[str, Any] | None = None  # overrides of the shipped block for this algorithm
     checkpoint_every: int | None = Field(None, ge=1)  # None: about 10 checkpoints per run
@@ -432,7 +434,7 @@ def _make_env(
 
     venv = make_market_vec_env(
         scenarios, config.n_envs, market=config.market, predictor=predictor, seed=seed,
-        action_type=algorithm.action_type, kind=kind, device=config.device,
+        action_type=algorithm.action_type, kind=kind, device=config.device, demand_spread=config.demand_spread,
     )  # fmt: skip
     if algorithm.flatten_actions:
         venv = FlattenedActions(venv)

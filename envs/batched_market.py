@@ -39,7 +39,7 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 
 from envs.actions import ActionLayout, ActionType
-from envs.launch_market import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES
+from envs.launch_market import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES, demand_scale_generator, draw_demand_scales
 from envs.timeline import NEVER, Timeline
 from envs.vector import observation_space, product_traits, union_nvec
 from models.ensemble import mean_response
@@ -90,11 +90,15 @@ class BatchedMarketVecEnv(VecEnv):
         record_impressions: bool = False,
         noise_episodes: int | None = None,
         cuda_graph: bool | None = None,
+        demand_spread: float = 0.0,
     ):
         if market == "learned" and predictor is None:
             raise ValueError("market='learned' needs a predictor")
         if outcomes not in ("sampled", "expected"):
             raise ValueError(f"outcomes must be 'sampled' or 'expected', found {outcomes!r}")
+        if not (math.isfinite(demand_spread) and demand_spread >= 0.0):
+            raise ValueError(f"demand_spread must be a finite number >= 0, found {demand_spread!r}")
+        self.demand_spread = float(demand_spread)
         self.market, self.outcomes, self.action_type = market, outcomes, action_type
         # Impressions reach neither the observation nor the reward; drawing them is optional.
         self.record_impressions = record_impressions
@@ -137,6 +141,9 @@ class BatchedMarketVecEnv(VecEnv):
         self.noise_episodes = noise_episodes or max(1, min(64, budget // (n * self.t_max * NOISE_SLOTS)))
         self._noise = torch.zeros(n, self.noise_episodes * self.t_max, NOISE_SLOTS, dtype=self.dtype, device=self.device)
         self._noise_np = self._noise.numpy() if self.device.type == "cpu" and self.dtype == torch.float64 else None
+        # Per-episode demand multipliers (demand_spread > 0), drawn with the uniforms, block by block.
+        self._scale_generators: list[np.random.Generator | None] = [None] * n
+        self._scales = torch.ones(n, self.noise_episodes, dtype=self.dtype, device=self.device)
         self._actions: np.ndarray | None = None
         self._arrays()
         self._episode_in_block = self.x.zeros(n, "long")
@@ -187,6 +194,8 @@ class BatchedMarketVecEnv(VecEnv):
         # float32, the observation's dtype: a column written from a state array rounds as the final cast did.
         self._obs_buffer = x.asarray(torch.zeros(n, len(OBSERVATION_NAMES), dtype=torch.float32, device=self.device))
         self._noise_x = arr(self._noise.view(-1, NOISE_SLOTS))
+        self._scales_x = arr(self._scales.view(-1))
+        self._scale_row = arr(torch.arange(n, device=self.device) * self.noise_episodes)
         self._noise_row = arr(torch.arange(n, device=self.device) * self._noise.shape[1])
         self._overdispersion_x = arr(self.overdispersion)
         self._traits_x = arr(self._traits) if self._traits is not None else None
@@ -339,6 +348,8 @@ class BatchedMarketVecEnv(VecEnv):
             seed = self._seeds[i]
             if seed is not None or self._generators[i] is None:
                 self._generators[i], _ = seeding.np_random(seed)
+                if self.demand_spread > 0.0:
+                    self._scale_generators[i] = demand_scale_generator(self._generators[i])
         self._seeds = [None] * self.num_envs
         self._state_reset(self.x.full(self.num_envs, True))
         self._draw_noise(range(self.num_envs))
@@ -547,6 +558,9 @@ class BatchedMarketVecEnv(VecEnv):
         in which a single env's resets would draw them."""
         n_steps, k = self._n_steps, self.noise_episodes
         indices = [int(i) for i in indices]
+        if self.demand_spread > 0.0:
+            block = np.stack([draw_demand_scales(self._scale_generators[i], self.demand_spread, k) for i in indices])
+            self._scales[torch.as_tensor(indices, device=self.device)] = torch.as_tensor(block, dtype=self.dtype).to(self.device)
         if self._noise_np is not None:  # straight into the tensor's memory
             for i in indices:
                 self._generators[i].random(out=self._noise_np[i, : k * n_steps[i]])
@@ -626,6 +640,8 @@ class BatchedMarketVecEnv(VecEnv):
         resp = self._respond(ctx, creative, option)
         take = x.where(active, resp.bundle_take, 0.0)
         mu_demand, imp, ctr = resp.demand, resp.impressions, resp.ctr
+        if self.demand_spread > 0.0:
+            mu_demand = mu_demand * self._scales_x[self._scale_row + self._episode_in_block]
         if self.outcomes == "sampled":
             u = self._noise_x[self._noise_row + self._episode_in_block * k.n_i + t]
             mu = x.maximum(mu_demand, 0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +49,7 @@ OBSERVATION_NAMES: tuple[str, ...] = (
 OBS_LOW, OBS_HIGH = -1.0, 10.0
 # The dynamics' version: registered ids end in it; runs, evaluations and sweep trials record it.
 ENV_VERSION = 2
+_SCALE_KEY = 0x5CA1E  # the spawn key of the demand-multiplier generator
 
 
 class LaunchMarketEnv(gym.Env):
@@ -121,6 +123,7 @@ class LaunchMarketEnv(gym.Env):
         action_type: ActionType = "multidiscrete",
         outcomes: Literal["sampled", "expected"] = "sampled",
         render_mode: str | None = None,
+        demand_spread: float = 0.0,
     ):
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         s = self.scenario
@@ -128,6 +131,9 @@ class LaunchMarketEnv(gym.Env):
         self.product = s.products[self.product_index]
         if outcomes not in ("sampled", "expected"):
             raise ValueError(f"outcomes must be 'sampled' or 'expected', found {outcomes!r}")
+        if not (math.isfinite(demand_spread) and demand_spread >= 0.0):
+            raise ValueError(f"demand_spread must be a finite number >= 0, found {demand_spread!r}")
+        self.demand_spread = float(demand_spread)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, found {render_mode!r}")
         self.outcomes = outcomes
@@ -161,14 +167,20 @@ class LaunchMarketEnv(gym.Env):
         self._log_stock = math.log1p(max(self._stock0, 1.0))
         self._market_estimate = float(self.product.market_estimate or 0.0)
         self._noise: np.ndarray | None = None
+        self._scale_rng: np.random.Generator | None = None
+        self._demand_scale = 1.0
         self._state_reset()
 
     # ------------------------------------------------------------------ Gymnasium API
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        if self.demand_spread > 0.0 and (seed is not None or self._scale_rng is None):
+            self._scale_rng = demand_scale_generator(self.np_random)
         self._state_reset()
         self._noise = draw_noise(self.np_random, self._n)  # this episode's uniforms, one row per step
+        if self.demand_spread > 0.0:
+            self._demand_scale = float(draw_demand_scales(self._scale_rng, self.demand_spread, 1)[0])
         return self._observe(), {"week": 0, "ignored": []}
 
     def step(self, action):
@@ -287,6 +299,8 @@ class LaunchMarketEnv(gym.Env):
             market_estimate=self._market_estimate,
         )
         resp = self.market.expected(self._product_enc, self._creative_enc[creative], partner, ctx)
+        if self._demand_scale != 1.0:
+            resp = dataclasses.replace(resp, demand=resp.demand * self._demand_scale)
         self.last_context, self.last_response = ctx, resp  # read by the log generator
         take = float(resp.bundle_take) if bundle_option is not None else 0.0
         if self.outcomes == "sampled":
@@ -392,6 +406,19 @@ class LaunchMarketEnv(gym.Env):
             _share_open(tl, self.layout.bundle_options, tc),
         ]
         return np.clip(np.array(obs, dtype=np.float32), OBS_LOW, OBS_HIGH)
+
+
+def demand_scale_generator(np_random: np.random.Generator) -> np.random.Generator:
+    """The generator of an env's per-episode demand multipliers: a child of its seed, so drawing them
+    leaves ``np_random``'s stream (the outcome uniforms) as it is without a spread."""
+    seq = np_random.bit_generator.seed_seq
+    return np.random.default_rng(np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, _SCALE_KEY)))
+
+
+def draw_demand_scales(rng: np.random.Generator, spread: float, episodes: int) -> np.ndarray:
+    """The next episodes' multipliers of expected demand, exp(N(0, spread^2)) each (domain
+    randomisation); one array call whatever the count, so single and batched envs agree bit for bit."""
+    return np.exp(spread * rng.standard_normal(episodes))
 
 
 def bundled_units(sold: float, demand: float, bundle_demand: float, whole: bool) -> float:

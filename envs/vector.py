@@ -119,8 +119,12 @@ def make_market_vec_env(
     kind: Literal["batched", "dummy"] = "batched",
     product_features: bool | None = None,
     device: str | None = None,
+    demand_spread: float = 0.0,
 ) -> VecEnv:
-    """``n_envs`` markets (assigned round-robin over the (scenario, product) pairs) as one SB3 VecEnv."""
+    """``n_envs`` markets (assigned round-robin over the (scenario, product) pairs) as one SB3 VecEnv.
+
+    ``demand_spread`` > 0 multiplies each episode's expected demand by exp(N(0, spread^2)), so that a
+    policy trained on it meets demand levels around the market's own (domain randomisation)."""
     if n_envs < 1:
         raise ValueError(f"n_envs must be at least 1, found {n_envs}")
     if market not in ("learned", "structural"):
@@ -138,7 +142,7 @@ def make_market_vec_env(
 
         venv: VecEnv = BatchedMarketVecEnv(
             slots, market=market, predictor=predictor, action_type=action_type, product_features=product_features,
-            device=device, nvec=union_nvec(pairs),
+            device=device, nvec=union_nvec(pairs), demand_spread=demand_spread,
         )  # fmt: skip
     else:
         nvec = union_nvec(pairs) if action_type == "multidiscrete" else None
@@ -150,7 +154,9 @@ def make_market_vec_env(
         def factory(pair: tuple[Scenario, int]):
             def make() -> gym.Env:
                 response = predictor if market == "learned" else None
-                env = LaunchMarketEnv(pair[0], product=pair[1], response_model=response, action_type=action_type)
+                env = LaunchMarketEnv(
+                    pair[0], product=pair[1], response_model=response, action_type=action_type, demand_spread=demand_spread
+                )
                 return Monitor(SharedSpaceMarket(env, nvec, traits.get((id(pair[0]), pair[1]))))
 
             return make

@@ -135,6 +135,7 @@ def _metrics(df: pd.DataFrame, pred: dict[str, np.ndarray]) -> dict[str, Any]:
     }
     if "expected_demand" in df:
         out["demand_r2"] = r2(df["expected_demand"].to_numpy()[launched], mu)
+    out["demand_level_log_sd"] = demand_level_log_sd(df[launched], mu)
     if "ctr" in pred and "impressions" in df:
         m = df["impressions"].to_numpy() > 0
         if "expected_ctr" in df:
@@ -142,6 +143,17 @@ def _metrics(df: pd.DataFrame, pred: dict[str, np.ndarray]) -> dict[str, Any]:
         if "clicks" in df:
             out["ctr_r2_vs_observed"] = r2((df["clicks"] / df["impressions"]).to_numpy()[m], pred["ctr"][m])
     return out
+
+
+def demand_level_log_sd(df: pd.DataFrame, mu: np.ndarray) -> float | None:
+    """How far off a product's demand level is: the standard deviation over products of
+    log(true / predicted demand summed over the product's rows), true = the expected demand where
+    the logs have it, else the units sold. It sizes training's ``--demand-spread``."""
+    truth = df["expected_demand"] if "expected_demand" in df else df["units"]
+    sums = pd.DataFrame({"product": df["product_id"].to_numpy(), "truth": truth.to_numpy(), "pred": mu})
+    sums = sums.groupby("product")[["truth", "pred"]].sum()
+    sums = sums[(sums["truth"] > 0) & (sums["pred"] > 0)]
+    return float(np.log(sums["truth"] / sums["pred"]).std()) if len(sums) > 1 else None
 
 
 def strip_predictions(report: dict[str, Any]) -> dict[str, Any]:

@@ -62,6 +62,13 @@ def test_trial_ids_change_with_the_env_dynamics_version(monkeypatch):
     assert not {t.trial_id for t in expand_trials(tiny_config())} & base
 
 
+def test_demand_spread_enters_trial_ids_only_when_set():
+    base = {t.trial_id for t in expand_trials(tiny_config())}
+    assert {t.trial_id for t in expand_trials(tiny_config(demand_spread=0.0))} == base
+    spread = expand_trials(tiny_config(demand_spread=0.3))
+    assert not {t.trial_id for t in spread} & base and {t.demand_spread for t in spread} == {0.3}
+
+
 def test_search_space_draws_are_seeded_and_inside_their_bounds():
     space = {"lr": {"loguniform": [1e-5, 1e-2]}, "clip": {"uniform": [0.1, 0.3]}, "arch": {"choice": ["small", "large"]}}
     draws = lambda seed: expand_trials(tiny_config(search={"ppo": space}, samples=5, search_seed=seed, seeds=[0]))  # noqa: E731

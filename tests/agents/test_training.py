@@ -34,7 +34,7 @@ from agents.training import (
     resume,
     train,
 )
-from envs.launch_market import LaunchMarketEnv
+from envs.launch_market import ENV_VERSION, LaunchMarketEnv
 from errors import TrainingError
 from scenarios import list_scenarios, load_scenario
 
@@ -176,7 +176,7 @@ def test_resume_continues_from_the_last_checkpoint_after_a_kill(tmp_path):
     command = [
         sys.executable, str(ROOT / "run_sim.py"), "train", "--scenario", "food_coffee_bundle", "--market", "structural",
         "--steps", str(steps), "--n-envs", "2", "--seed", "1", "--checkpoint-every", "128", "--hyperparams", str(hp),
-        "--eval-episodes", "2", "--evaluation", "quick", "--out", str(run),
+        "--eval-episodes", "2", "--evaluation", "quick", "--demand-spread", "0.3", "--out", str(run),
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
@@ -202,6 +202,8 @@ def test_resume_continues_from_the_last_checkpoint_after_a_kill(tmp_path):
     finish = events[-1]
     assert finish["event"] == "finish" and finish["steps"] == -(-steps // rollout) * rollout  # as an unbroken run
     assert len((run / "command.txt").read_text().splitlines()) == 2
+    document = yaml.safe_load((run / "config.yml").read_text())  # the resumed run read its settings back
+    assert document["config"]["demand_spread"] == 0.3 and document["env"]["version"] == ENV_VERSION
 
 
 def test_multi_scenario_policy_runs_on_a_scenario_it_never_saw(tmp_path, tiny_bert, tiny_logs):

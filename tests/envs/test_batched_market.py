@@ -78,6 +78,23 @@ def test_sold_out_markets_pause_ads_as_single_envs_do(action_type):
     assert bool(((step["stock_left"] == 0) & (step["ad_spend"] == 0)).any())
 
 
+def test_demand_spread_draws_the_same_multipliers_as_single_envs(every_scenario):
+    # Domain randomisation: each episode's demand multiplier comes from a child of the market's seed,
+    # block by block in the batch (two episodes a block: refills mid-run) and one per reset in a single env.
+    pairs = market_pairs(every_scenario)
+    batched = BatchedMarketVecEnv(pairs, market="structural", nvec=union_nvec(pairs), noise_episodes=2, demand_spread=0.5)
+    batched.seed(7)
+    dummy = make_market_vec_env(every_scenario, len(pairs), market="structural", seed=7, kind="dummy", product_features=False, demand_spread=0.5)
+    assert _lockstep(batched, dummy, steps=110) == (0.0, 0.0)
+
+
+def test_learned_batch_with_demand_spread_matches_single_envs(every_scenario, tiny_predictor):
+    kw = dict(market="learned", predictor=tiny_predictor, seed=3, product_features=False, device="cpu", demand_spread=0.3)
+    n = len(market_pairs(every_scenario))
+    worst_r, worst_o = _lockstep(make_market_vec_env(every_scenario, n, kind="batched", **kw), make_market_vec_env(every_scenario, n, kind="dummy", **kw), steps=60)
+    assert worst_r < 1e-5 and worst_o < 1e-4
+
+
 def test_float32_state_matches_single_envs(every_scenario):
     # The dtype a GPU runs in (float32 state, uniforms copied from the host), here on the CPU: a count
     # can differ by one unit when a float32 expectation sits on a quantile boundary, rarely.

@@ -164,6 +164,33 @@ def test_ads_pause_once_sold_out():
     assert paused >= 3  # the 40 units sell out early in the season
 
 
+def test_demand_spread_scales_each_episodes_expected_demand():
+    # Each episode's expected demand is the market's times one multiplier, exp(N(0, spread^2)) (the first
+    # step shows it; later steps also differ through adoption); the outcome uniforms are unchanged.
+    plain = LaunchMarketEnv("food_coffee_bundle")
+    spread = LaunchMarketEnv("food_coffee_bundle", demand_spread=0.4)
+    act = plain.layout.encode(Decision(True, 1.0, False, 0, 0.1, 0))
+    multipliers = []
+    for episode in range(40):
+        seed = 5 if episode == 0 else None
+        plain.reset(seed=seed), spread.reset(seed=seed)
+        np.testing.assert_array_equal(plain._noise, spread._noise)
+        multipliers.append(spread.step(act)[4]["expected_demand"] / plain.step(act)[4]["expected_demand"])
+    logs = np.log(multipliers)
+    assert len(set(multipliers)) == 40 and abs(logs.mean()) < 0.15 and 0.3 < logs.std() < 0.5
+    again = LaunchMarketEnv("food_coffee_bundle", demand_spread=0.4)
+    again.reset(seed=5)
+    assert again.step(act)[4]["expected_demand"] / plain_first_demand(act) == pytest.approx(multipliers[0])
+    with pytest.raises(ValueError, match="demand_spread must be a finite number >= 0"):
+        LaunchMarketEnv("food_coffee_bundle", demand_spread=-0.1)
+
+
+def plain_first_demand(action) -> float:
+    env = LaunchMarketEnv("food_coffee_bundle")
+    env.reset(seed=5)
+    return env.step(action)[4]["expected_demand"]
+
+
 def test_expected_outcomes_ignore_the_seed():
     a = LaunchMarketEnv("food_coffee_bundle", outcomes="expected")
     a.reset(seed=1)

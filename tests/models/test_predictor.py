@@ -149,8 +149,20 @@ def test_evaluation_report_and_plot(tiny_predictor, tiny_logs, tmp_path):
     for split in report["splits"].values():
         assert {"predictor", "numeric_only_gbm", "tfidf_gbm"} <= set(split)
         assert len(split["predictor"]["demand_calibration"]) == 10 and "demand_r2" in split["predictor"] and "ctr_r2" in split["predictor"]
+        assert split["predictor"]["demand_level_log_sd"] > 0
     json.dumps(strip_predictions(report))
     assert plot_report(report, tiny_logs, tmp_path / "eval.png").stat().st_size > 10_000
+
+
+def test_demand_level_error_is_the_spread_of_per_product_log_ratios():
+    from models.predictor_eval import demand_level_log_sd
+
+    # Two products, predicted at half and at twice their true level: log ratios +-log 2.
+    df = pd.DataFrame({"product_id": ["a", "a", "b", "b"], "expected_demand": [10.0, 30.0, 8.0, 2.0], "units": [0, 0, 0, 0]})
+    mu = np.array([5.0, 15.0, 16.0, 4.0])
+    assert demand_level_log_sd(df, mu) == pytest.approx(np.std([np.log(2), -np.log(2)], ddof=1))
+    assert demand_level_log_sd(df, mu * 3.0) == pytest.approx(demand_level_log_sd(df, mu))  # a common bias is not spread
+    assert demand_level_log_sd(df.drop(columns="expected_demand").assign(units=[10, 30, 8, 2]), mu) == pytest.approx(np.log(4) / np.sqrt(2))
 
 
 def test_single_market_fast_path_matches_the_batch_path(tiny_predictor):
