@@ -405,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-envs", type=_positive_int, default=8)
     p.add_argument("--vec-kind", choices=["batched", "dummy"], help="VecEnv kind (default: batched on a GPU or from 64 envs, else SB3's DummyVecEnv)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--demand-spread", type=float, default=0.0, metavar="SIGMA", help="domain randomisation: each training episode's demand times exp(N(0, SIGMA^2)) (default 0: none)")
+    p.add_argument("--demand-spread", type=float, metavar="SIGMA", help="domain randomisation: each training episode's demand times exp(N(0, SIGMA^2)) (default: 0.34, the shipped market's demand-level error, in the learned market; 0 in the structural; 0 turns it off)")
     p.add_argument("--out", help="the run folder (default: runs/ALGO_SCENARIO_seedK)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from its last checkpoint (its own settings apply)")
     p.add_argument("--hyperparams", metavar="FILE.yaml", help="hyperparameters keyed by algorithm, over agents/hyperparams.yaml")

@@ -95,7 +95,7 @@ class SweepConfig(BaseModel):
     predictor: str | None = None
     n_envs: Annotated[int, Field(ge=1)] = 4
     eval_episodes: Annotated[int, Field(ge=1)] = 10
-    demand_spread: Annotated[float, Field(ge=0.0, le=2.0)] = 0.0  # domain randomisation of training demand
+    demand_spread: Annotated[float, Field(ge=0.0, le=2.0)] | None = None  # domain randomisation; None: train's default
     search: dict[str, HyperparamSpace] = {}
     samples: Annotated[int, Field(ge=1)] = 1
     search_seed: int = 0
@@ -170,6 +170,7 @@ def load_sweep(name_or_path: str | Path) -> tuple[SweepConfig, Path]:
 
 def expand_trials(config: SweepConfig, base_dir: Path | None = None) -> list[TrialSpec]:
     """Every trial of the sweep, in a fixed order, with stable ids; duplicates appear once."""
+    from agents.training import default_demand_spread
     from models.predictor import folder_identity
     from scenarios import load_scenario, scenario_hash
 
@@ -180,6 +181,7 @@ def expand_trials(config: SweepConfig, base_dir: Path | None = None) -> list[Tri
     # Trials are keyed by what the predictor is, not where: a changed default market gives new trials.
     needs = {s: config.market == "learned" or len(scenario.products) > 1 for s, scenario in loaded.items()}
     identity = folder_identity(predictor) if any(needs.values()) else ""
+    spread = config.demand_spread if config.demand_spread is not None else default_demand_spread(config.market)
     trials: dict[str, TrialSpec] = {}
     for scenario in config.scenarios:
         for algorithm in config.algorithms:
@@ -189,7 +191,7 @@ def expand_trials(config: SweepConfig, base_dir: Path | None = None) -> list[Tri
                         spec = TrialSpec(
                             scenario=scenarios[scenario], algorithm=algorithm, seed=seed, steps=steps,
                             market=config.market, predictor=predictor, n_envs=config.n_envs,
-                            eval_episodes=config.eval_episodes, hyperparams=hyperparams, demand_spread=config.demand_spread,
+                            eval_episodes=config.eval_episodes, hyperparams=hyperparams, demand_spread=spread,
                             scenario_hash=hashes[scenario], predictor_identity=identity if needs[scenario] else "",
                         )  # fmt: skip
                         trial_id = trial_hash(spec)

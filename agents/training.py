@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
@@ -70,7 +70,8 @@ class TrainConfig(BaseModel):
     n_envs: int = Field(8, ge=1)
     seed: int = 0
     # Domain randomisation: each training episode's expected demand times exp(N(0, spread^2)); 0: none.
-    demand_spread: float = Field(0.0, ge=0.0, le=2.0)
+    # None: the shipped market's per-product demand-level error in the learned market, 0 in the structural.
+    demand_spread: float | None = Field(None, ge=0.0, le=2.0)
     out: Path
     hyperparams: dict[str, Any] | None = None  # overrides of the shipped block for this algorithm
     checkpoint_every: int | None = Field(None, ge=1)  # None: about 10 checkpoints per run
@@ -80,6 +81,19 @@ class TrainConfig(BaseModel):
     vec_kind: Literal["batched", "dummy"] | None = None  # None: batched on a GPU or from 64 envs, else SB3's DummyVecEnv
     device: str | None = None  # the predictor's device (cuda when present); the agent runs on the CPU
     torch_threads: int | None = Field(1, ge=1)  # small networks train fastest on one thread; None: torch's default
+
+    @model_validator(mode="after")
+    def _resolve_demand_spread(self) -> TrainConfig:
+        if self.demand_spread is None:
+            self.demand_spread = default_demand_spread(self.market)
+        return self
+
+
+def default_demand_spread(market: str) -> float:
+    """The training default: randomise the learned market's demand level by its measured error; the structural market is the truth."""
+    from models.predictor import DEFAULT_MARKET_DEMAND_SPREAD
+
+    return DEFAULT_MARKET_DEMAND_SPREAD if market == "learned" else 0.0
 
 
 @dataclass
@@ -597,6 +611,7 @@ def _open_run(run_dir: str | Path) -> _Run:
         raise TrainingError(f"{run_dir}: not a training run folder (no {CONFIG_FILE})")
     try:
         document = yaml.safe_load(path.read_text())
+        document["config"].setdefault("demand_spread", 0.0)  # runs from before the option trained without it
         config = TrainConfig.model_validate(document["config"])
         scenarios = [
             scenario_from_dict(yaml.safe_load((run_dir / f).read_text()), source=str(run_dir / f))

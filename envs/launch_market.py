@@ -98,9 +98,15 @@ class LaunchMarketEnv(gym.Env):
     ## Episode end
     Terminates after ``scenario.n_steps`` steps (time is in the observation); never truncates.
 
+    ## Domain randomisation
+    ``demand_spread=sigma`` (default 0: off) multiplies each episode's expected demand by one draw
+    of exp(N(0, sigma^2)), from a generator that is a child of the env's seed (the outcome uniforms
+    stay those of ``sigma=0``). Training uses it so that a policy meets demand levels around the
+    learned market's own (``train --demand-spread``); evaluation never does.
+
     ## Example
     >>> import gymnasium as gym, envs
-    >>> env = gym.make("LaunchSim/Market-v1", scenario="food_coffee_bundle")
+    >>> env = gym.make("LaunchSim/Market-v2", scenario="food_coffee_bundle")
     >>> obs, info = env.reset(seed=0)
     >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
 

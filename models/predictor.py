@@ -40,6 +40,10 @@ DEFAULT_PREDICTOR_DIR = Path(__file__).resolve().parent / "default_predictor"  #
 # The shipped learned market, what every command uses without --predictor: an ensemble of that fit and a
 # second fit of the same logs (seed 1); docs/EVALUATION.md, "Training in an ensemble of fits".
 DEFAULT_MARKET_DIR = Path(__file__).resolve().parent / "default_ensemble"
+# How far off that market reads a new product's demand level: the standard deviation over held-out
+# products of log(true / predicted demand) (predictors-eval's demand_level_log_sd, 0.335). Training in
+# the learned market randomises demand by this much by default (docs/EVALUATION.md, "Domain randomisation").
+DEFAULT_MARKET_DEMAND_SPREAD = 0.34
 
 
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:

@@ -46,6 +46,17 @@ def test_example_sweep_loads_and_expands_to_a_stable_trial_list():
     assert len({json.dumps(h, sort_keys=True) for h in ppo}) == 2  # two samples, shared by seeds and scenarios
 
 
+@pytest.mark.parametrize("path", sorted(SWEEP_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_sweep_loads_and_expands(path):
+    config, found = load_sweep(path)
+    trials = expand_trials(config, found.parent)
+    assert trials and len({t.trial_id for t in trials}) == len(trials)
+    from agents.training import default_demand_spread
+
+    spread = default_demand_spread(config.market) if config.demand_spread is None else config.demand_spread
+    assert all(t.demand_spread == spread for t in trials)
+
+
 def test_trial_ids_follow_the_settings_and_ignore_unrelated_entries():
     base = {t.trial_id for t in expand_trials(tiny_config())}
     assert {t.trial_id for t in expand_trials(tiny_config(scenarios=["apparel_sneaker_drop", "beauty_gift_set_holiday_bundle", "home_cookware_line"]))} > base
@@ -62,11 +73,13 @@ def test_trial_ids_change_with_the_env_dynamics_version(monkeypatch):
     assert not {t.trial_id for t in expand_trials(tiny_config())} & base
 
 
-def test_demand_spread_enters_trial_ids_only_when_set():
-    base = {t.trial_id for t in expand_trials(tiny_config())}
-    assert {t.trial_id for t in expand_trials(tiny_config(demand_spread=0.0))} == base
+def test_demand_spread_enters_trial_ids_unless_zero_and_defaults_as_train_does():
+    off = {t.trial_id for t in expand_trials(tiny_config(demand_spread=0.0))}
     spread = expand_trials(tiny_config(demand_spread=0.3))
-    assert not {t.trial_id for t in spread} & base and {t.demand_spread for t in spread} == {0.3}
+    assert not {t.trial_id for t in spread} & off and {t.demand_spread for t in spread} == {0.3}
+    # Unset, a learned-market sweep trains with train's default; a structural one without randomising.
+    assert {t.demand_spread for t in expand_trials(tiny_config(market="learned"))} == {0.34}
+    assert {t.trial_id for t in expand_trials(tiny_config(market="structural"))} == off
 
 
 def test_search_space_draws_are_seeded_and_inside_their_bounds():

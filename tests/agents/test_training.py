@@ -157,6 +157,24 @@ def test_same_seed_gives_the_same_run(tmp_path):
     assert any(not np.array_equal(pa[k].numpy(), pc[k].numpy()) for k in pa)
 
 
+def test_demand_spread_defaults_to_the_learned_markets_level_error_and_old_runs_keep_none(tmp_path):
+    from agents.training import _open_run
+    from models.predictor import DEFAULT_MARKET_DEMAND_SPREAD
+
+    assert TrainConfig(out=tmp_path).demand_spread == DEFAULT_MARKET_DEMAND_SPREAD == 0.34
+    assert TrainConfig(out=tmp_path, market="structural").demand_spread == 0.0  # the truth needs no randomising
+    assert TrainConfig(out=tmp_path, demand_spread=0).demand_spread == 0.0
+    with pytest.raises(ValueError, match="demand_spread"):
+        TrainConfig(out=tmp_path, demand_spread=-0.1)
+    run = train(tiny_config(tmp_path / "run"), progress=False)
+    document = yaml.safe_load((run / "config.yml").read_text())
+    assert document["config"]["demand_spread"] == 0.0  # structural: resolved and recorded
+    del document["config"]["demand_spread"]  # a learned-market run folder from before the option
+    document["config"]["market"] = "learned"
+    (run / "config.yml").write_text(yaml.safe_dump(document))
+    assert _open_run(run).config.demand_spread == 0.0  # it trained without randomisation; resume must too
+
+
 def test_run_folder_is_not_overwritten_and_resume_needs_a_run(tmp_path):
     run = train(tiny_config(tmp_path / "run"), progress=False)
     with pytest.raises(TrainingError, match="already holds a run"):
