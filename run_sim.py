@@ -405,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-envs", type=_positive_int, default=8)
     p.add_argument("--vec-kind", choices=["batched", "dummy"], help="VecEnv kind (default: batched on a GPU or from 64 envs, else SB3's DummyVecEnv)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--demand-spread", type=float, metavar="SIGMA", help="domain randomisation: each training episode's demand times exp(N(0, SIGMA^2)) (default: 0.34, the shipped market's demand-level error, in the learned market; 0 in the structural; 0 turns it off)")
+    p.add_argument("--demand-spread", type=_spread, metavar="SIGMA", help="domain randomisation: each training episode's demand times exp(N(0, SIGMA^2)) (default: 0.34, the shipped market's demand-level error, in the learned market; 0 in the structural; 0 turns it off)")
     p.add_argument("--out", help="the run folder (default: runs/ALGO_SCENARIO_seedK)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from its last checkpoint (its own settings apply)")
     p.add_argument("--hyperparams", metavar="FILE.yaml", help="hyperparameters keyed by algorithm, over agents/hyperparams.yaml")
@@ -474,6 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the sweep folder (default: runs/sweeps/NAME); re-running skips completed trials")
     p.set_defaults(func=cmd_sweep)
     return parser
+
+
+def _spread(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 2.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 2, found {text}")
+    return value
 
 
 def _positive_int(text: str) -> int:

@@ -223,7 +223,7 @@ def trial_hash(spec: TrialSpec) -> str:
     settings = {k: v for k, v in spec.to_dict().items() if k not in ("trial_id", "predictor")}  # the identity stands for it
     settings["scenario"] = Path(spec.scenario).stem
     settings["env_version"] = ENV_VERSION
-    if not settings["demand_spread"]:  # trials from before the option keep their ids
+    if not settings["demand_spread"]:  # without a spread a trial hashes as before the option (within an env version)
         del settings["demand_spread"]
     blob = json.dumps(settings, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

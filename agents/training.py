@@ -158,6 +158,7 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     if found is None:
         raise TrainingError(f"{run.dir}: no checkpoint to resume from (checkpoints/step_*.zip)")
     zip_path, stats_path, step = found
+    _warn_if_other_env_version(run)
     predictor = _run_predictor(run)
     from stable_baselines3.common.utils import set_random_seed
 
@@ -621,6 +622,19 @@ def _open_run(run_dir: str | Path) -> _Run:
         raise TrainingError(f"{path}: unreadable run configuration: {err}") from err
     algorithm = get_algorithm(document["algorithm"])
     return _Run(run_dir, config, algorithm, document["hyperparams"], int(document["steps"]), scenarios, document["env"])
+
+
+def _warn_if_other_env_version(run: _Run) -> None:
+    """A run started under other env dynamics goes on under the current ones; say so (runs before v2 lack the key)."""
+    from envs.launch_market import ENV_VERSION
+
+    started = int(run.env.get("version", 1))
+    if started != ENV_VERSION:
+        warnings.warn(
+            f"{run.dir}: trained so far in env v{started}; it continues in env v{ENV_VERSION} "
+            "(v2: ads pause while the product is sold out)",
+            stacklevel=3,
+        )
 
 
 def _run_predictor_info(run_dir: Path) -> dict[str, Any]:

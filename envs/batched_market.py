@@ -348,8 +348,7 @@ class BatchedMarketVecEnv(VecEnv):
             seed = self._seeds[i]
             if seed is not None or self._generators[i] is None:
                 self._generators[i], _ = seeding.np_random(seed)
-                if self.demand_spread > 0.0:
-                    self._scale_generators[i] = demand_scale_generator(self._generators[i])
+                self._scale_generators[i] = demand_scale_generator(self._generators[i])
         self._seeds = [None] * self.num_envs
         self._state_reset(self.x.full(self.num_envs, True))
         self._draw_noise(range(self.num_envs))

@@ -181,7 +181,7 @@ class LaunchMarketEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        if self.demand_spread > 0.0 and (seed is not None or self._scale_rng is None):
+        if seed is not None or self._scale_rng is None:
             self._scale_rng = demand_scale_generator(self.np_random)
         self._state_reset()
         self._noise = draw_noise(self.np_random, self._n)  # this episode's uniforms, one row per step

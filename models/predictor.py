@@ -42,7 +42,7 @@ DEFAULT_PREDICTOR_DIR = Path(__file__).resolve().parent / "default_predictor"  #
 DEFAULT_MARKET_DIR = Path(__file__).resolve().parent / "default_ensemble"
 # How far off that market reads a new product's demand level: the standard deviation over held-out
 # products of log(true / predicted demand) (predictors-eval's demand_level_log_sd, 0.335). Training in
-# the learned market randomises demand by this much by default (docs/EVALUATION.md, "Domain randomisation").
+# the learned market randomises demand by this much by default (docs/EVALUATION.md, "Env v2 and domain randomisation").
 DEFAULT_MARKET_DEMAND_SPREAD = 0.34
 
 

@@ -212,6 +212,10 @@ def test_train_bad_algorithm_or_resume_exits_2(tmp_path, capsys):
     assert code == 2 and err.startswith("error: unknown algorithm 'maskable_pp'; did you mean 'maskable_ppo'?")
     code, err = run_in_process(capsys, "train", "--resume", str(tmp_path))
     assert code == 2 and "not a training run folder" in err
+    for bad in ("-1", "nan", "3"):
+        with pytest.raises(SystemExit) as exit_info:  # argparse: usage and a one-line reason, no traceback
+            run_in_process(capsys, "train", "--demand-spread", bad, "--out", str(tmp_path / "r"))
+        assert exit_info.value.code == 2 and f"expected a number from 0 to 2, found {bad}" in capsys.readouterr().err
 
 
 SWEEP_FILE = """name: smoke

@@ -175,6 +175,16 @@ def test_demand_spread_defaults_to_the_learned_markets_level_error_and_old_runs_
     assert _open_run(run).config.demand_spread == 0.0  # it trained without randomisation; resume must too
 
 
+def test_resuming_a_run_from_an_older_env_version_warns(tmp_path):
+    run = train(tiny_config(tmp_path / "run"), progress=False)
+    (run / "model.zip").unlink(), (run / "evaluation.json").unlink()  # as if killed mid-run
+    document = yaml.safe_load((run / "config.yml").read_text())
+    del document["env"]["version"]  # a run folder from env v1, which did not record it
+    (run / "config.yml").write_text(yaml.safe_dump(document))
+    with pytest.warns(UserWarning, match=f"trained so far in env v1; it continues in env v{ENV_VERSION}"):
+        resume(run, progress=False)
+
+
 def test_run_folder_is_not_overwritten_and_resume_needs_a_run(tmp_path):
     run = train(tiny_config(tmp_path / "run"), progress=False)
     with pytest.raises(TrainingError, match="already holds a run"):
@@ -220,8 +230,10 @@ def test_resume_continues_from_the_last_checkpoint_after_a_kill(tmp_path):
     finish = events[-1]
     assert finish["event"] == "finish" and finish["steps"] == -(-steps // rollout) * rollout  # as an unbroken run
     assert len((run / "command.txt").read_text().splitlines()) == 2
-    document = yaml.safe_load((run / "config.yml").read_text())  # the resumed run read its settings back
-    assert document["config"]["demand_spread"] == 0.3 and document["env"]["version"] == ENV_VERSION
+    from agents.training import _open_run
+
+    opened = _open_run(run)  # what resume built its envs from
+    assert opened.config.demand_spread == 0.3 and opened.env["version"] == ENV_VERSION
 
 
 def test_multi_scenario_policy_runs_on_a_scenario_it_never_saw(tmp_path, tiny_bert, tiny_logs):

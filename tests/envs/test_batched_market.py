@@ -74,8 +74,19 @@ def test_sold_out_markets_pause_ads_as_single_envs_do(action_type):
     dummy = make_market_vec_env(small, len(pairs) * 2, market="structural", seed=5, action_type=action_type, kind="dummy", product_features=False)
     worst_r, worst_o = _lockstep(batched, dummy, steps=40)
     assert worst_r == 0.0 and worst_o == 0.0
-    step = batched.last_step
-    assert bool(((step["stock_left"] == 0) & (step["ad_spend"] == 0)).any())
+    # The rule itself: always asking for the largest ad share, a market spends while it has stock and
+    # budget, and nothing in a week that starts sold out.
+    batched.seed(5)
+    batched.reset()
+    full_ads = np.tile(np.array([1, 0, 0, batched.nvec[3] - 1, 0]), (batched.num_envs, 1))
+    stock, paused = np.array([float(s.products[p].stock) for s, p in pairs * 2]), 0
+    for _ in range(9):  # within the first episode (10+ weeks)
+        batched.step(full_ads if action_type == "multidiscrete" else np.ones((batched.num_envs, 6), np.float32))
+        spent = batched.last_step["ad_spend"].numpy()
+        assert (spent[stock == 0] == 0).all() and (spent[stock > 0] > 0).all()
+        paused += int((stock == 0).sum())
+        stock = batched.last_step["stock_left"].numpy()
+    assert paused >= 8  # the 30 units sell out within the first weeks
 
 
 def test_demand_spread_draws_the_same_multipliers_as_single_envs(every_scenario):

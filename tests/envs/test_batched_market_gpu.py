@@ -40,15 +40,20 @@ def _run_both(make, steps: int, seed: int = 0) -> list[tuple[np.ndarray, ...]]:
     return trace
 
 
+@pytest.mark.parametrize("spread", [0.0, 0.3], ids=["no-spread", "demand-spread"])
 @pytest.mark.parametrize("graph", [True, False], ids=["cuda-graph", "eager"])
-def test_structural_market_on_cuda_matches_the_cpu(pairs, graph):
+def test_structural_market_on_cuda_matches_the_cpu(pairs, graph, spread):
+    # With a demand spread the per-episode multipliers are refilled in place inside the graph's tensors.
     slots = [pairs[i % len(pairs)] for i in range(3 * len(pairs))]
 
     made = []
 
     def make(device):
         cuda_graph = graph if device == "cuda" else None
-        made.append(BatchedMarketVecEnv(slots, market="structural", nvec=union_nvec(pairs), device=device, noise_episodes=2, cuda_graph=cuda_graph))
+        made.append(BatchedMarketVecEnv(
+            slots, market="structural", nvec=union_nvec(pairs), device=device, noise_episodes=2, cuda_graph=cuda_graph,
+            demand_spread=spread,
+        ))  # fmt: skip
         return made[-1]
 
     trace = _run_both(make, 90)
