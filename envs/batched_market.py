@@ -39,7 +39,14 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 
 from envs.actions import ActionLayout, ActionType
-from envs.launch_market import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES, demand_scale_generator, draw_demand_scales
+from envs.launch_market import (
+    OBS_HIGH,
+    OBS_LOW,
+    OBSERVATION_NAMES,
+    checked_demand_spread,
+    demand_scale_generator,
+    draw_demand_scales,
+)
 from envs.timeline import NEVER, Timeline
 from envs.vector import observation_space, product_traits, union_nvec
 from models.ensemble import mean_response
@@ -96,9 +103,7 @@ class BatchedMarketVecEnv(VecEnv):
             raise ValueError("market='learned' needs a predictor")
         if outcomes not in ("sampled", "expected"):
             raise ValueError(f"outcomes must be 'sampled' or 'expected', found {outcomes!r}")
-        if not (math.isfinite(demand_spread) and demand_spread >= 0.0):
-            raise ValueError(f"demand_spread must be a finite number >= 0, found {demand_spread!r}")
-        self.demand_spread = float(demand_spread)
+        self.demand_spread = checked_demand_spread(demand_spread)
         self.market, self.outcomes, self.action_type = market, outcomes, action_type
         # Impressions reach neither the observation nor the reward; drawing them is optional.
         self.record_impressions = record_impressions

@@ -137,9 +137,7 @@ class LaunchMarketEnv(gym.Env):
         self.product = s.products[self.product_index]
         if outcomes not in ("sampled", "expected"):
             raise ValueError(f"outcomes must be 'sampled' or 'expected', found {outcomes!r}")
-        if not (math.isfinite(demand_spread) and demand_spread >= 0.0):
-            raise ValueError(f"demand_spread must be a finite number >= 0, found {demand_spread!r}")
-        self.demand_spread = float(demand_spread)
+        self.demand_spread = checked_demand_spread(demand_spread)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, found {render_mode!r}")
         self.outcomes = outcomes
@@ -412,6 +410,13 @@ class LaunchMarketEnv(gym.Env):
             _share_open(tl, self.layout.bundle_options, tc),
         ]
         return np.clip(np.array(obs, dtype=np.float32), OBS_LOW, OBS_HIGH)
+
+
+def checked_demand_spread(spread: float) -> float:
+    """The domain-randomisation spread as a float; a ValueError unless finite and >= 0."""
+    if not (math.isfinite(spread) and spread >= 0.0):
+        raise ValueError(f"demand_spread must be a finite number >= 0, found {spread!r}")
+    return float(spread)
 
 
 def demand_scale_generator(np_random: np.random.Generator) -> np.random.Generator:
