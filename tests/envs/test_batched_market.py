@@ -99,6 +99,17 @@ def test_demand_spread_draws_the_same_multipliers_as_single_envs(every_scenario)
     assert _lockstep(batched, dummy, steps=110) == (0.0, 0.0)
 
 
+def test_reset_without_a_seed_goes_on_as_single_envs_do(every_scenario):
+    # A reset without a new seed (mid-episode, or right after another) takes each market's next episode
+    # of uniforms and demand multipliers, as a single env's reset draws the next from its generator.
+    pairs = market_pairs(every_scenario)
+    batched = BatchedMarketVecEnv(pairs, market="structural", nvec=union_nvec(pairs), noise_episodes=3, demand_spread=0.5)
+    batched.seed(9)
+    dummy = make_market_vec_env(every_scenario, len(pairs), market="structural", seed=9, kind="dummy", product_features=False, demand_spread=0.5)
+    for steps in (17, 5, 0, 40):  # each call resets both first; 0: two resets in a row
+        assert _lockstep(batched, dummy, steps=steps, seed=steps) == (0.0, 0.0)
+
+
 def test_learned_batch_with_demand_spread_matches_single_envs(every_scenario, tiny_predictor):
     kw = dict(market="learned", predictor=tiny_predictor, seed=3, product_features=False, device="cpu", demand_spread=0.3)
     n = len(market_pairs(every_scenario))

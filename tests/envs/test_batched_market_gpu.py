@@ -28,6 +28,11 @@ def _run_both(make, steps: int, seed: int = 0) -> list[tuple[np.ndarray, ...]]:
     """Step a CPU and a CUDA VecEnv with the same random valid actions; per step (reward, units) of each."""
     cpu, gpu = make("cpu"), make("cuda")
     cpu.seed(7), gpu.seed(7)
+    return _step_both(cpu, gpu, steps, seed)
+
+
+def _step_both(cpu, gpu, steps: int, seed: int = 0) -> list[tuple[np.ndarray, ...]]:
+    """Reset both VecEnvs (without a new seed unless one was set) and step them with the same random actions."""
     np.testing.assert_allclose(cpu.reset(), gpu.reset(), atol=1e-5)
     rng = np.random.default_rng(seed)
     trace = []
@@ -58,6 +63,7 @@ def test_structural_market_on_cuda_matches_the_cpu(pairs, graph, spread):
 
     trace = _run_both(make, 90)
     assert made[1].graphed == graph  # no silent fall-back to eager steps
+    trace += _step_both(*made, 30, seed=1)  # a reset without a seed, mid-episode: each market's next episode
     close = np.concatenate([np.abs(rc - rg) / (1.0 + np.abs(rc)) < 1e-4 for rc, rg, _, _ in trace])
     units_gap = max(float(np.max(np.abs(uc - ug))) for _, _, uc, ug in trace)
     assert close.mean() > 0.99 and units_gap <= 1.0
