@@ -161,7 +161,8 @@ def train_and_evaluate(spec: TrialSpec, run_dir: Path) -> dict[str, Any]:
 
     config = TrainConfig(
         scenarios=[spec.scenario], algo=spec.algorithm, steps=spec.steps, market=spec.market,
-        predictor=spec.predictor, n_envs=spec.n_envs, seed=spec.seed, demand_spread=spec.demand_spread, out=run_dir,
+        predictor=spec.predictor, n_envs=spec.n_envs, seed=spec.seed, demand_spread=spec.demand_spread,
+        outcomes=spec.outcomes, out=run_dir,
         hyperparams=spec.hyperparams or None, eval_episodes=spec.eval_episodes,
     )  # fmt: skip
     run = train(config, progress=False)

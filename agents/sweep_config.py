@@ -96,6 +96,7 @@ class SweepConfig(BaseModel):
     n_envs: Annotated[int, Field(ge=1)] = 4
     eval_episodes: Annotated[int, Field(ge=1)] = 10
     demand_spread: Annotated[float, Field(ge=0.0, le=2.0)] | None = None  # domain randomisation; None: train's default
+    outcomes: Literal["sampled", "expected"] = "sampled"  # the training market's outcomes (train --outcomes)
     search: dict[str, HyperparamSpace] = {}
     samples: Annotated[int, Field(ge=1)] = 1
     search_seed: int = 0
@@ -130,6 +131,7 @@ class TrialSpec:
     eval_episodes: int
     hyperparams: dict[str, Any] = field(default_factory=dict)
     demand_spread: float = 0.0
+    outcomes: str = "sampled"
     scenario_hash: str = ""
     predictor_identity: str = ""  # of the learned market or trait source the trial uses ("" if none)
     trial_id: str = ""
@@ -192,6 +194,7 @@ def expand_trials(config: SweepConfig, base_dir: Path | None = None) -> list[Tri
                             scenario=scenarios[scenario], algorithm=algorithm, seed=seed, steps=steps,
                             market=config.market, predictor=predictor, n_envs=config.n_envs,
                             eval_episodes=config.eval_episodes, hyperparams=hyperparams, demand_spread=spread,
+                            outcomes=config.outcomes,
                             scenario_hash=hashes[scenario], predictor_identity=identity if needs[scenario] else "",
                         )  # fmt: skip
                         trial_id = trial_hash(spec)
@@ -225,6 +228,8 @@ def trial_hash(spec: TrialSpec) -> str:
     settings["env_version"] = ENV_VERSION
     if not settings["demand_spread"]:  # without a spread a trial hashes as before the option (within an env version)
         del settings["demand_spread"]
+    if settings["outcomes"] == "sampled":  # likewise for the default outcomes
+        del settings["outcomes"]
     blob = json.dumps(settings, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

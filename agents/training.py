@@ -72,6 +72,8 @@ class TrainConfig(BaseModel):
     # Domain randomisation: each training episode's expected demand times exp(N(0, spread^2)); 0: none.
     # None: the shipped market's per-product demand-level error in the learned market, 0 in the structural.
     demand_spread: float | None = Field(None, ge=0.0, le=2.0)
+    # The training market's outcomes: sampled counts, or their expectations (no sampling noise).
+    outcomes: Literal["sampled", "expected"] = "sampled"
     out: Path
     hyperparams: dict[str, Any] | None = None  # overrides of the shipped block for this algorithm
     checkpoint_every: int | None = Field(None, ge=1)  # None: about 10 checkpoints per run
@@ -450,6 +452,7 @@ def _make_env(
     venv = make_market_vec_env(
         scenarios, config.n_envs, market=config.market, predictor=predictor, seed=seed,
         action_type=algorithm.action_type, kind=kind, device=config.device, demand_spread=config.demand_spread,
+        outcomes=config.outcomes,
     )  # fmt: skip
     if algorithm.flatten_actions:
         venv = FlattenedActions(venv)
@@ -613,6 +616,7 @@ def _open_run(run_dir: str | Path) -> _Run:
     try:
         document = yaml.safe_load(path.read_text())
         document["config"].setdefault("demand_spread", 0.0)  # runs from before the option trained without it
+        document["config"].setdefault("outcomes", "sampled")
         config = TrainConfig.model_validate(document["config"])
         scenarios = [
             scenario_from_dict(yaml.safe_load((run_dir / f).read_text()), source=str(run_dir / f))

@@ -120,11 +120,13 @@ def make_market_vec_env(
     product_features: bool | None = None,
     device: str | None = None,
     demand_spread: float = 0.0,
+    outcomes: Literal["sampled", "expected"] = "sampled",
 ) -> VecEnv:
     """``n_envs`` markets (assigned round-robin over the (scenario, product) pairs) as one SB3 VecEnv.
 
     ``demand_spread`` > 0 multiplies each episode's expected demand by exp(N(0, spread^2)), so that a
-    policy trained on it meets demand levels around the market's own (domain randomisation)."""
+    policy trained on it meets demand levels around the market's own (domain randomisation).
+    ``outcomes="expected"`` steps the markets on expected outcomes instead of sampled counts."""
     if n_envs < 1:
         raise ValueError(f"n_envs must be at least 1, found {n_envs}")
     if market not in ("learned", "structural"):
@@ -142,7 +144,7 @@ def make_market_vec_env(
 
         venv: VecEnv = BatchedMarketVecEnv(
             slots, market=market, predictor=predictor, action_type=action_type, product_features=product_features,
-            device=device, nvec=union_nvec(pairs), demand_spread=demand_spread,
+            device=device, nvec=union_nvec(pairs), demand_spread=demand_spread, outcomes=outcomes,
         )  # fmt: skip
     else:
         nvec = union_nvec(pairs) if action_type == "multidiscrete" else None
@@ -155,7 +157,8 @@ def make_market_vec_env(
             def make() -> gym.Env:
                 response = predictor if market == "learned" else None
                 env = LaunchMarketEnv(
-                    pair[0], product=pair[1], response_model=response, action_type=action_type, demand_spread=demand_spread
+                    pair[0], product=pair[1], response_model=response, action_type=action_type,
+                    outcomes=outcomes, demand_spread=demand_spread,
                 )
                 return Monitor(SharedSpaceMarket(env, nvec, traits.get((id(pair[0]), pair[1]))))
 

@@ -82,6 +82,13 @@ def test_demand_spread_enters_trial_ids_unless_zero_and_defaults_as_train_does()
     assert {t.trial_id for t in expand_trials(tiny_config(market="structural"))} == off
 
 
+def test_expected_outcomes_enter_trial_ids_and_sampled_hashes_as_before():
+    sampled = {t.trial_id for t in expand_trials(tiny_config())}
+    assert {t.trial_id for t in expand_trials(tiny_config(outcomes="sampled"))} == sampled
+    expected = expand_trials(tiny_config(outcomes="expected"))
+    assert not {t.trial_id for t in expected} & sampled and {t.outcomes for t in expected} == {"expected"}
+
+
 def test_search_space_draws_are_seeded_and_inside_their_bounds():
     space = {"lr": {"loguniform": [1e-5, 1e-2]}, "clip": {"uniform": [0.1, 0.3]}, "arch": {"choice": ["small", "large"]}}
     draws = lambda seed: expand_trials(tiny_config(search={"ppo": space}, samples=5, search_seed=seed, seeds=[0]))  # noqa: E731

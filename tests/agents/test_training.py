@@ -175,6 +175,26 @@ def test_demand_spread_defaults_to_the_learned_markets_level_error_and_old_runs_
     assert _open_run(run).config.demand_spread == 0.0  # it trained without randomisation; resume must too
 
 
+def test_expected_outcomes_reach_the_training_envs_and_old_runs_sample(tmp_path):
+    from agents.algorithms import get_algorithm, resolve_hyperparams
+    from agents.training import _make_env, _open_run
+    from scenarios import load_scenario
+
+    assert TrainConfig(out=tmp_path).outcomes == "sampled"
+    with pytest.raises(ValueError, match="outcomes"):
+        TrainConfig(out=tmp_path, outcomes="mean")
+    config = tiny_config(tmp_path / "run", outcomes="expected", n_envs=2)
+    algorithm = get_algorithm("ppo")
+    venv = _make_env(config, algorithm, resolve_hyperparams("ppo"), [load_scenario("food_coffee_bundle")], None, seed=0, kind="dummy")
+    assert venv.get_attr("outcomes") == ["expected", "expected"]
+    run = train(tiny_config(tmp_path / "old"), progress=False)
+    document = yaml.safe_load((run / "config.yml").read_text())
+    assert document["config"]["outcomes"] == "sampled"
+    del document["config"]["outcomes"]  # a run folder from before the option
+    (run / "config.yml").write_text(yaml.safe_dump(document))
+    assert _open_run(run).config.outcomes == "sampled"
+
+
 def test_resuming_a_run_from_an_older_env_version_warns(tmp_path):
     run = train(tiny_config(tmp_path / "run"), progress=False)
     (run / "model.zip").unlink(), (run / "evaluation.json").unlink()  # as if killed mid-run
@@ -204,7 +224,7 @@ def test_resume_continues_from_the_last_checkpoint_after_a_kill(tmp_path):
     command = [
         sys.executable, str(ROOT / "run_sim.py"), "train", "--scenario", "food_coffee_bundle", "--market", "structural",
         "--steps", str(steps), "--n-envs", "2", "--seed", "1", "--checkpoint-every", "128", "--hyperparams", str(hp),
-        "--eval-episodes", "2", "--evaluation", "quick", "--demand-spread", "0.3", "--out", str(run),
+        "--eval-episodes", "2", "--evaluation", "quick", "--demand-spread", "0.3", "--outcomes", "expected", "--out", str(run),
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
@@ -234,6 +254,7 @@ def test_resume_continues_from_the_last_checkpoint_after_a_kill(tmp_path):
 
     opened = _open_run(run)  # what resume built its envs from
     assert opened.config.demand_spread == 0.3 and opened.env["version"] == ENV_VERSION
+    assert opened.config.outcomes == "expected"
 
 
 def test_multi_scenario_policy_runs_on_a_scenario_it_never_saw(tmp_path, tiny_bert, tiny_logs):

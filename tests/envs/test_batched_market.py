@@ -117,6 +117,21 @@ def test_learned_batch_with_demand_spread_matches_single_envs(every_scenario, ti
     assert worst_r < 1e-5 and worst_o < 1e-4
 
 
+def test_expected_outcomes_match_single_envs(every_scenario, tiny_predictor):
+    # Training on expected outcomes (train --outcomes expected): the batch steps the same expectations
+    # as single envs, with the demand spread on, through auto-resets.
+    kw = dict(seed=2, product_features=False, outcomes="expected", demand_spread=0.3)
+    n = len(market_pairs(every_scenario))
+    structural = [make_market_vec_env(every_scenario, n, market="structural", kind=k, **kw) for k in ("batched", "dummy")]
+    worst_r, worst_o = _lockstep(*structural, steps=60, exact_counts=False)
+    assert worst_r < 1e-9 and worst_o < 1e-6
+    learned = [make_market_vec_env(every_scenario, n, predictor=tiny_predictor, device="cpu", kind=k, **kw) for k in ("batched", "dummy")]
+    worst_r, worst_o = _lockstep(*learned, steps=60, exact_counts=False)
+    assert worst_r < 1e-4 and worst_o < 1e-4  # the float32 head's rounding reaches rewards unrounded by counts
+    units = structural[0].last_step["units_sold"].numpy()
+    assert (units != np.round(units)).any()  # expectations, not counts
+
+
 def test_float32_state_matches_single_envs(every_scenario):
     # The dtype a GPU runs in (float32 state, uniforms copied from the host), here on the CPU: a count
     # can differ by one unit when a float32 expectation sits on a quantile boundary, rarely.
