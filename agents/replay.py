@@ -138,7 +138,7 @@ def replay(
 
     weekly_parts, episode_rows = [], []
     for market in markets:
-        envs = [_make_env(arm.scenario, index, market, predictor, outcomes) for arm in arms]
+        envs = [market_env(arm.scenario, index, market, predictor, outcomes) for arm in arms]
         for ep in _progress(range(episodes), progress, f"replay ({market})"):
             frames = []
             for arm, env in zip(arms, envs):
@@ -175,7 +175,8 @@ def _check_same_levers(base: Scenario, changed: Scenario) -> None:
         )
 
 
-def _make_env(scenario: Scenario, product: int, market: str, predictor: Any, outcomes: str) -> LaunchMarketEnv:
+def market_env(scenario: Scenario, product: int, market: str, predictor: Any, outcomes: str) -> LaunchMarketEnv:
+    """One market for (scenario, product): the structural one, or the learned one with ``predictor``."""
     model = predictor if market == "learned" else None
     return LaunchMarketEnv(scenario, product, response_model=model, outcomes=outcomes)  # type: ignore[arg-type]
 

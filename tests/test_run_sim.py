@@ -141,6 +141,16 @@ def test_replay_command(tmp_path):
     assert (out / "weekly.csv").exists() and (out / "trajectories.png").exists()
 
 
+def test_sensitivity_command(tmp_path):
+    out = tmp_path / "sens"
+    result = run("sensitivity", "--scenario", "home_cutting_board_closed_form", "--policy", "launch_now", "--out", str(out), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "structural -1 level" in result.stdout and "learned +1 level" in result.stdout
+    rows = pd.read_csv(out / "sensitivity.csv")
+    assert set(rows["market"]) == {"structural", "learned"} and len(rows) == 4 * 12
+    assert (out / "plan.csv").exists() and (out / "sensitivity.png").exists()
+
+
 def run_in_process(capsys, *args: str) -> tuple[int, str]:
     """Error paths in-process (no interpreter start-up): the exit code and stderr of run_sim.main."""
     import run_sim

@@ -1,0 +1,150 @@
+"""Week-by-week price sensitivity of a plan: which one-week price change would pay, in each market.
+
+A policy's decisions in one episode (or a recorded plan) are played open-loop with expected
+outcomes; then, one week at a time, the price moves one level down or one level up and the episode
+is played again. The change in the episode's profit, per week and market, shows where the plan
+sits off that market's optimum and whether the learned market agrees with the ground truth about
+it: a policy trained in the learned market follows the learned market's answer (docs/EVALUATION.md,
+"The cutting board's shortfall is the learned market's").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agents.recorded_plan import RecordedPlan
+from agents.replay import MARKETS, market_env
+from agents.rollout import run_episode
+from envs.launch_market import product_index
+from errors import PolicyError
+from scenarios.schema import Scenario
+
+# The weekly table's columns that a recorded plan reads back (agents/recorded_plan.py).
+PLAN_COLUMNS = ("week", "launched", "price", "flash_sale", "bundle_partner", "bundle_discount", "creative", "ad_spend")
+SHIFTS = (-1, 1)
+
+
+def price_sensitivity(
+    scenario: Scenario,
+    policy: Any,
+    product: int | str = 0,
+    markets: Sequence[str] = MARKETS,
+    predictor: Any = None,
+    seed: int = 0,
+    plan_market: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The plan (the policy's weekly decisions in ``plan_market``, default the first of ``markets``)
+    and one row per (market, week on sale, shift of one price level down or up) with the episode
+    profit's change; weeks of a flash sale and shifts past the scenario's levels are left out."""
+    unknown = [m for m in markets if m not in MARKETS]
+    if unknown or not markets:
+        raise PolicyError(f"markets: found {list(markets)}, expected one or more of {list(MARKETS)}")
+    if "learned" in markets and predictor is None:
+        raise PolicyError("the learned market needs a predictor")
+    index = product_index(scenario, product)
+    plan_market = plan_market or markets[0]
+    weekly = run_episode(market_env(scenario, index, plan_market, predictor, "expected"), policy, seed=seed)
+    plan = weekly[list(PLAN_COLUMNS)].copy()
+    ref = float(scenario.products[index].reference_price)
+    levels = [float(x) for x in scenario.pricing.levels]
+    rows = []
+    for market in markets:
+        env = market_env(scenario, index, market, predictor, "expected")
+        base = _profit(env, plan, scenario, index, seed)
+        for t, week in enumerate(plan.itertuples(index=False)):
+            if not week.launched or week.flash_sale:
+                continue
+            at = int(np.argmin([abs(level * ref - week.price) for level in levels]))
+            for shift in SHIFTS:
+                if not 0 <= at + shift < len(levels):
+                    continue
+                changed = plan.copy()
+                changed.loc[t, "price"] = levels[at + shift] * ref
+                delta = _profit(env, changed, scenario, index, seed) - base
+                rows.append({
+                    "market": market, "week": week.week, "shift": shift, "price": week.price,
+                    "changed_price": levels[at + shift] * ref, "profit_delta": delta, "plan_profit": base,
+                })  # fmt: skip
+    return plan, pd.DataFrame(rows, columns=["market", "week", "shift", "price", "changed_price", "profit_delta", "plan_profit"])
+
+
+def _profit(env: Any, plan: pd.DataFrame, scenario: Scenario, index: int, seed: int) -> float:
+    policy = RecordedPlan(plan.astype(str), scenario, index, source="<sensitivity plan>")
+    return float(run_episode(env, policy, seed=seed)["profit"].sum())
+
+
+def sensitivity_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per week: the profit change of each (market, shift), and whether the markets disagree
+    on whether a shift pays (a sign the learned market would pull a policy off the truth's optimum)."""
+    wide = rows.pivot_table(index=["week", "price"], columns=["market", "shift"], values="profit_delta")
+    markets = list(dict.fromkeys(rows["market"]))
+    wide = wide[[(m, s) for m in markets for s in SHIFTS if (m, s) in wide.columns]]  # the markets in the order given
+    wide.columns = [f"{market} {'-1' if shift < 0 else '+1'} level" for market, shift in wide.columns]
+    if len(markets) == 2:
+        a, b = markets
+        pays = {m: np.stack([wide.get(f"{m} {s} level", pd.Series(np.nan, index=wide.index)) > 0 for s in ("-1", "+1")]) for m in markets}
+        wide["disagree"] = (pays[a] != pays[b]).any(axis=0)
+    return wide.reset_index()
+
+
+def write_sensitivity(plan: pd.DataFrame, rows: pd.DataFrame, out_dir: Path | str) -> dict[str, Path]:
+    """sensitivity.csv (long form), plan.csv (the plan played, a recorded plan) and sensitivity.png."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"rows": out / "sensitivity.csv", "plan": out / "plan.csv", "plot": out / "sensitivity.png"}
+    rows.to_csv(paths["rows"], index=False)
+    plan.to_csv(paths["plan"], index=False)
+    plot_sensitivity(rows, paths["plot"])
+    return paths
+
+
+def plot_sensitivity(rows: pd.DataFrame, path: Path | str) -> Path:
+    """Profit change by week of one level down and one level up, a line per market: above zero, that
+    week's price change would pay in that market."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for ax, shift in zip(axes, SHIFTS):
+        for market, group in rows[rows["shift"] == shift].groupby("market", sort=False):
+            ax.plot(group["week"], group["profit_delta"], marker="o", label=market)
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+        ax.set_title(f"price one level {'down' if shift < 0 else 'up'} in one week")
+        ax.set_xlabel("week")
+        if ax.get_legend_handles_labels()[0]:  # no line where the plan already sits at that edge of the levels
+            ax.legend()
+    axes[0].set_ylabel("change in episode profit")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def console_table(wide: pd.DataFrame, title: str):
+    """A rich table of ``sensitivity_table``'s rows for the console; changes that pay in bold."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in wide.columns:
+        table.add_column(str(col), justify="right", no_wrap=True)
+    for row in wide.itertuples(index=False):
+        cells = []
+        for col, value in zip(wide.columns, row):
+            if col == "disagree":
+                cells.append("yes" if value else "")
+            elif col in ("week",):
+                cells.append(f"{value:g}")
+            elif isinstance(value, float) and np.isnan(value):
+                cells.append("")
+            else:
+                text = f"{value:,.2f}"
+                cells.append(f"[bold]{text}[/bold]" if col.endswith("level") and value > 0 else text)
+        table.add_row(*cells)
+    return table

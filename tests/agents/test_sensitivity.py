@@ -1,0 +1,72 @@
+"""Week-by-week price sensitivity: the closed-form optimum holds in every week, edges and markets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agents.recorded_plan import RecordedPlan
+from agents.replay import build_policy
+from agents.rollout import run_episode
+from agents.sensitivity import price_sensitivity, sensitivity_table, write_sensitivity
+from envs import LaunchMarketEnv
+from errors import PolicyError
+from scenarios import load_scenario
+
+BOARD = "home_cutting_board_closed_form"
+
+
+def test_the_closed_form_price_is_best_in_every_week_of_the_truth():
+    # A constant pool of buyers: moving one week's price off p*'s level costs the same in every week,
+    # a twelfth of what the whole episode at that level costs, and never pays.
+    s = load_scenario(BOARD)
+    plan, rows = price_sensitivity(s, build_policy("launch_now", s), markets=["structural"])
+    assert len(plan) == s.n_steps and set(plan["price"]) == {30.0}
+    assert len(rows) == 2 * s.n_steps and (rows["profit_delta"] < 0).all()
+
+    def episode(level: float) -> float:
+        frame = pd.DataFrame({"week": range(s.n_steps), "price": [level * 40.0] * s.n_steps})
+        return run_episode(LaunchMarketEnv(s, outcomes="expected"), RecordedPlan(frame.astype(str), s), seed=0)["profit"].sum()
+
+    for shift, level in ((-1, 0.70), (1, 0.80)):
+        deltas = rows.loc[rows["shift"] == shift, "profit_delta"].to_numpy()
+        np.testing.assert_allclose(deltas, (episode(level) - episode(0.75)) / s.n_steps, rtol=1e-9)
+
+
+def test_shifts_past_the_price_levels_are_left_out_and_markets_compared(tiny_predictor, tmp_path):
+    s = load_scenario(BOARD)
+    lowest = pd.DataFrame({"week": range(s.n_steps), "price": [28.0] * s.n_steps}).astype(str)
+    plan, rows = price_sensitivity(s, RecordedPlan(lowest, s), markets=["structural", "learned"], predictor=tiny_predictor)
+    assert set(rows["shift"]) == {1} and len(rows) == 2 * s.n_steps  # no level below 0.70
+    wide = sensitivity_table(rows)
+    assert list(wide.columns) == ["week", "price", "structural +1 level", "learned +1 level", "disagree"]
+    truth_pays = wide["structural +1 level"] > 0
+    assert truth_pays.all()  # 28.00 is below p*: one level up pays in every week
+    assert (wide["disagree"] == (truth_pays != (wide["learned +1 level"] > 0))).all()
+    paths = write_sensitivity(plan, rows, tmp_path / "out")
+    assert all(p.exists() for p in paths.values())
+    assert pd.read_csv(paths["plan"])["price"].eq(28.0).all()  # the plan played, readable as a recorded plan
+
+
+def test_bad_markets_and_a_learned_market_without_predictor_fail():
+    s = load_scenario(BOARD)
+    with pytest.raises(PolicyError, match="expected one or more of"):
+        price_sensitivity(s, build_policy("launch_now", s), markets=["truth"])
+    with pytest.raises(PolicyError, match="needs a predictor"):
+        price_sensitivity(s, build_policy("launch_now", s), markets=["learned"])
+
+
+@pytest.mark.parametrize(
+    ("scenario", "policy", "fixed_weeks"),
+    [("beauty_serum_flash_sale", "flash_in_window", 2), ("apparel_winter_coat_holiday", "holiday_launch", 7), ("food_coffee_bundle", "bundle_first", 0)],
+)
+def test_the_probed_plan_is_the_policys_and_only_weeks_on_regular_sale_move(scenario, policy, fixed_weeks):
+    # The plan, replayed as a recorded plan (ads, bundles, flash sales and all), earns what the policy
+    # earned; weeks before launch and flash-sale weeks have no price level to move.
+    s = load_scenario(scenario)
+    plan, rows = price_sensitivity(s, build_policy(policy, s), markets=["structural"])
+    own = run_episode(LaunchMarketEnv(s, outcomes="expected"), build_policy(policy, s), seed=0)["profit"].sum()
+    assert rows["plan_profit"].iloc[0] == pytest.approx(own, rel=1e-12)
+    movable = plan.loc[plan["launched"] & ~plan["flash_sale"], "week"]
+    assert sorted(set(rows["week"])) == sorted(movable) and len(plan) - len(movable) == fixed_weeks
