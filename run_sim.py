@@ -288,7 +288,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from agents.replay import build_policy
-    from agents.sensitivity import console_table, price_sensitivity, sensitivity_table, write_sensitivity
+    from agents.sensitivity import console_table, plan_sensitivity, sensitivity_table, write_sensitivity
     from envs.launch_market import product_index
     from scenarios import load_scenario
 
@@ -302,10 +302,13 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     elif args.predictor:
         raise PredictorError("--predictor needs --markets learned")
     policy = build_policy(args.policy, scenario, index, seed=args.seed, predictor=predictor, actions=args.actions)
-    plan, rows = price_sensitivity(scenario, policy, index, markets=args.markets, predictor=predictor, seed=args.seed)
+    plan, rows = plan_sensitivity(
+        scenario, policy, index, lever=args.lever, markets=args.markets, predictor=predictor, seed=args.seed
+    )
     paths = write_sensitivity(plan, rows, args.out)
     spec = f"actions:{args.actions}" if args.actions else args.policy
-    title = f"{scenario.name} · {spec} · change in episode profit from one week's price one level down / up (expected outcomes)"
+    what = "price" if args.lever == "price" else "ad share"
+    title = f"{scenario.name} · {spec} · change in episode profit from one week's {what} one level down / up (expected outcomes)"
     console = Console(width=None if sys.stdout.isatty() else 150)
     console.print(console_table(sensitivity_table(rows), title))
     console.print(f"written to {paths['rows']}, {paths['plan'].name}, {paths['plot'].name}")
@@ -485,10 +488,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for weekly.csv/.parquet, episodes.csv, summary.json, trajectories.png")
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("sensitivity", help="which one-week price change would pay: a plan's profit change per week and market")
+    p = sub.add_parser("sensitivity", help="which one-week price or ad-share change would pay: a plan's profit change per week and market")
     p.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="a scenario file or a shipped scenario name")
     p.add_argument("--policy", default="list_price", help="heuristic, oracle, run folder or lookup table whose plan is probed")
     p.add_argument("--actions", help="probe a recorded plan instead: a CSV with one row per week (see agents/recorded_plan.py)")
+    p.add_argument("--lever", choices=["price", "ads"], default="price", help="move the price among pricing.levels, or the week's share of the ad budget left among ads.spend_levels")
     p.add_argument("--product", default="0", help="which product of the scenario (index or name)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--markets", nargs="+", choices=["structural", "learned"], default=["structural", "learned"], help="the plan is the policy's decisions in the first")

@@ -1,8 +1,8 @@
-"""Week-by-week price sensitivity of a plan: which one-week price change would pay, in each market.
+"""Week-by-week sensitivity of a plan: which one-week change of price or ad share would pay, in each market.
 
 A policy's decisions in one episode (or a recorded plan) are played open-loop with expected
-outcomes; then, one week at a time, the price moves one level down or one level up and the episode
-is played again. The change in the episode's profit, per week and market, shows where the plan
+outcomes; then, one week at a time, the price (or the week's share of the ad budget) moves one level
+down or one level up and the episode is played again. The change in the episode's profit, per week and market, shows where the plan
 sits off that market's optimum and whether the learned market agrees with the ground truth about
 it: a policy trained in the learned market follows the learned market's answer (docs/EVALUATION.md,
 "The cutting board's shortfall is the learned market's").
@@ -24,23 +24,31 @@ from envs.launch_market import product_index
 from errors import PolicyError
 from scenarios.schema import Scenario
 
-# The weekly table's columns that a recorded plan reads back (agents/recorded_plan.py).
+# The weekly table's columns that a recorded plan reads back (agents/recorded_plan.py), and the budget left.
 PLAN_COLUMNS = ("week", "launched", "price", "flash_sale", "bundle_partner", "bundle_discount", "creative", "ad_spend")
+LEVERS = ("price", "ads")
 SHIFTS = (-1, 1)
+ROW_COLUMNS = ["market", "lever", "week", "shift", "value", "changed_value", "profit_delta", "plan_profit"]
 
 
-def price_sensitivity(
+def plan_sensitivity(
     scenario: Scenario,
     policy: Any,
     product: int | str = 0,
+    lever: str = "price",
     markets: Sequence[str] = MARKETS,
     predictor: Any = None,
     seed: int = 0,
     plan_market: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The plan (the policy's weekly decisions in ``plan_market``, default the first of ``markets``)
-    and one row per (market, week on sale, shift of one price level down or up) with the episode
-    profit's change; weeks of a flash sale and shifts past the scenario's levels are left out."""
+    and one row per (market, week, shift of the lever one level down or up) with the episode profit's
+    change, in the weeks that start with stock. ``lever="price"`` moves the price among
+    ``pricing.levels`` in weeks on regular sale; ``lever="ads"`` moves the week's share of the budget
+    left among ``ads.spend_levels`` (later weeks keep their spending in currency). Shifts past the
+    levels are left out."""
+    if lever not in LEVERS:
+        raise PolicyError(f"lever: found {lever!r}, expected one of {list(LEVERS)}")
     unknown = [m for m in markets if m not in MARKETS]
     if unknown or not markets:
         raise PolicyError(f"markets: found {list(markets)}, expected one or more of {list(MARKETS)}")
@@ -50,27 +58,46 @@ def price_sensitivity(
     plan_market = plan_market or markets[0]
     weekly = run_episode(market_env(scenario, index, plan_market, predictor, "expected"), policy, seed=seed)
     plan = weekly[list(PLAN_COLUMNS)].copy()
-    ref = float(scenario.products[index].reference_price)
-    levels = [float(x) for x in scenario.pricing.levels]
+    plan["ad_share"] = pd.Series([""] * len(plan), index=plan.index, dtype=object)  # empty: the week spends its ad_spend
+    stocked = np.array([float(scenario.products[index].stock), *weekly["stock_left"].iloc[:-1]]) > 0  # at each week's start
+    moves = list(_price_moves(plan, stocked, scenario, index) if lever == "price" else _ad_moves(weekly, stocked, scenario))
     rows = []
     for market in markets:
         env = market_env(scenario, index, market, predictor, "expected")
         base = _profit(env, plan, scenario, index, seed)
-        for t, week in enumerate(plan.itertuples(index=False)):
-            if not week.launched or week.flash_sale:
-                continue
-            at = int(np.argmin([abs(level * ref - week.price) for level in levels]))
-            for shift in SHIFTS:
-                if not 0 <= at + shift < len(levels):
-                    continue
-                changed = plan.copy()
-                changed.loc[t, "price"] = levels[at + shift] * ref
-                delta = _profit(env, changed, scenario, index, seed) - base
-                rows.append({
-                    "market": market, "week": week.week, "shift": shift, "price": week.price,
-                    "changed_price": levels[at + shift] * ref, "profit_delta": delta, "plan_profit": base,
-                })  # fmt: skip
-    return plan, pd.DataFrame(rows, columns=["market", "week", "shift", "price", "changed_price", "profit_delta", "plan_profit"])
+        for t, shift, value, changed_value, column, cell in moves:
+            changed = plan.copy()
+            changed.loc[t, column] = cell
+            delta = _profit(env, changed, scenario, index, seed) - base
+            rows.append(dict(zip(ROW_COLUMNS, (market, lever, plan["week"].iloc[t], shift, value, changed_value, delta, base))))
+    return plan, pd.DataFrame(rows, columns=ROW_COLUMNS)
+
+
+def _price_moves(plan: pd.DataFrame, stocked: np.ndarray, scenario: Scenario, index: int):
+    """(step, shift, price, changed price, column, cell) for every week on regular sale with stock."""
+    ref = float(scenario.products[index].reference_price)
+    levels = [float(x) * ref for x in scenario.pricing.levels]
+    for t, week in enumerate(plan.itertuples(index=False)):
+        if not week.launched or week.flash_sale or not stocked[t]:
+            continue
+        at = int(np.argmin([abs(level - week.price) for level in levels]))
+        for shift in SHIFTS:
+            if 0 <= at + shift < len(levels):
+                yield t, shift, week.price, levels[at + shift], "price", levels[at + shift]
+
+
+def _ad_moves(weekly: pd.DataFrame, stocked: np.ndarray, scenario: Scenario):
+    """(step, shift, share, changed share, column, cell) for every week that starts with stock and budget."""
+    levels = [float(x) for x in scenario.ads.spend_levels]
+    for t, week in enumerate(weekly.itertuples(index=False)):
+        left = week.budget_left + week.ad_spend  # the budget at the start of the week
+        if not stocked[t] or left <= 0:
+            continue
+        share = week.ad_spend / left
+        at = int(np.argmin([abs(level - share) for level in levels]))
+        for shift in SHIFTS:
+            if 0 <= at + shift < len(levels):
+                yield t, shift, levels[at], levels[at + shift], "ad_share", levels[at + shift]
 
 
 def _profit(env: Any, plan: pd.DataFrame, scenario: Scenario, index: int, seed: int) -> float:
@@ -81,7 +108,8 @@ def _profit(env: Any, plan: pd.DataFrame, scenario: Scenario, index: int, seed: 
 def sensitivity_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per week: the profit change of each (market, shift), and whether the markets disagree
     on whether a shift pays (a sign the learned market would pull a policy off the truth's optimum)."""
-    wide = rows.pivot_table(index=["week", "price"], columns=["market", "shift"], values="profit_delta")
+    lever = rows["lever"].iloc[0] if len(rows) else "price"
+    wide = rows.pivot_table(index=["week", "value"], columns=["market", "shift"], values="profit_delta")
     markets = list(dict.fromkeys(rows["market"]))
     wide = wide[[(m, s) for m in markets for s in SHIFTS if (m, s) in wide.columns]]  # the markets in the order given
     wide.columns = [f"{market} {'-1' if shift < 0 else '+1'} level" for market, shift in wide.columns]
@@ -89,7 +117,7 @@ def sensitivity_table(rows: pd.DataFrame) -> pd.DataFrame:
         a, b = markets
         pays = {m: np.stack([wide.get(f"{m} {s} level", pd.Series(np.nan, index=wide.index)) > 0 for s in ("-1", "+1")]) for m in markets}
         wide["disagree"] = (pays[a] != pays[b]).any(axis=0)
-    return wide.reset_index()
+    return wide.reset_index().rename(columns={"value": "price" if lever == "price" else "ad share"})
 
 
 def write_sensitivity(plan: pd.DataFrame, rows: pd.DataFrame, out_dir: Path | str) -> dict[str, Path]:
@@ -116,7 +144,8 @@ def plot_sensitivity(rows: pd.DataFrame, path: Path | str) -> Path:
         for market, group in rows[rows["shift"] == shift].groupby("market", sort=False):
             ax.plot(group["week"], group["profit_delta"], marker="o", label=market)
         ax.axhline(0.0, color="grey", linewidth=0.8)
-        ax.set_title(f"price one level {'down' if shift < 0 else 'up'} in one week")
+        what = "price" if rows["lever"].iloc[0] == "price" else "ad share"
+        ax.set_title(f"{what} one level {'down' if shift < 0 else 'up'} in one week")
         ax.set_xlabel("week")
         if ax.get_legend_handles_labels()[0]:  # no line where the plan already sits at that edge of the levels
             ax.legend()

@@ -149,6 +149,9 @@ def test_sensitivity_command(tmp_path):
     rows = pd.read_csv(out / "sensitivity.csv")
     assert set(rows["market"]) == {"structural", "learned"} and len(rows) == 4 * 12
     assert (out / "plan.csv").exists() and (out / "sensitivity.png").exists()
+    result = run("sensitivity", "--scenario", "food_coffee_bundle", "--policy", "list_price", "--lever", "ads", "--markets", "structural", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "ad share" in result.stdout and set(pd.read_csv(out / "sensitivity.csv")["lever"]) == {"ads"}
 
 
 def run_in_process(capsys, *args: str) -> tuple[int, str]:

@@ -9,7 +9,7 @@ import pytest
 from agents.recorded_plan import RecordedPlan
 from agents.replay import build_policy
 from agents.rollout import run_episode
-from agents.sensitivity import price_sensitivity, sensitivity_table, write_sensitivity
+from agents.sensitivity import plan_sensitivity, sensitivity_table, write_sensitivity
 from envs import LaunchMarketEnv
 from errors import PolicyError
 from scenarios import load_scenario
@@ -21,7 +21,7 @@ def test_the_closed_form_price_is_best_in_every_week_of_the_truth():
     # A constant pool of buyers: moving one week's price off p*'s level costs the same in every week,
     # a twelfth of what the whole episode at that level costs, and never pays.
     s = load_scenario(BOARD)
-    plan, rows = price_sensitivity(s, build_policy("launch_now", s), markets=["structural"])
+    plan, rows = plan_sensitivity(s, build_policy("launch_now", s), markets=["structural"])
     assert len(plan) == s.n_steps and set(plan["price"]) == {30.0}
     assert len(rows) == 2 * s.n_steps and (rows["profit_delta"] < 0).all()
 
@@ -37,7 +37,7 @@ def test_the_closed_form_price_is_best_in_every_week_of_the_truth():
 def test_shifts_past_the_price_levels_are_left_out_and_markets_compared(tiny_predictor, tmp_path):
     s = load_scenario(BOARD)
     lowest = pd.DataFrame({"week": range(s.n_steps), "price": [28.0] * s.n_steps}).astype(str)
-    plan, rows = price_sensitivity(s, RecordedPlan(lowest, s), markets=["structural", "learned"], predictor=tiny_predictor)
+    plan, rows = plan_sensitivity(s, RecordedPlan(lowest, s), markets=["structural", "learned"], predictor=tiny_predictor)
     assert set(rows["shift"]) == {1} and len(rows) == 2 * s.n_steps  # no level below 0.70
     wide = sensitivity_table(rows)
     assert list(wide.columns) == ["week", "price", "structural +1 level", "learned +1 level", "disagree"]
@@ -52,21 +52,34 @@ def test_shifts_past_the_price_levels_are_left_out_and_markets_compared(tiny_pre
 def test_bad_markets_and_a_learned_market_without_predictor_fail():
     s = load_scenario(BOARD)
     with pytest.raises(PolicyError, match="expected one or more of"):
-        price_sensitivity(s, build_policy("launch_now", s), markets=["truth"])
+        plan_sensitivity(s, build_policy("launch_now", s), markets=["truth"])
     with pytest.raises(PolicyError, match="needs a predictor"):
-        price_sensitivity(s, build_policy("launch_now", s), markets=["learned"])
+        plan_sensitivity(s, build_policy("launch_now", s), markets=["learned"])
 
 
 @pytest.mark.parametrize(
-    ("scenario", "policy", "fixed_weeks"),
-    [("beauty_serum_flash_sale", "flash_in_window", 2), ("apparel_winter_coat_holiday", "holiday_launch", 7), ("food_coffee_bundle", "bundle_first", 0)],
+    ("scenario", "policy"),
+    [("beauty_serum_flash_sale", "flash_in_window"), ("apparel_winter_coat_holiday", "holiday_launch"), ("food_coffee_bundle", "bundle_first")],
 )
-def test_the_probed_plan_is_the_policys_and_only_weeks_on_regular_sale_move(scenario, policy, fixed_weeks):
+def test_the_probed_plan_is_the_policys_and_only_weeks_on_regular_sale_move(scenario, policy):
     # The plan, replayed as a recorded plan (ads, bundles, flash sales and all), earns what the policy
-    # earned; weeks before launch and flash-sale weeks have no price level to move.
+    # earned; weeks before launch, of a flash sale or starting sold out have no price level to move.
     s = load_scenario(scenario)
-    plan, rows = price_sensitivity(s, build_policy(policy, s), markets=["structural"])
-    own = run_episode(LaunchMarketEnv(s, outcomes="expected"), build_policy(policy, s), seed=0)["profit"].sum()
-    assert rows["plan_profit"].iloc[0] == pytest.approx(own, rel=1e-12)
-    movable = plan.loc[plan["launched"] & ~plan["flash_sale"], "week"]
-    assert sorted(set(rows["week"])) == sorted(movable) and len(plan) - len(movable) == fixed_weeks
+    plan, rows = plan_sensitivity(s, build_policy(policy, s), markets=["structural"])
+    own = run_episode(LaunchMarketEnv(s, outcomes="expected"), build_policy(policy, s), seed=0)
+    assert rows["plan_profit"].iloc[0] == pytest.approx(own["profit"].sum(), rel=1e-12)
+    stocked = np.concatenate([[s.products[0].stock], own["stock_left"].to_numpy()[:-1]]) > 0
+    movable = plan.loc[plan["launched"] & ~plan["flash_sale"] & stocked, "week"]
+    assert sorted(set(rows["week"])) == sorted(movable) and len(movable) > 0
+
+
+@pytest.mark.parametrize("scenario", ["apparel_sneaker_drop", "beauty_serum_flash_sale", "home_candle_tight_budget"])
+def test_no_one_week_move_improves_the_oracles_plan_in_the_truth(scenario):
+    # The oracle searches whole plans on the truth's expected dynamics, so no single week's price or ad
+    # share one level off can beat it there (a sell-out, a flash sale and a tight ad budget among these).
+    s = load_scenario(scenario)
+    oracle = build_policy("oracle", s)
+    for lever in ("price", "ads"):
+        _, rows = plan_sensitivity(s, oracle, lever=lever, markets=["structural"])
+        assert len(rows) > 0 and set(rows["lever"]) == {lever}
+        assert rows["profit_delta"].max() <= 1e-9 * rows["plan_profit"].iloc[0]
