@@ -10,9 +10,10 @@ it: a policy trained in the learned market follows the learned market's answer (
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,9 @@ from agents.rollout import run_episode
 from envs.launch_market import product_index
 from errors import PolicyError
 from scenarios.schema import Scenario
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 # The weekly table's columns that a recorded plan reads back (agents/recorded_plan.py), and the budget left.
 PLAN_COLUMNS = ("week", "launched", "price", "flash_sale", "bundle_partner", "bundle_discount", "creative", "ad_spend")
@@ -46,16 +50,20 @@ def plan_sensitivity(
     change, in the weeks that start with stock. ``lever="price"`` moves the price among
     ``pricing.levels`` in weeks on regular sale; ``lever="ads"`` moves the week's share of the budget
     left among ``ads.spend_levels`` (later weeks keep their spending in currency). Shifts past the
-    levels are left out."""
+    levels are left out. The plan records ad spend, so a week whose ads the env paused (sold out)
+    plays back without ads even where a probe leaves stock for it."""
     if lever not in LEVERS:
         raise PolicyError(f"lever: found {lever!r}, expected one of {list(LEVERS)}")
-    unknown = [m for m in markets if m not in MARKETS]
-    if unknown or not markets:
-        raise PolicyError(f"markets: found {list(markets)}, expected one or more of {list(MARKETS)}")
-    if "learned" in markets and predictor is None:
+    markets = list(dict.fromkeys(markets))
+    plan_market = plan_market or (markets[0] if markets else "")
+    for name in (*markets, plan_market):
+        if name not in MARKETS:
+            close = difflib.get_close_matches(str(name), MARKETS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise PolicyError(f"markets: found {name!r}{hint} (expected one or more of {list(MARKETS)})")
+    if "learned" in (*markets, plan_market) and predictor is None:
         raise PolicyError("the learned market needs a predictor")
     index = product_index(scenario, product)
-    plan_market = plan_market or markets[0]
     weekly = run_episode(market_env(scenario, index, plan_market, predictor, "expected"), policy, seed=seed)
     plan = weekly[list(PLAN_COLUMNS)].copy()
     plan["ad_share"] = pd.Series([""] * len(plan), index=plan.index, dtype=object)  # empty: the week spends its ad_spend
@@ -76,7 +84,7 @@ def plan_sensitivity(
 def _price_moves(plan: pd.DataFrame, stocked: np.ndarray, scenario: Scenario, index: int):
     """(step, shift, price, changed price, column, cell) for every week on regular sale with stock."""
     ref = float(scenario.products[index].reference_price)
-    levels = [float(x) * ref for x in scenario.pricing.levels]
+    levels = sorted({float(x) * ref for x in scenario.pricing.levels})  # neighbours by value, whatever the file's order
     for t, week in enumerate(plan.itertuples(index=False)):
         if not week.launched or week.flash_sale or not stocked[t]:
             continue
@@ -88,7 +96,7 @@ def _price_moves(plan: pd.DataFrame, stocked: np.ndarray, scenario: Scenario, in
 
 def _ad_moves(weekly: pd.DataFrame, stocked: np.ndarray, scenario: Scenario):
     """(step, shift, share, changed share, column, cell) for every week that starts with stock and budget."""
-    levels = [float(x) for x in scenario.ads.spend_levels]
+    levels = sorted({float(x) for x in scenario.ads.spend_levels})
     for t, week in enumerate(weekly.itertuples(index=False)):
         left = week.budget_left + week.ad_spend  # the budget at the start of the week
         if not stocked[t] or left <= 0:
@@ -144,7 +152,7 @@ def plot_sensitivity(rows: pd.DataFrame, path: Path | str) -> Path:
         for market, group in rows[rows["shift"] == shift].groupby("market", sort=False):
             ax.plot(group["week"], group["profit_delta"], marker="o", label=market)
         ax.axhline(0.0, color="grey", linewidth=0.8)
-        what = "price" if rows["lever"].iloc[0] == "price" else "ad share"
+        what = "ad share" if len(rows) and rows["lever"].iloc[0] == "ads" else "price"
         ax.set_title(f"{what} one level {'down' if shift < 0 else 'up'} in one week")
         ax.set_xlabel("week")
         if ax.get_legend_handles_labels()[0]:  # no line where the plan already sits at that edge of the levels
@@ -156,10 +164,12 @@ def plot_sensitivity(rows: pd.DataFrame, path: Path | str) -> Path:
     return Path(path)
 
 
-def console_table(wide: pd.DataFrame, title: str):
+def console_table(wide: pd.DataFrame, title: str) -> Table:
     """A rich table of ``sensitivity_table``'s rows for the console; changes that pay in bold."""
     from rich.table import Table
 
+    if wide.empty:
+        title += " · no week to move (never on regular sale with stock, or a single level)"
     table = Table(title=title)
     for col in wide.columns:
         table.add_column(str(col), justify="right", no_wrap=True)

@@ -148,6 +148,11 @@ def test_sensitivity_command(tmp_path):
     assert "structural -1 level" in result.stdout and "learned +1 level" in result.stdout
     rows = pd.read_csv(out / "sensitivity.csv")
     assert set(rows["market"]) == {"structural", "learned"} and len(rows) == 4 * 12
+    # The shipped learned market pays for a lower price in weeks 1-3 of the board, where the truth does not.
+    from agents.sensitivity import sensitivity_table
+
+    disagree = sensitivity_table(rows).set_index("week")["disagree"]
+    assert disagree.loc[[1, 2, 3]].all() and not disagree.loc[[0, 5, 6, 7, 8]].any()
     assert (out / "plan.csv").exists() and (out / "sensitivity.png").exists()
     result = run("sensitivity", "--scenario", "food_coffee_bundle", "--policy", "list_price", "--lever", "ads", "--markets", "structural", "--out", str(out))
     assert result.returncode == 0, result.stderr

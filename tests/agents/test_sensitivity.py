@@ -13,6 +13,7 @@ from agents.sensitivity import plan_sensitivity, sensitivity_table, write_sensit
 from envs import LaunchMarketEnv
 from errors import PolicyError
 from scenarios import load_scenario
+from scenarios.overrides import apply_overrides
 
 BOARD = "home_cutting_board_closed_form"
 
@@ -49,12 +50,24 @@ def test_shifts_past_the_price_levels_are_left_out_and_markets_compared(tiny_pre
     assert pd.read_csv(paths["plan"])["price"].eq(28.0).all()  # the plan played, readable as a recorded plan
 
 
-def test_bad_markets_and_a_learned_market_without_predictor_fail():
+def test_bad_markets_levers_and_a_learned_market_without_predictor_fail():
     s = load_scenario(BOARD)
-    with pytest.raises(PolicyError, match="expected one or more of"):
-        plan_sensitivity(s, build_policy("launch_now", s), markets=["truth"])
+    policy = build_policy("launch_now", s)
+    with pytest.raises(PolicyError, match="found 'structual'; did you mean 'structural'"):
+        plan_sensitivity(s, policy, markets=["structual"])
     with pytest.raises(PolicyError, match="needs a predictor"):
-        plan_sensitivity(s, build_policy("launch_now", s), markets=["learned"])
+        plan_sensitivity(s, policy, markets=["learned"])
+    with pytest.raises(PolicyError, match="needs a predictor"):  # the plan's market counts too
+        plan_sensitivity(s, policy, markets=["structural"], plan_market="learned")
+    with pytest.raises(PolicyError, match="lever: found 'bundle'"):
+        plan_sensitivity(s, policy, lever="bundle", markets=["structural"])
+
+
+def test_neighbouring_levels_go_by_value_not_by_file_order():
+    s = load_scenario(BOARD)
+    shuffled = apply_overrides(s, ["pricing.levels=[0.8, 1.4, 0.75, 0.7, 1.0]"])
+    _, rows = plan_sensitivity(shuffled, build_policy("launch_now", shuffled), markets=["structural"])
+    assert set(zip(rows["shift"], rows["changed_value"])) == {(-1, 28.0), (1, 32.0)}
 
 
 @pytest.mark.parametrize(
