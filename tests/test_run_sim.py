@@ -167,6 +167,11 @@ def run_in_process(capsys, *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+def test_sensitivity_predictor_without_the_learned_market_exits_2(tmp_path, capsys):
+    code, err = run_in_process(capsys, "sensitivity", "--markets", "structural", "--predictor", "models/default_ensemble", "--out", str(tmp_path))
+    assert code == 2 and "--predictor needs --markets learned" in err
+
+
 def test_replay_bad_set_exits_2_naming_the_path(tmp_path, capsys):
     code, err = run_in_process(capsys, "replay", "--set", "ad.budget=*0.5", "--out", str(tmp_path))
     assert code == 2 and err.startswith("error: --set ad.budget=*0.5: ad: unknown key; did you mean 'ads.budget'?")
