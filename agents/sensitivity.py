@@ -2,10 +2,10 @@
 
 A policy's decisions in one episode (or a recorded plan) are played open-loop with expected
 outcomes; then, one week at a time, the price (or the week's share of the ad budget) moves one level
-down or one level up and the episode is played again. The change in the episode's profit, per week and market, shows where the plan
-sits off that market's optimum and whether the learned market agrees with the ground truth about
-it: a policy trained in the learned market follows the learned market's answer (docs/EVALUATION.md,
-"The cutting board's shortfall is the learned market's").
+down or one level up and the episode is played again. The change in the episode's profit, per week
+and market, shows where the plan sits off that market's optimum and whether the learned market
+agrees with the ground truth about it: a policy trained in the learned market follows the learned
+market's answer (docs/EVALUATION.md, "Week by week: where the learned market misleads the policies").
 """
 
 from __future__ import annotations
