@@ -28,7 +28,7 @@ from scenarios.schema import Scenario
 if TYPE_CHECKING:
     from rich.table import Table
 
-# The weekly table's columns that a recorded plan reads back (agents/recorded_plan.py), and the budget left.
+# The weekly table's columns that a recorded plan reads back (agents/recorded_plan.py).
 PLAN_COLUMNS = ("week", "launched", "price", "flash_sale", "bundle_partner", "bundle_discount", "creative", "ad_spend")
 LEVERS = ("price", "ads")
 SHIFTS = (-1, 1)
