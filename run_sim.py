@@ -14,6 +14,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from errors import LaunchSimError, PredictorError
 
@@ -265,13 +266,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario)
     apply_overrides(scenario, args.set)  # fail fast on a bad --set, before loading a predictor
-    predictor = None
-    if "learned" in args.markets:
-        from models.predictor import load_predictor
-
-        predictor = load_predictor(args.predictor, device=args.device)
-    elif args.predictor:
-        raise PredictorError("--predictor needs --markets learned")
+    predictor = _markets_predictor(args)
     result = replay(
         scenario, args.policy, overrides=args.set, versus=args.versus, episodes=args.episodes, seed=args.seed,
         product=args.product, markets=args.markets, predictor=predictor, actions=args.actions,
@@ -288,31 +283,35 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from agents.replay import build_policy
-    from agents.sensitivity import console_table, plan_sensitivity, sensitivity_table, write_sensitivity
+    from agents.sensitivity import LEVER_LABELS, console_table, plan_sensitivity, sensitivity_table, write_sensitivity
     from envs.launch_market import product_index
     from scenarios import load_scenario
 
     scenario = load_scenario(args.scenario)
     index = product_index(scenario, args.product)
-    predictor = None
-    if "learned" in args.markets:
-        from models.predictor import load_predictor
-
-        predictor = load_predictor(args.predictor, device=args.device)
-    elif args.predictor:
-        raise PredictorError("--predictor needs --markets learned")
+    predictor = _markets_predictor(args)
     policy = build_policy(args.policy, scenario, index, seed=args.seed, predictor=predictor, actions=args.actions)
     plan, rows = plan_sensitivity(
         scenario, policy, index, lever=args.lever, markets=args.markets, predictor=predictor, seed=args.seed
     )
     paths = write_sensitivity(plan, rows, args.out)
     spec = f"actions:{args.actions}" if args.actions else args.policy
-    what = "price" if args.lever == "price" else "ad share"
-    title = f"{scenario.name} · {spec} · change in episode profit from one week's {what} one level down / up (expected outcomes)"
+    title = f"{scenario.name} · {spec} · change in episode profit from one week's {LEVER_LABELS[args.lever]} one level down / up (expected outcomes)"
     console = Console(width=None if sys.stdout.isatty() else 150)
     console.print(console_table(sensitivity_table(rows), title))
     console.print(f"written to {paths['rows']}, {paths['plan'].name}, {paths['plot'].name}")
     return 0
+
+
+def _markets_predictor(args: argparse.Namespace) -> Any:
+    """The learned market's predictor when ``--markets`` includes it, else None (and ``--predictor`` is an error)."""
+    if "learned" in args.markets:
+        from models.predictor import load_predictor
+
+        return load_predictor(args.predictor, device=args.device)
+    if args.predictor:
+        raise PredictorError("--predictor needs --markets learned")
+    return None
 
 
 def cmd_export_table(args: argparse.Namespace) -> int:

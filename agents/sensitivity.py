@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 # The weekly table's columns that a recorded plan reads back (agents/recorded_plan.py).
 PLAN_COLUMNS = ("week", "launched", "price", "flash_sale", "bundle_partner", "bundle_discount", "creative", "ad_spend")
-LEVERS = ("price", "ads")
+LEVER_LABELS = {"price": "price", "ads": "ad share"}  # each lever, as tables and plots name it
+LEVERS = tuple(LEVER_LABELS)
 SHIFTS = (-1, 1)
 ROW_COLUMNS = ["market", "lever", "week", "shift", "value", "changed_value", "profit_delta", "plan_profit"]
 
@@ -66,23 +67,29 @@ def plan_sensitivity(
     index = product_index(scenario, product)
     weekly = run_episode(market_env(scenario, index, plan_market, predictor, "expected"), policy, seed=seed)
     plan = weekly[list(PLAN_COLUMNS)].copy()
-    plan["ad_share"] = pd.Series([""] * len(plan), index=plan.index, dtype=object)  # empty: the week spends its ad_spend
-    stocked = np.array([float(scenario.products[index].stock), *weekly["stock_left"].iloc[:-1]]) > 0  # at each week's start
-    moves = list(_price_moves(plan, stocked, scenario, index) if lever == "price" else _ad_moves(weekly, stocked, scenario))
+    # An empty ad_share: the week spends its ad_spend; a probe sets one week's share instead.
+    plan["ad_share"] = pd.Series([""] * len(plan), index=plan.index, dtype=object)
+    # Whether each week starts with stock.
+    stocked = np.array([float(scenario.products[index].stock), *weekly["stock_left"].iloc[:-1]]) > 0
+    moves = list(
+        _price_moves(plan, stocked, scenario, index) if lever == "price" else _ad_moves(weekly, stocked, scenario)
+    )
     rows = []
     for market in markets:
         env = market_env(scenario, index, market, predictor, "expected")
         base = _profit(env, plan, scenario, index, seed)
-        for t, shift, value, changed_value, column, cell in moves:
+        for t, shift, value, changed_value, column in moves:
             changed = plan.copy()
-            changed.loc[t, column] = cell
+            changed.loc[t, column] = changed_value
             delta = _profit(env, changed, scenario, index, seed) - base
-            rows.append(dict(zip(ROW_COLUMNS, (market, lever, plan["week"].iloc[t], shift, value, changed_value, delta, base))))
+            rows.append(
+                dict(zip(ROW_COLUMNS, (market, lever, plan["week"].iloc[t], shift, value, changed_value, delta, base)))
+            )
     return plan, pd.DataFrame(rows, columns=ROW_COLUMNS)
 
 
 def _price_moves(plan: pd.DataFrame, stocked: np.ndarray, scenario: Scenario, index: int):
-    """(step, shift, price, changed price, column, cell) for every week on regular sale with stock."""
+    """(step, shift, price, changed price, column) for every week on regular sale with stock."""
     ref = float(scenario.products[index].reference_price)
     levels = sorted({float(x) * ref for x in scenario.pricing.levels})  # neighbours by value, whatever the file's order
     for t, week in enumerate(plan.itertuples(index=False)):
@@ -91,11 +98,11 @@ def _price_moves(plan: pd.DataFrame, stocked: np.ndarray, scenario: Scenario, in
         at = int(np.argmin([abs(level - week.price) for level in levels]))
         for shift in SHIFTS:
             if 0 <= at + shift < len(levels):
-                yield t, shift, week.price, levels[at + shift], "price", levels[at + shift]
+                yield t, shift, week.price, levels[at + shift], "price"
 
 
 def _ad_moves(weekly: pd.DataFrame, stocked: np.ndarray, scenario: Scenario):
-    """(step, shift, share, changed share, column, cell) for every week that starts with stock and budget."""
+    """(step, shift, share, changed share, column) for every week that starts with stock and budget."""
     levels = sorted({float(x) for x in scenario.ads.spend_levels})
     for t, week in enumerate(weekly.itertuples(index=False)):
         left = week.budget_left + week.ad_spend  # the budget at the start of the week
@@ -105,7 +112,7 @@ def _ad_moves(weekly: pd.DataFrame, stocked: np.ndarray, scenario: Scenario):
         at = int(np.argmin([abs(level - share) for level in levels]))
         for shift in SHIFTS:
             if 0 <= at + shift < len(levels):
-                yield t, shift, levels[at], levels[at + shift], "ad_share", levels[at + shift]
+                yield t, shift, levels[at], levels[at + shift], "ad_share"
 
 
 def _profit(env: Any, plan: pd.DataFrame, scenario: Scenario, index: int, seed: int) -> float:
@@ -116,16 +123,23 @@ def _profit(env: Any, plan: pd.DataFrame, scenario: Scenario, index: int, seed: 
 def sensitivity_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per week: the profit change of each (market, shift), and whether the markets disagree
     on whether a shift pays (a sign the learned market would pull a policy off the truth's optimum)."""
-    lever = rows["lever"].iloc[0] if len(rows) else "price"
     wide = rows.pivot_table(index=["week", "value"], columns=["market", "shift"], values="profit_delta")
     markets = list(dict.fromkeys(rows["market"]))
     wide = wide[[(m, s) for m in markets for s in SHIFTS if (m, s) in wide.columns]]  # the markets in the order given
     wide.columns = [f"{market} {'-1' if shift < 0 else '+1'} level" for market, shift in wide.columns]
     if len(markets) == 2:
         a, b = markets
-        pays = {m: np.stack([wide.get(f"{m} {s} level", pd.Series(np.nan, index=wide.index)) > 0 for s in ("-1", "+1")]) for m in markets}
+        pays = {
+            m: np.stack([wide.get(f"{m} {s} level", pd.Series(np.nan, index=wide.index)) > 0 for s in ("-1", "+1")])
+            for m in markets
+        }
         wide["disagree"] = (pays[a] != pays[b]).any(axis=0)
-    return wide.reset_index().rename(columns={"value": "price" if lever == "price" else "ad share"})
+    return wide.reset_index().rename(columns={"value": _label(rows)})
+
+
+def _label(rows: pd.DataFrame) -> str:
+    """The rows' lever as tables and plots name it (price when there are no rows)."""
+    return LEVER_LABELS[rows["lever"].iloc[0]] if len(rows) else LEVER_LABELS["price"]
 
 
 def write_sensitivity(plan: pd.DataFrame, rows: pd.DataFrame, out_dir: Path | str) -> dict[str, Path]:
@@ -152,8 +166,7 @@ def plot_sensitivity(rows: pd.DataFrame, path: Path | str) -> Path:
         for market, group in rows[rows["shift"] == shift].groupby("market", sort=False):
             ax.plot(group["week"], group["profit_delta"], marker="o", label=market)
         ax.axhline(0.0, color="grey", linewidth=0.8)
-        what = "ad share" if len(rows) and rows["lever"].iloc[0] == "ads" else "price"
-        ax.set_title(f"{what} one level {'down' if shift < 0 else 'up'} in one week")
+        ax.set_title(f"{_label(rows)} one level {'down' if shift < 0 else 'up'} in one week")
         ax.set_xlabel("week")
         if ax.get_legend_handles_labels()[0]:  # no line where the plan already sits at that edge of the levels
             ax.legend()
@@ -178,7 +191,7 @@ def console_table(wide: pd.DataFrame, title: str) -> Table:
         for col, value in zip(wide.columns, row):
             if col == "disagree":
                 cells.append("yes" if value else "")
-            elif col in ("week",):
+            elif col == "week":
                 cells.append(f"{value:g}")
             elif isinstance(value, float) and np.isnan(value):
                 cells.append("")

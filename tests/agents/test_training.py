@@ -157,7 +157,7 @@ def test_same_seed_gives_the_same_run(tmp_path):
     assert any(not np.array_equal(pa[k].numpy(), pc[k].numpy()) for k in pa)
 
 
-def test_demand_spread_defaults_to_the_learned_markets_level_error_and_old_runs_keep_none(tmp_path):
+def test_demand_spread_and_outcomes_defaults_and_old_runs_keep_none(tmp_path):
     from agents.training import _open_run
     from models.predictor import DEFAULT_MARKET_DEMAND_SPREAD
 
@@ -169,15 +169,18 @@ def test_demand_spread_defaults_to_the_learned_markets_level_error_and_old_runs_
     run = train(tiny_config(tmp_path / "run"), progress=False)
     document = yaml.safe_load((run / "config.yml").read_text())
     assert document["config"]["demand_spread"] == 0.0  # structural: resolved and recorded
-    del document["config"]["demand_spread"]  # a learned-market run folder from before the option
+    assert document["config"]["outcomes"] == "sampled"
+    del document["config"]["demand_spread"], document["config"]["outcomes"]  # a learned-market run folder from before the options
     document["config"]["market"] = "learned"
     (run / "config.yml").write_text(yaml.safe_dump(document))
-    assert _open_run(run).config.demand_spread == 0.0  # it trained without randomisation; resume must too
+    opened = _open_run(run)
+    assert opened.config.demand_spread == 0.0  # it trained without randomisation; resume must too
+    assert opened.config.outcomes == "sampled"  # and on sampled outcomes
 
 
-def test_expected_outcomes_reach_the_training_envs_and_old_runs_sample(tmp_path):
+def test_expected_outcomes_reach_the_training_envs(tmp_path):
     from agents.algorithms import get_algorithm, resolve_hyperparams
-    from agents.training import _make_env, _open_run
+    from agents.training import _make_env
     from scenarios import load_scenario
 
     assert TrainConfig(out=tmp_path).outcomes == "sampled"
@@ -187,12 +190,6 @@ def test_expected_outcomes_reach_the_training_envs_and_old_runs_sample(tmp_path)
     algorithm = get_algorithm("ppo")
     venv = _make_env(config, algorithm, resolve_hyperparams("ppo"), [load_scenario("food_coffee_bundle")], None, seed=0, kind="dummy")
     assert venv.get_attr("outcomes") == ["expected", "expected"]
-    run = train(tiny_config(tmp_path / "old"), progress=False)
-    document = yaml.safe_load((run / "config.yml").read_text())
-    assert document["config"]["outcomes"] == "sampled"
-    del document["config"]["outcomes"]  # a run folder from before the option
-    (run / "config.yml").write_text(yaml.safe_dump(document))
-    assert _open_run(run).config.outcomes == "sampled"
 
 
 def test_resuming_a_run_from_an_older_env_version_warns(tmp_path):
