@@ -82,4 +82,5 @@ for n in (65536, 262144):
     print(n, json.dumps(res[n]), flush=True)
     del venv
 os.makedirs(OUT, exist_ok=True)
-json.dump(res, open(f"{OUT}/probe_d.json", "w"), indent=1)
+with open(f"{OUT}/probe_d.json", "w") as fh:
+    json.dump(res, fh, indent=1)
