@@ -170,6 +170,8 @@ class LaunchMarketEnv(gym.Env):
         self._launch_cost = float(s.launch.launch_cost)
         self._log_stock = math.log1p(max(self._stock0, 1.0))
         self._market_estimate = float(self.product.market_estimate or 0.0)
+        # A weekly pool (a steady staple) has no adoption state: the markets read no buyers so far.
+        self._reads_adopters = self.product.market_estimate_basis == "total"
         self._noise: np.ndarray | None = None
         self._scale_rng: np.random.Generator | None = None
         self._demand_scale = 1.0
@@ -298,7 +300,7 @@ class LaunchMarketEnv(gym.Env):
             competitor_strength=tl.competitor_strength[t],
             competitor_price_ratio=tl.competitor_price[t] / self._ref,
             adstock=self._adstock,
-            adopters=self._adopters,
+            adopters=self._adopters if self._reads_adopters else 0.0,
             bundle_discount=discount,
             market_estimate=self._market_estimate,
         )

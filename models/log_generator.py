@@ -97,6 +97,7 @@ def synthetic_scenario(
         "products": [{
             "name": "product", "text": pt.describe(traits, rng, vocabulary), "unit_cost": round(ref * u(0.3, 0.45), 2),
             "reference_price": ref, "stock": 10_000_000, "market_estimate": max(market_estimate, 1.0),
+            "market_estimate_basis": "weekly" if staple else "total",
         }],  # fmt: skip
         "catalogue": [
             {"name": f"partner_{i}", "text": text, "price": round(u(8, 60), 2), "unit_cost": 0.0, "discounts": DISCOUNTS}

@@ -70,6 +70,10 @@ class Product(Strict):
     # Public: the seller's estimate of the buyers the product can reach (market research). The learned
     # market reads it as the scale a text cannot carry; the structural market ignores it.
     market_estimate: Annotated[float, Field(gt=0)] | None = None
+    # What the estimate counts: "total", every buyer a launch can reach; "weekly", the buyers of each week
+    # of a steady staple (a constant pool). A weekly pool has no adoption state, so the markets read no
+    # buyers so far for it (its truth must be a constant pool without repeat purchases).
+    market_estimate_basis: Literal["total", "weekly"] = "total"
 
 
 class CatalogueItem(Strict):

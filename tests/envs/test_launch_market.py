@@ -185,6 +185,27 @@ def test_demand_spread_scales_each_episodes_expected_demand():
         LaunchMarketEnv("food_coffee_bundle", demand_spread=-0.1)
 
 
+def test_a_weekly_estimate_gives_the_markets_no_buyers_so_far(tiny_predictor):
+    # The board's estimate counts weekly buyers (a steady staple): the env still counts its buyers, but the
+    # markets read none, so its learned demand at one price is the same every week, as the truth's is.
+    weekly = load_scenario("home_cutting_board_closed_form")
+    assert weekly.products[0].market_estimate_basis == "weekly"
+    total = apply_overrides(weekly, ["products.0.market_estimate_basis=total"])
+    runs = {}
+    for basis, scenario in (("weekly", weekly), ("total", total)):
+        for market, model in (("structural", None), ("learned", tiny_predictor)):
+            env = LaunchMarketEnv(scenario, response_model=model, outcomes="expected")
+            env.reset(seed=0)
+            act = env.layout.encode(Decision(True, 0.75, False, 0, 0.0, 0))
+            demand = [env.step(act)[4]["expected_demand"] for _ in range(6)]
+            runs[basis, market] = demand, env.last_context.adopters, env._adopters
+    assert runs["weekly", "structural"][0] == runs["total", "structural"][0]  # a constant pool's truth reads no adopters
+    demand, seen, counted = runs["weekly", "learned"]
+    assert seen == 0.0 and counted > 1000
+    assert demand == pytest.approx([demand[0]] * 6, rel=1e-9)
+    assert not np.allclose(runs["total", "learned"][0], demand[0], rtol=1e-3)  # the predictor does read adopters
+
+
 def test_expected_outcomes_ignore_the_seed():
     a = LaunchMarketEnv("food_coffee_bundle", outcomes="expected")
     a.reset(seed=1)

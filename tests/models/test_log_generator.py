@@ -51,6 +51,16 @@ def test_a_staple_sells_to_a_weekly_pool_that_adoption_does_not_deplete(logs):
     assert len(spread) >= 2
     assert np.allclose(spread["min"], spread["max"], rtol=1e-6)
 
+def test_a_staple_declares_a_weekly_estimate_and_logs_no_buyers_so_far(logs):
+    # what the env passes its market for a weekly pool (docs/MARKET.md); launches log their adopters
+    staple = logs["trait_demand"] == "staple"
+    assert staple.any() and (logs.loc[staple, "adopters"] == 0).all()
+    sold = logs[~staple & (logs["launched"] > 0)]
+    assert (sold.groupby("product_id")["adopters"].max() > 0).all()
+    traits = dataclasses.replace(pt.sample_traits(np.random.default_rng(3)), demand="staple")
+    assert synthetic_scenario(traits, np.random.default_rng(4), "train")["products"][0]["market_estimate_basis"] == "weekly"
+
+
 def test_a_staple_always_says_so_and_a_launch_only_sometimes(logs):
     phrases = {kind: [p for tr, pa in [pt.DEMAND[kind]] for p in tr + pa] for kind in pt.DEMAND}
     per_product = logs.groupby("product_id").first()

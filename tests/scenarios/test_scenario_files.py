@@ -67,6 +67,7 @@ MALFORMED = {
     "bad_category": ("category", "toys", "category", "found 'toys'"),
     "truth_name_mismatch": ("truth.partners", {"merino_beany": {"affinity": 0.5}}, "truth.partners.merino_beany", "did you mean 'merino_beanie'"),
     "deadline_after_horizon": ("launch.deadline_week", 40, "launch.deadline_week", "before the horizon"),
+    "weekly_estimate_of_a_launch": ("products.0.market_estimate_basis", "weekly", "products.0.market_estimate_basis", "found 'weekly', expected 'total': its truth (diffusion: bass)"),
     "unsorted_competitor": ("competitor.events", [{"week": 9, "price": 1.0, "strength": 1.0}, {"week": 2, "price": 1.0, "strength": 1.0}], "competitor.events", "strictly increasing"),
 }  # fmt: skip
 
