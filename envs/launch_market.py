@@ -98,6 +98,11 @@ class LaunchMarketEnv(gym.Env):
     ## Episode end
     Terminates after ``scenario.n_steps`` steps (time is in the observation); never truncates.
 
+    ## Buyers so far
+    The market reads the product's first purchases so far (its adoption state), except for a product
+    whose ``market_estimate_basis`` is ``weekly`` (a steady staple's weekly pool, which has none): its
+    market is passed 0. The observation's adoption field counts the buyers either way.
+
     ## Domain randomisation
     ``demand_spread=sigma`` (default 0: off) multiplies each episode's expected demand by one draw
     of exp(N(0, sigma^2)), from a generator that is a child of the env's seed (the outcome uniforms

@@ -5,8 +5,10 @@ Required: ``product_id``, ``description``, ``week`` (an integer week or a date) 
 ``impressions`` + ``clicks`` (CTR head), ``bundled_units`` (bundle take), ``new_customers``.
 Aliases are accepted (``sku``, ``week_start``, ``median_price``, ...), so the Online Retail file
 reads as it is. Missing context columns get neutral defaults (see ``OPTIONAL``); a product's missing
-weeks between its first and last row count as zero units (``zero_fill``). Problems raise a
-``LogsError`` naming the file, the column and the first bad row (1-based data row).
+weeks between its first and last row count as zero units (``zero_fill``). A product whose
+``market_estimate_basis`` is ``weekly`` (a steady staple) gets 0 adopters, as the env passes its
+market. Problems raise a ``LogsError`` naming the file, the column and the first bad row (1-based
+data row).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ ALIASES = {
     "quantity": "units", "sales": "units",
     "creative": "creative_text", "ad_text": "creative_text", "partner": "partner_text",
 }  # fmt: skip
-CARRIED_FORWARD = ("product_id", "description", "price", "price_ratio", "reference_price")
+CARRIED_FORWARD = ("product_id", "description", "price", "price_ratio", "reference_price", "market_estimate_basis")
+BASES = ("total", "weekly")  # what a product's market_estimate counts, as in a scenario (docs/MARKET.md)
 TARGET_COLUMNS = ("units", "impressions", "clicks", "bundled_units", "new_customers")
 OPTIONAL = {  # column -> default when absent (None = derived, see read_logs)
     "creative_text": "", "partner_text": "", "launched": 1.0, "step_weeks": 1.0, "holiday": 0.0, "flash": 0.0,
@@ -98,6 +101,11 @@ def canonical_logs(raw: pd.DataFrame, source: str = "<logs>", zero_fill: bool = 
         offset = df["week"] - df["week"].groupby(df["product_id"]).transform("min")
         _check(source, "week", offset % step != 0, "not on the product's grid of step_weeks from its first week", found=df["week"])
 
+    if "market_estimate_basis" in df:
+        basis = df["market_estimate_basis"].fillna("total").astype(str).str.strip().str.lower()
+        _check(source, "market_estimate_basis", ~basis.isin(BASES), "expected 'total' or 'weekly'", found=df["market_estimate_basis"])
+        df["market_estimate_basis"] = basis
+
     df["week_of_year"] = week_of_year
     if zero_fill and "units" in df:
         df = _zero_fill(df)
@@ -114,6 +122,8 @@ def canonical_logs(raw: pd.DataFrame, source: str = "<logs>", zero_fill: bool = 
     if "adopters" not in df:  # cumulative first purchases before the week; units stand in without new_customers
         first = df["new_customers"] if "new_customers" in df else df.get("units", pd.Series(0.0, index=df.index))
         df["adopters"] = first.fillna(0).groupby(df["product_id"]).cumsum() - first.fillna(0)
+    if "market_estimate_basis" in df:  # a weekly pool has no adoption state: the env passes its market 0
+        df.loc[df["market_estimate_basis"] == "weekly", "adopters"] = 0.0
     if "season" not in df:
         df["season"] = season_from_weeks(df, df["week_of_year"])
     return df

@@ -174,10 +174,11 @@ def _cross_reference_problems(s: Scenario) -> Iterator[tuple[str, str]]:
     yield from _match_names("truth.products", s.truth.products, [p.name for p in s.products], "products")
     for i, product in enumerate(s.products):
         truth = s.truth.products.get(product.name)
-        if product.market_estimate_basis == "weekly" and truth is not None and (truth.diffusion != "constant" or truth.repeat_rate > 0):
-            reads = f"diffusion: {truth.diffusion}" if truth.diffusion != "constant" else f"repeat_rate: {truth.repeat_rate}"
-            yield (f"products.{i}.market_estimate_basis",
-                   f"found 'weekly', expected 'total': its truth ({reads}) depends on buyers so far, and a weekly pool has none")
+        if product.market_estimate_basis == "weekly" and truth is not None:
+            reads = [f"diffusion: {truth.diffusion}"] * (truth.diffusion != "constant") + [f"repeat_rate: {truth.repeat_rate}"] * (truth.repeat_rate > 0)
+            if reads:
+                yield (f"products.{i}.market_estimate_basis",
+                       f"found 'weekly', expected 'total': its truth ({', '.join(reads)}) depends on buyers so far, and a weekly pool has none")
     yield from _match_names("truth.creatives_ctr", s.truth.creatives_ctr, [c.name for c in s.ads.creatives], "ads.creatives")
     yield from _match_names("truth.partners", s.truth.partners, [c.name for c in s.catalogue], "catalogue")
     h = s.horizon_weeks

@@ -8,7 +8,7 @@ demand at 0 adopters: the median and the 10th percentile over the products, and 
 The truth is 1.0 in every column.
 
     PYTHONPATH=. python docs/snippets/staple_adoption_response.py --predictor models/default_ensemble \
-        --logs runs/default_logs.parquet
+        --logs runs/v32_logs.parquet   # logs v3.2, the shipped fits' (commit 9e74533 or before)
 """
 
 import argparse

@@ -37,3 +37,13 @@ def test_zero_fill_adds_only_the_missing_steps_of_each_product():
 def test_bad_steps_name_the_column_and_row(change, message):
     with pytest.raises(LogsError, match=message):
         canonical_logs(two_week_logs(**change))
+
+
+def test_a_weekly_estimate_logs_no_buyers_so_far():
+    # As the env passes a market for a product whose estimate counts weekly buyers (a steady staple).
+    df = canonical_logs(two_week_logs(market_estimate_basis=["weekly"] * 3 + [" Total "] * 3))
+    a, b = df[df["product_id"] == "a"], df[df["product_id"] == "b"]
+    assert len(a) == 4 and (a["market_estimate_basis"] == "weekly").all()  # carried into the zero-filled week
+    assert (a["adopters"] == 0).all() and b["adopters"].tolist() == [0, 4, 9]
+    with pytest.raises(LogsError, match="column 'market_estimate_basis', row 1: expected 'total' or 'weekly' \\(found 'daily'\\)"):
+        canonical_logs(two_week_logs(market_estimate_basis=["daily"] * 6))

@@ -11,6 +11,7 @@ import yaml
 from errors import ScenarioError
 from run_sim import main
 from scenarios import CATEGORIES, list_scenarios, load_scenario, scenario_from_dict, scenario_hash
+from scenarios.overrides import apply_overrides
 
 
 def test_every_shipped_scenario_validates(scenario_path):
@@ -130,3 +131,14 @@ def test_hash_ignores_formatting(default_data):
     b = scenario_from_dict(yaml.safe_load(yaml.safe_dump(default_data, default_flow_style=True)))
     assert scenario_hash(a) == scenario_hash(b)
     assert scenario_hash(a) != scenario_hash(scenario_from_dict(_set(default_data, "horizon_weeks", 19)))
+
+
+def test_a_weekly_estimate_needs_a_truth_without_adoption_state():
+    board = load_scenario("home_cutting_board_closed_form")
+    assert board.products[0].market_estimate_basis == "weekly"
+    truth = "truth.products.bamboo_board_set"
+    with pytest.raises(ScenarioError, match=r"products\.0\.market_estimate_basis: found 'weekly', expected 'total': its truth \(repeat_rate: 0\.1\)"):
+        apply_overrides(board, [f"{truth}.repeat_rate=0.1"])
+    with pytest.raises(ScenarioError, match=r"its truth \(diffusion: bass, repeat_rate: 0\.1\) depends on buyers so far"):
+        apply_overrides(board, [f"{truth}.repeat_rate=0.1", f"{truth}.diffusion=bass"])
+    assert apply_overrides(board, [f"{truth}.repeat_rate=0.1", "products.0.market_estimate_basis=total"]).truth.products["bamboo_board_set"].repeat_rate == 0.1
