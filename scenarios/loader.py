@@ -70,7 +70,11 @@ def scenario_from_dict(data: Any, source: str = "<scenario>") -> Scenario:
 
 def scenario_hash(scenario: Scenario) -> str:
     """A content hash of the resolved scenario (stable across key order and formatting)."""
-    blob = json.dumps(scenario.model_dump(mode="json"), sort_keys=True).encode()
+    data = scenario.model_dump(mode="json")
+    for product in data["products"]:  # a field added later hashes as before while at its default
+        if product["market_estimate_basis"] == "total":
+            del product["market_estimate_basis"]
+    blob = json.dumps(data, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

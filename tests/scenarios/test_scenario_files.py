@@ -4,6 +4,8 @@ and a one-line message naming the file and the field path."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 
 import pytest
 import yaml
@@ -131,6 +133,21 @@ def test_hash_ignores_formatting(default_data):
     b = scenario_from_dict(yaml.safe_load(yaml.safe_dump(default_data, default_flow_style=True)))
     assert scenario_hash(a) == scenario_hash(b)
     assert scenario_hash(a) != scenario_hash(scenario_from_dict(_set(default_data, "horizon_weeks", 19)))
+
+
+def test_the_estimate_basis_keeps_the_hashes_of_scenarios_that_do_not_set_it(default_data):
+    # A sweep keys its trials by scenario hash: adding the field must not turn finished trials into new ones
+    # (the coat's hash stays 6da195ab193d897e, as recorded before the field existed). So a scenario that
+    # leaves it at its default hashes as if the field did not exist.
+    dump = scenario_from_dict(default_data).model_dump(mode="json")
+    del dump["products"][0]["market_estimate_basis"]
+    before = hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:16]
+    assert scenario_hash(scenario_from_dict(default_data)) == before
+    assert scenario_hash(scenario_from_dict(_set(default_data, "products.0.market_estimate_basis", "total"))) == before
+    weekly = _set(default_data, "products.0.market_estimate_basis", "weekly")
+    weekly["truth"]["products"]["alpine_loft_parka"]["diffusion"] = "constant"
+    constant = _set(weekly, "products.0.market_estimate_basis", "total")
+    assert scenario_hash(scenario_from_dict(weekly)) != scenario_hash(scenario_from_dict(constant))
 
 
 def test_a_weekly_estimate_needs_a_truth_without_adoption_state():
