@@ -17,6 +17,7 @@ number of steps needs ``rebuild_policy``.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import math
 from collections.abc import Sequence
@@ -113,9 +114,7 @@ def replay(
     same seeds in each market; return the paired weekly table, per-episode totals and summary."""
     if not overrides and versus is None:
         raise PolicyError("replay needs something to compare: --set PATH=VALUE overrides, --versus POLICY, or both")
-    unknown = [m for m in markets if m not in MARKETS]
-    if unknown or not markets:
-        raise PolicyError(f"--markets: found {unknown or 'none'}, expected some of {', '.join(MARKETS)}")
+    check_markets(markets)
     index = product_index(scenario, product)
     changed = apply_overrides(scenario, list(overrides))
     needs_predictor = "learned" in markets
@@ -173,6 +172,16 @@ def _check_same_levers(base: Scenario, changed: Scenario) -> None:
             f"steps {base.n_steps} -> {changed.n_steps}), so the baseline's policy cannot act unchanged; "
             "pass --rebuild-policy to build the policy for the changed scenario"
         )
+
+
+def check_markets(names: Sequence[str]) -> None:
+    """Raise a PolicyError naming the first of ``names`` that is not a market (with the closest one), or none."""
+    unknown = [str(name) for name in names if name not in MARKETS]
+    if unknown or not names:
+        close = difflib.get_close_matches(unknown[0], MARKETS, n=1) if unknown else []
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        found = repr(unknown[0]) if unknown else "none"
+        raise PolicyError(f"markets: found {found}{hint} (expected one or more of {list(MARKETS)})")
 
 
 def market_env(scenario: Scenario, product: int, market: str, predictor: Any, outcomes: str) -> LaunchMarketEnv:

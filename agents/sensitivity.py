@@ -10,7 +10,6 @@ market's answer (docs/EVALUATION.md, "Week by week: where the learned market mis
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from agents.recorded_plan import RecordedPlan
-from agents.replay import MARKETS, market_env
+from agents.replay import MARKETS, check_markets, market_env
 from agents.rollout import run_episode
 from envs.launch_market import product_index
 from errors import PolicyError
@@ -57,11 +56,7 @@ def plan_sensitivity(
         raise PolicyError(f"lever: found {lever!r}, expected one of {list(LEVERS)}")
     markets = list(dict.fromkeys(markets))
     plan_market = plan_market or (markets[0] if markets else "")
-    for name in (*markets, plan_market):
-        if name not in MARKETS:
-            close = difflib.get_close_matches(str(name), MARKETS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise PolicyError(f"markets: found {name!r}{hint} (expected one or more of {list(MARKETS)})")
+    check_markets([*markets, plan_market])
     if "learned" in (*markets, plan_market) and predictor is None:
         raise PolicyError("the learned market needs a predictor")
     index = product_index(scenario, product)

@@ -247,7 +247,7 @@ class BatchedMarketVecEnv(VecEnv):
                 "log_stock": math.log1p(max(stock0, 1.0)), "earliest": tl.earliest_launch_step,
                 "deadline": tl.deadline_step, "overdispersion": float(s.truth.demand_overdispersion),
                 "market_estimate": float(prod.market_estimate or 0.0),
-                "reads_adopters": 1.0 if prod.market_estimate_basis == "total" else 0.0,  # as the single env
+                "reads_adopters": float(prod.reads_adopters),
             }  # fmt: skip
             for key, value in values.items():
                 const[key].append(value)

@@ -175,8 +175,7 @@ class LaunchMarketEnv(gym.Env):
         self._launch_cost = float(s.launch.launch_cost)
         self._log_stock = math.log1p(max(self._stock0, 1.0))
         self._market_estimate = float(self.product.market_estimate or 0.0)
-        # A weekly pool (a steady staple) has no adoption state: the markets read no buyers so far.
-        self._reads_adopters = self.product.market_estimate_basis == "total"
+        self._reads_adopters = self.product.reads_adopters  # a weekly pool (a steady staple) has no adoption state
         self._noise: np.ndarray | None = None
         self._scale_rng: np.random.Generator | None = None
         self._demand_scale = 1.0

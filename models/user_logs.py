@@ -13,12 +13,14 @@ data row).
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from errors import LogsError
+from scenarios.schema import EstimateBasis
 
 ALIASES = {
     "sku": "product_id", "product": "product_id", "item_id": "product_id",
@@ -29,7 +31,7 @@ ALIASES = {
     "creative": "creative_text", "ad_text": "creative_text", "partner": "partner_text",
 }  # fmt: skip
 CARRIED_FORWARD = ("product_id", "description", "price", "price_ratio", "reference_price", "market_estimate_basis")
-BASES = ("total", "weekly")  # what a product's market_estimate counts, as in a scenario (docs/MARKET.md)
+BASES = typing.get_args(EstimateBasis)  # what a product's market_estimate counts, as in a scenario (docs/MARKET.md)
 TARGET_COLUMNS = ("units", "impressions", "clicks", "bundled_units", "new_customers")
 OPTIONAL = {  # column -> default when absent (None = derived, see read_logs)
     "creative_text": "", "partner_text": "", "launched": 1.0, "step_weeks": 1.0, "holiday": 0.0, "flash": 0.0,

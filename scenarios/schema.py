@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Category = Literal["apparel", "home", "food", "beauty", "electronics"]
+EstimateBasis = Literal["total", "weekly"]  # what a product's market_estimate counts (Product below)
 CATEGORIES: tuple[str, ...] = ("apparel", "home", "food", "beauty", "electronics")
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -73,7 +74,12 @@ class Product(Strict):
     # What the estimate counts: "total", every buyer a launch can reach; "weekly", the buyers of each week
     # of a steady staple (a constant pool). A weekly pool has no adoption state, so the markets read no
     # buyers so far for it (its truth must be a constant pool without repeat purchases).
-    market_estimate_basis: Literal["total", "weekly"] = "total"
+    market_estimate_basis: EstimateBasis = "total"
+
+    @property
+    def reads_adopters(self) -> bool:
+        """Whether the markets read this product's buyers so far (a weekly pool has no adoption state)."""
+        return self.market_estimate_basis == "total"
 
 
 class CatalogueItem(Strict):
