@@ -220,9 +220,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from agents.evaluation import evaluate, report_rows, write_report
     from agents.policy_source import check_policy_spec
     from scenarios import load_scenario
+    from scenarios.overrides import apply_overrides
 
     scenario = load_scenario(args.scenario)
-    check_policy_spec(args.policy)  # fail fast, before loading a predictor
+    apply_overrides(scenario, args.set)  # fail fast on a bad --set (evaluate applies them once)
+    check_policy_spec(args.policy)  # and on a bad policy, before loading a predictor
     predictor = None
     if not args.no_learned:
         from models.predictor import load_predictor
@@ -232,7 +234,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise PredictorError("--predictor needs the learned market (drop --no-learned)")
     result = evaluate(
         scenario, args.policy, episodes=args.episodes, seed=args.seed, product=args.product, predictor=predictor,
-        learned=not args.no_learned, progress=lambda message: print(message, file=sys.stderr),
+        learned=not args.no_learned, progress=lambda message: print(message, file=sys.stderr), overrides=args.set,
     )  # fmt: skip
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2))
@@ -458,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-learned", action="store_true", help="skip the learned market (no sim_to_real_gap)")
     p.add_argument("--device", help="cpu or cuda for the predictor (default: cuda when present)")
     p.add_argument("--report", metavar="DIR", help="also write report.md and trajectories.png into this folder")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="judge on a changed scenario, e.g. products.0.market_estimate=9000 (repeatable; as in replay)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="steps/s: single envs vs CartPole, DummyVecEnv vs the batched VecEnv, PPO, encoder")

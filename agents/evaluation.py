@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from agents.policy_source import ORACLE, resolve_policy
 from agents.rollout import Policy, episode_summary, run_episode
 from envs.launch_market import ENV_VERSION, LaunchMarketEnv, product_index
 from scenarios import Scenario, load_scenario
+from scenarios.overrides import apply_overrides
 
 TRAJECTORY_COLUMNS = ["week", "price", "ad_spend", "units_sold", "stock_left", "cumulative_profit"]
 METRICS = {  # result key -> episode_summary key
@@ -45,14 +46,17 @@ def evaluate(
     heuristics: bool = True,
     learned: bool = True,
     progress: Callable[[str], None] | None = None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run ``policy_spec`` on the same seeds in the structural and the learned market, and the oracle
     and heuristics in the structural market; return a JSON-serialisable summary (see docs/EVALUATION.md).
 
     ``predictor``: the learned market's response model (default: the shipped ensemble, loaded once);
-    ``progress``: called with a short message before each stage.
+    ``progress``: called with a short message before each stage; ``overrides``: ``--set PATH=VALUE``
+    changes (``scenarios.overrides``) that every policy and both markets play, recorded in the result.
     """
     s = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    s = apply_overrides(s, list(overrides))
     index = product_index(s, product)
     seeds = [seed + i for i in range(episodes)]
     say = progress or (lambda message: None)
@@ -85,6 +89,7 @@ def evaluate(
         "env_version": ENV_VERSION,
         "episodes": episodes,
         "seeds": seeds,
+        **({"overrides": list(overrides)} if overrides else {}),
         "truth": truth,
         "oracle": oracle_result,
         "ratio_to_oracle": _ratio(truth["profit_mean"], oracle_result["profit_mean"]),
@@ -292,8 +297,10 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     fig.savefig(png, dpi=110)
     plt.close(fig)
 
+    changed = "".join(f"- `--set {o}`\n" for o in result.get("overrides", []))
     md.write_text(
         f"# Evaluation of `{result['policy']}` on `{result['scenario']}`\n\n"
+        + (f"Judged on the scenario changed by:\n{changed}\n" if changed else "")
         + markdown_table(result)
         + f"\n![weekly trajectories]({png.name})\n"
     )

@@ -217,6 +217,8 @@ def test_evaluate_bad_policy_or_scenario_exits_2(tmp_path, capsys):
     assert code == 2 and err.startswith("error: unknown policy 'oracel'; did you mean 'oracle'?")
     code, err = run_in_process(capsys, "evaluate", "--scenario", "food_cofee", "--policy", "oracle", "--json", str(tmp_path / "e.json"))
     assert code == 2 and "did you mean food_coffee_bundle" in err and not (tmp_path / "e.json").exists()
+    code, err = run_in_process(capsys, "evaluate", "--policy", "oracle", "--set", "products.0.market_estimat=9000", "--json", str(tmp_path / "e.json"))
+    assert code == 2 and "market_estimat" in err and not (tmp_path / "e.json").exists()
 
 
 def test_train_command(tmp_path):

@@ -12,6 +12,7 @@ from agents.evaluation import evaluate, markdown_table, summarise, write_report
 from agents.heuristics import HEURISTICS
 from models.structural_market import StructuralMarket
 from scenarios import load_scenario
+from scenarios.overrides import apply_overrides
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +78,17 @@ def test_write_report(result, tmp_path):
     assert "| list_price (structural market) |" in text and "| oracle (structural market) |" in text
     assert "sim_to_real_gap" in text and markdown_table(result) in text
     assert paths["png"].stat().st_size > 10_000
+
+
+def test_overrides_change_the_judged_scenario_once_and_are_recorded(sneaker, result):
+    # The learned market stays the unchanged sneaker's, so its profit is the unchanged truth's; the
+    # ground truth is the changed scenario, applied once (as apply_overrides gives it).
+    changes = ["truth.products.retro_court_sneaker.market_size=*0.5"]
+    changed = evaluate(sneaker, "list_price", episodes=4, seed=7, predictor=StructuralMarket(sneaker), heuristics=False, overrides=changes)
+    direct = evaluate(apply_overrides(sneaker, changes), "list_price", episodes=4, seed=7, heuristics=False, learned=False)
+    assert changed["overrides"] == changes and "overrides" not in result
+    assert changed["truth"] == direct["truth"]
+    assert changed["learned"]["profit_mean"] == pytest.approx(result["truth"]["profit_mean"])
+    assert changed["truth"]["profit_mean"] < result["truth"]["profit_mean"]
+    truth, learned = changed["truth"]["profit_mean"], changed["learned"]["profit_mean"]
+    assert changed["sim_to_real_gap"] == pytest.approx((learned - truth) / truth) and changed["sim_to_real_gap"] > 0
