@@ -126,7 +126,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from models.log_generator import generate_logs, write_logs
 
     logs = generate_logs(
-        args.train, args.heldout, args.paraphrase, seed=args.seed, heterogeneity=args.heterogeneity, reference=args.reference
+        args.train, args.heldout, args.paraphrase, seed=args.seed, heterogeneity=args.heterogeneity, reference=args.reference,
+        silent_share=args.silent_share,
     )
     path = write_logs(logs, args.out)
     counts = logs.groupby("split")["product_id"].nunique().to_dict()
@@ -388,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout", type=int, default=300, help="held-out products (same wording)")
     p.add_argument("--paraphrase", type=int, default=300, help="held-out products in wording never seen in training")
     p.add_argument("--heterogeneity", type=float, default=0.05, help="per-product noise the text does not carry")
+    p.add_argument("--silent-share", type=_share, default=0.0, help="chance that a description leaves out each of positioning, season, gift and buzz (0.3: the logs v3.4 tried in docs/PREDICTORS.md)")
     p.add_argument(
         "--reference", action="store_true",
         help="add expected_demand_known_except_scale to the held-out rows: what the estimate's noise alone costs (predictors-eval reports it)",
@@ -528,6 +530,13 @@ def _spread(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 2.0:  # also rejects nan
         raise argparse.ArgumentTypeError(f"expected a number from 0 to 2, found {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, found {text}")
     return value
 
 

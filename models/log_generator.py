@@ -202,19 +202,25 @@ def generate_logs(
     heterogeneity: float = 0.05,
     progress: bool = True,
     reference: bool = False,
+    silent_share: float = 0.0,
 ) -> pd.DataFrame:
     """Logs of ``n_train + n_heldout + n_paraphrase`` synthetic launches, one row per product-week;
-    ``reference`` adds ``expected_demand_known_except_scale`` on the evaluation splits (same draws)."""
+    ``reference`` adds ``expected_demand_known_except_scale`` on the evaluation splits (same draws);
+    ``silent_share``: each description leaves each of ``SILENT_TRAITS`` unsaid with this chance (tried at
+    0.3 as logs v3.4, not adopted; docs/PREDICTORS.md)."""
     rng = np.random.default_rng(seed)
     # Which launches are limited drops comes from a stream of its own, so adding drops left every other
     # product's draws (traits, wording, truth, decisions) as they were.
     drop_rng = np.random.default_rng([seed, 1])
+    silent_rng = np.random.default_rng([seed, 2])  # which traits go unsaid: likewise a stream of its own
     plan = [("train", "train")] * n_train + [("heldout", "train")] * n_heldout + [("paraphrase", "paraphrase")] * n_paraphrase
     frames = []
     for product_id, (split, vocabulary) in enumerate(tqdm(plan, desc="simulating launches", disable=not progress)):
         traits = pt.sample_traits(rng)
         if traits.demand == "launch" and drop_rng.random() < pt.DROP_SHARE:
             traits = dataclasses.replace(traits, demand="drop")
+        silent = frozenset(t for t, u in zip(pt.SILENT_TRAITS, silent_rng.random(len(pt.SILENT_TRAITS))) if u < silent_share)
+        traits = dataclasses.replace(traits, silent=silent)
         scenario = scenario_from_dict(
             synthetic_scenario(traits, rng, vocabulary, heterogeneity), source=f"synthetic product {product_id}"
         )
@@ -232,6 +238,7 @@ def generate_logs(
         frame.insert(4, "unit_cost", product.unit_cost)
         for trait in ("positioning", "seasonal", "gift", "buzz", "demand"):
             frame[f"trait_{trait}"] = getattr(traits, trait)
+        frame["traits_unsaid"] = ",".join(t for t in pt.SILENT_TRAITS if t in traits.silent)
         frame["truth_market_size"] = scenario.truth.products[product.name].market_size  # for evaluation only
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

@@ -126,3 +126,26 @@ def test_the_reference_column_adds_nothing_else_to_the_logs(logs):
     factor = product.market_estimate / scenario.truth.products[product.name].market_size * np.exp(ESTIMATE_SIGMA**2 / 2)
     assert np.allclose(reference[on_sale], rows.loc[on_sale, "expected_demand"] * factor, rtol=1e-6)
     assert (reference[~on_sale] == 0).all()
+
+
+def test_unsaid_traits_leave_out_their_phrases_and_nothing_else(logs):
+    # logs v3.4 (tried): each of positioning, season, gift and buzz goes unsaid in about 30% of the
+    # descriptions, from a stream of its own, so only descriptions change; the default (0) is logs v3.3
+    everything = logs
+    logs = generate_logs(n_train=60, n_heldout=0, n_paraphrase=30, seed=5, progress=False, silent_share=0.3)
+    per_product = logs.groupby("product_id").first()
+    unsaid = per_product["traits_unsaid"].str.split(",")
+    assert 0 < (per_product["traits_unsaid"] == "").sum() < len(per_product)
+    lists = {"positioning": pt.POSITIONING, "seasonal": pt.SEASONAL, "gift": pt.GIFT, "buzz": pt.BUZZ}
+    key = {"positioning": "trait_positioning", "seasonal": "trait_seasonal", "gift": "trait_gift", "buzz": "trait_buzz"}
+    for (_, row), left_out in zip(per_product.iterrows(), unsaid):
+        for trait, table in lists.items():
+            train, paraphrase = table[row[key[trait]]]
+            phrases = [p.format(season=s) for p in train + paraphrase for s in ("winter", "spring", "summer", "autumn")]
+            said = any(p in row["description"] for p in phrases)
+            assert said == (trait not in left_out), (trait, row["description"])
+    assert (everything["traits_unsaid"] == "").all()
+    same = [c for c in logs.columns if c not in ("description", "traits_unsaid")]
+    pd.testing.assert_frame_equal(logs[same], everything[same])
+    with pytest.raises(AssertionError):
+        pd.testing.assert_series_equal(logs["description"], everything["description"])
