@@ -526,18 +526,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _spread(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 2.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 2, found {text}")
-    return value
+def _number_from(low: float, high: float) -> Any:
+    """An argparse type: a float from ``low`` to ``high`` (nan is rejected too)."""
+
+    def parse(text: str) -> float:
+        value = float(text)
+        if not low <= value <= high:  # also rejects nan
+            raise argparse.ArgumentTypeError(f"expected a number from {low:g} to {high:g}, found {text}")
+        return value
+
+    parse.__name__ = "number"  # argparse names it in "invalid number value: 'abc'"
+    return parse
 
 
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, found {text}")
-    return value
+_spread = _number_from(0.0, 2.0)  # a demand spread (sigma of a log-normal multiplier)
+_share = _number_from(0.0, 1.0)  # a chance
 
 
 def _positive_int(text: str) -> int:

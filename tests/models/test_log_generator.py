@@ -137,10 +137,9 @@ def test_unsaid_traits_leave_out_their_phrases_and_nothing_else(logs):
     unsaid = per_product["traits_unsaid"].str.split(",")
     assert 0 < (per_product["traits_unsaid"] == "").sum() < len(per_product)
     lists = {"positioning": pt.POSITIONING, "seasonal": pt.SEASONAL, "gift": pt.GIFT, "buzz": pt.BUZZ}
-    key = {"positioning": "trait_positioning", "seasonal": "trait_seasonal", "gift": "trait_gift", "buzz": "trait_buzz"}
     for (_, row), left_out in zip(per_product.iterrows(), unsaid):
         for trait, table in lists.items():
-            train, paraphrase = table[row[key[trait]]]
+            train, paraphrase = table[row[f"trait_{trait}"]]
             phrases = [p.format(season=s) for p in train + paraphrase for s in ("winter", "spring", "summer", "autumn")]
             said = any(p in row["description"] for p in phrases)
             assert said == (trait not in left_out), (trait, row["description"])
