@@ -24,6 +24,9 @@ from errors import TrainingError, lookup
 HYPERPARAMS_FILE = Path(__file__).resolve().parent / "hyperparams.yaml"
 # Keys of a hyperparameter block that are ours, not keyword arguments of the SB3 class.
 RUN_KEYS = ("n_timesteps", "policy", "normalize", "action_noise_std")
+# Keys that may be annealed linearly over the run: a mapping {start: X, end: Y} in place of a number.
+# SB3 takes schedules for the first two; the entropy coefficient is set by a callback (EntropyAnnealing).
+SCHEDULE_KEYS = ("learning_rate", "clip_range", "ent_coef")
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,34 @@ def resolve_hyperparams(algo: str, overrides: dict[str, Any] | None = None) -> d
     return params
 
 
+def linear_schedule(params: dict[str, Any], key: str) -> tuple[float, float] | None:
+    """(start, end) where ``params[key]`` is a linear schedule {start: X, end: Y}; None for a plain value."""
+    value = params.get(key)
+    if not isinstance(value, dict):
+        return None
+    if key not in SCHEDULE_KEYS or set(value) != {"start", "end"}:
+        raise TrainingError(
+            f"hyperparameter {key}: a schedule is a mapping {{start: X, end: Y}} and only {', '.join(SCHEDULE_KEYS)} "
+            f"take one, found {value!r}"
+        )
+    try:
+        return float(value["start"]), float(value["end"])
+    except (TypeError, ValueError) as err:
+        raise TrainingError(f"hyperparameter {key}: start and end must be numbers, found {value!r}") from err
+
+
 def sb3_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments for the SB3 constructor: our run keys removed, names in policy_kwargs resolved."""
+    """Keyword arguments for the SB3 constructor: our run keys removed, names in policy_kwargs resolved,
+    linear schedules built (SB3's ``LinearSchedule``; the entropy coefficient starts at its start value)."""
+    from stable_baselines3.common.utils import LinearSchedule
+
     kwargs = {k: v for k, v in params.items() if k not in RUN_KEYS}
+    maybe = [k for k, v in kwargs.items() if k in SCHEDULE_KEYS or (isinstance(v, dict) and {"start", "end"} & set(v))]
+    for key in maybe:
+        schedule = linear_schedule(params, key)
+        if schedule is not None:
+            start, end = schedule
+            kwargs[key] = start if key == "ent_coef" else LinearSchedule(start, end, end_fraction=1.0)
     policy_kwargs = dict(kwargs.get("policy_kwargs") or {})
     if isinstance(policy_kwargs.get("activation_fn"), str):
         from torch import nn

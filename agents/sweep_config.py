@@ -60,12 +60,30 @@ class Distribution(BaseModel):
         return _round(float(math.exp(rng.uniform(math.log(low), math.log(high)))))
 
 
+class LinearSchedule(BaseModel):
+    """A fixed hyperparameter annealed linearly over the run, ``{start: X, end: Y}`` (as in a
+    hyperparameter file; agents.algorithms.SCHEDULE_KEYS says which keys take one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: float
+    end: float
+
+
+def _space_or_value(v: Any) -> str:
+    if isinstance(v, LinearSchedule) or (isinstance(v, dict) and {"start", "end"} & set(v)):
+        return "schedule"
+    return "space" if isinstance(v, (dict, Distribution)) else "value"
+
+
 Scalar = int | float | str | bool | None
-# A mapping is a search space, anything else a fixed value: a callable discriminator keeps pydantic
-# from reporting every union member's error for one bad entry.
+# A mapping is a search space, except one with start or end (a schedule); anything else a fixed value: a
+# callable discriminator keeps pydantic from reporting every union member's error for one bad entry.
 SpaceOrValue = Annotated[
-    Annotated[Distribution, Tag("space")] | Annotated[Scalar | list[Scalar], Tag("value")],
-    Discriminator(lambda v: "space" if isinstance(v, (dict, Distribution)) else "value"),
+    Annotated[Distribution, Tag("space")]
+    | Annotated[LinearSchedule, Tag("schedule")]
+    | Annotated[Scalar | list[Scalar], Tag("value")],
+    Discriminator(_space_or_value),
 ]
 HyperparamSpace = dict[str, SpaceOrValue]
 
@@ -207,7 +225,7 @@ def sample_hyperparams(config: SweepConfig, algorithm: str) -> list[dict[str, An
 
     The generator is seeded by ``search_seed`` and the algorithm's name, so adding an algorithm or a
     scenario to the file leaves the other draws unchanged."""
-    space = config.search.get(algorithm, {})
+    space = {k: v.model_dump() if isinstance(v, LinearSchedule) else v for k, v in config.search.get(algorithm, {}).items()}
     if not any(isinstance(v, Distribution) for v in space.values()):
         return [dict(space)]
     name_key = int.from_bytes(hashlib.sha256(algorithm.encode()).digest()[:4], "little")
@@ -220,12 +238,15 @@ def sample_hyperparams(config: SweepConfig, algorithm: str) -> list[dict[str, An
 
 def trial_hash(spec: TrialSpec) -> str:
     """12 hex digits of SHA-256 over the trial's settings, the content hashes of its scenario and
-    predictor, and the env's dynamics version (a new version gives new trials, not stale skips)."""
+    predictor, the env's dynamics version and the hyperparameters the run will use (the shipped block
+    with the trial's on top): a new env version or new shipped defaults give new trials, not stale skips."""
+    from agents.algorithms import resolve_hyperparams
     from envs.launch_market import ENV_VERSION
 
     settings = {k: v for k, v in spec.to_dict().items() if k not in ("trial_id", "predictor")}  # the identity stands for it
     settings["scenario"] = Path(spec.scenario).stem
     settings["env_version"] = ENV_VERSION
+    settings["hyperparams"] = resolve_hyperparams(spec.algorithm, spec.hyperparams)
     if not settings["demand_spread"]:  # without a spread a trial hashes as before the option (within an env version)
         del settings["demand_spread"]
     if settings["outcomes"] == "sampled":  # likewise for the default outcomes

@@ -39,6 +39,7 @@ from agents.algorithms import (
     Algorithm,
     FlattenedActions,
     get_algorithm,
+    linear_schedule,
     read_hyperparams_file,
     resolve_hyperparams,
     sb3_kwargs,
@@ -297,6 +298,9 @@ def _learn(run: _Run, model: Any, venv: VecEnv, predictor: Any, progress: bool, 
             return quick_profit(policy, first, 0, market, episodes=3, action_type=run.algorithm.action_type)
 
     callbacks = [CheckpointEvery(run.dir, every, run.algorithm.off_policy), ProgressBar(run.steps, quick, eval_every, progress)]
+    entropy = linear_schedule(run.params, "ent_coef")
+    if entropy is not None:
+        callbacks.append(EntropyAnnealing(*entropy, total=run.steps))
     model.learn(
         total_timesteps=remaining, callback=CallbackList(callbacks), reset_num_timesteps=fresh,
         tb_log_name=run.algorithm.name,
@@ -336,6 +340,23 @@ class CheckpointEvery(BaseCallback):
             os.replace(tmp, self.folder / "replay_buffer.pkl")
         _history(self.folder.parent, "checkpoint", step=int(self.num_timesteps), file=path.name)
         return path
+
+
+class EntropyAnnealing(BaseCallback):
+    """Sets an on-policy model's entropy coefficient before each update, linearly from ``start`` at
+    step 0 to ``end`` at ``total`` (SB3 takes no schedule for it). Steps are the run's, so a resumed
+    run continues the same line."""
+
+    def __init__(self, start: float, end: float, total: int):
+        super().__init__()
+        self.start, self.end, self.total = start, end, max(total, 1)
+
+    def _on_rollout_end(self) -> None:
+        done = min(self.num_timesteps / self.total, 1.0)
+        self.model.ent_coef = self.start + (self.end - self.start) * done
+
+    def _on_step(self) -> bool:
+        return True
 
 
 class ProgressBar(BaseCallback):
@@ -489,6 +510,8 @@ def _vec_kind(config: TrainConfig) -> str:
 
 
 def _constructor_kwargs(algorithm: Algorithm, params: dict[str, Any]) -> dict[str, Any]:
+    if algorithm.off_policy and linear_schedule(params, "ent_coef") is not None:
+        raise TrainingError(f"{algorithm.name}: ent_coef takes a schedule only in on-policy algorithms (ppo, a2c, maskable_ppo)")
     kwargs = sb3_kwargs(params)
     if params.get("action_noise_std"):
         from stable_baselines3.common.noise import NormalActionNoise

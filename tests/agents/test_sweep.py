@@ -73,6 +73,21 @@ def test_trial_ids_change_with_the_env_dynamics_version(monkeypatch):
     assert not {t.trial_id for t in expand_trials(tiny_config())} & base
 
 
+def test_trial_ids_follow_the_hyperparameters_the_run_will_use(monkeypatch, tmp_path):
+    # New shipped defaults change what a trial trains: its trials must re-run, not be skipped as done;
+    # an override equal to the shipped value is the same run.
+    import agents.algorithms
+
+    base = {t.trial_id for t in expand_trials(tiny_config())}
+    shipped = yaml.safe_load(agents.algorithms.HYPERPARAMS_FILE.read_text())
+    same = tiny_config(search={"ppo": {**TINY_PPO, "gae_lambda": shipped["ppo"]["gae_lambda"]}})
+    assert {t.trial_id for t in expand_trials(same)} == base
+    shipped["ppo"]["gae_lambda"] = 0.5
+    (tmp_path / "hyperparams.yaml").write_text(yaml.safe_dump(shipped))
+    monkeypatch.setattr(agents.algorithms, "HYPERPARAMS_FILE", tmp_path / "hyperparams.yaml")
+    assert not {t.trial_id for t in expand_trials(tiny_config())} & base
+
+
 def test_demand_spread_enters_trial_ids_unless_zero_and_defaults_as_train_does():
     off = {t.trial_id for t in expand_trials(tiny_config(demand_spread=0.0))}
     spread = expand_trials(tiny_config(demand_spread=0.3))
@@ -141,6 +156,16 @@ def test_predictor_path_is_checked_and_made_absolute_for_the_workers(tmp_path):
     assert same.trial_id == trial.trial_id
     (tmp_path / "sweeps" / "ens" / "heads.safetensors").write_bytes(b"other weights")
     assert expand_trials(config, path.parent)[0].trial_id != trial.trial_id
+
+
+def test_a_start_end_mapping_is_a_fixed_schedule_not_a_search_space():
+    schedule = {"start": 3e-4, "end": 0.0}
+    trials = expand_trials(tiny_config(search={"ppo": {**TINY_PPO, "learning_rate": schedule}}))
+    assert all(t.hyperparams["learning_rate"] == schedule for t in trials)
+    plain = expand_trials(tiny_config())
+    assert {t.trial_id for t in trials}.isdisjoint(t.trial_id for t in plain)
+    with pytest.raises(ValueError, match=r"learning_rate\.schedule\.end\n  Field required"):
+        tiny_config(search={"ppo": {"learning_rate": {"start": 3e-4}}})
 
 
 def test_distribution_needs_exactly_one_kind():

@@ -82,6 +82,33 @@ def test_hyperparameter_file_overrides_the_shipped_block(tmp_path):
         hyperparams_from_file(path, "ppo")
 
 
+def test_linear_schedules_anneal_learning_rate_clip_range_and_entropy(tmp_path):
+    from stable_baselines3 import PPO
+
+    schedules = {"learning_rate": {"start": 1e-3, "end": 0.0}, "clip_range": {"start": 0.3, "end": 0.1}, "ent_coef": {"start": 0.05, "end": 0.01}}
+    run = train(tiny_config(tmp_path / "run", hyperparams={**TINY["ppo"], **schedules}), progress=False)
+    model = PPO.load(run / "model.zip", device="cpu")
+    assert model.lr_schedule(1.0) == pytest.approx(1e-3) and model.lr_schedule(0.5) == pytest.approx(5e-4)
+    assert model.lr_schedule(0.0) == 0.0 and model.clip_range(0.0) == pytest.approx(0.1)
+    assert model.ent_coef == pytest.approx(0.01)  # the last update happens at the run's last step: the end value
+    recorded = yaml.safe_load((run / "config.yml").read_text())["hyperparams"]
+    assert recorded["ent_coef"] == {"start": 0.05, "end": 0.01}  # the run folder keeps the schedule as written
+
+
+def test_schedules_are_checked_before_training(tmp_path):
+    from agents.algorithms import sb3_kwargs
+
+    with pytest.raises(TrainingError, match="only learning_rate, clip_range, ent_coef take one"):
+        sb3_kwargs({"gamma": {"start": 1.0, "end": 0.9}})
+    with pytest.raises(TrainingError, match="a schedule is a mapping"):
+        sb3_kwargs({"learning_rate": {"start": 1e-3}})
+    with pytest.raises(TrainingError, match="must be numbers"):
+        sb3_kwargs({"learning_rate": {"start": "fast", "end": 0.0}})
+    with pytest.raises(TrainingError, match="on-policy"):  # SAC tunes its own entropy coefficient
+        train(tiny_config(tmp_path / "sac", "sac", hyperparams={**TINY["sac"], "ent_coef": {"start": 0.1, "end": 0.0}}), progress=False)
+    assert not (tmp_path / "sac" / "model.zip").exists()
+
+
 def test_flattened_actions_round_trip():
     nvec = np.array([2, 6, 5, 5, 3])
     every = np.stack(np.meshgrid(*[np.arange(n) for n in nvec], indexing="ij"), axis=-1).reshape(-1, len(nvec))
