@@ -113,18 +113,33 @@ def linear_schedule(params: dict[str, Any], key: str) -> tuple[float, float] | N
         raise TrainingError(f"hyperparameter {key}: start and end must be numbers, found {value!r}") from err
 
 
+def schedules(params: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Every linear schedule in ``params`` as key -> (start, end); a TrainingError for a schedule on a
+    key that takes none (a mapping with start or end) or a malformed one."""
+    found = {}
+    for key, value in params.items():
+        if key in SCHEDULE_KEYS or (isinstance(value, dict) and {"start", "end"} & set(value)):
+            schedule = linear_schedule(params, key)
+            if schedule is not None:
+                found[key] = schedule
+    return found
+
+
+def check_schedules(algorithm: Algorithm, params: dict[str, Any]) -> None:
+    """A TrainingError for a bad schedule in ``params``, or an entropy schedule where ``algorithm``
+    has no fixed entropy coefficient to anneal (the off-policy ones)."""
+    if "ent_coef" in schedules(params) and algorithm.off_policy:
+        raise TrainingError(f"{algorithm.name}: ent_coef takes a schedule only in on-policy algorithms (ppo, a2c, maskable_ppo)")
+
+
 def sb3_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments for the SB3 constructor: our run keys removed, names in policy_kwargs resolved,
     linear schedules built (SB3's ``LinearSchedule``; the entropy coefficient starts at its start value)."""
     from stable_baselines3.common.utils import LinearSchedule
 
     kwargs = {k: v for k, v in params.items() if k not in RUN_KEYS}
-    maybe = [k for k, v in kwargs.items() if k in SCHEDULE_KEYS or (isinstance(v, dict) and {"start", "end"} & set(v))]
-    for key in maybe:
-        schedule = linear_schedule(params, key)
-        if schedule is not None:
-            start, end = schedule
-            kwargs[key] = start if key == "ent_coef" else LinearSchedule(start, end, end_fraction=1.0)
+    for key, (start, end) in schedules(kwargs).items():
+        kwargs[key] = start if key == "ent_coef" else LinearSchedule(start, end, end_fraction=1.0)
     policy_kwargs = dict(kwargs.get("policy_kwargs") or {})
     if isinstance(policy_kwargs.get("activation_fn"), str):
         from torch import nn

@@ -24,7 +24,7 @@ from pydantic import (
     BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator,
 )
 
-from errors import LaunchSimError, SweepError
+from errors import LaunchSimError, SweepError, TrainingError
 
 SWEEP_DIR = Path(__file__).resolve().parent / "sweeps"
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
@@ -296,7 +296,7 @@ def _predictor_ref(entry: str | None, base_dir: Path | None) -> str | None:
 
 def _cross_check(config: SweepConfig, path: Path) -> list[str]:
     """What the schema cannot know: scenario files load, algorithm and hyperparameter names exist."""
-    from agents.algorithms import ALGORITHMS
+    from agents.algorithms import ALGORITHMS, check_schedules
     from scenarios import load_scenario
 
     problems = []
@@ -310,10 +310,16 @@ def _cross_check(config: SweepConfig, path: Path) -> list[str]:
             close = difflib.get_close_matches(algorithm, list(ALGORITHMS), n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             problems.append(f"algorithms.{i}: unknown algorithm {algorithm!r}{hint} (valid: {', '.join(ALGORITHMS)})")
-    for algorithm in config.search:
+    for algorithm, space in config.search.items():
         if algorithm not in config.algorithms:
             problems.append(f"search.{algorithm}: found a search space for an algorithm the sweep does not train "
                             f"(algorithms: {', '.join(config.algorithms)})")  # fmt: skip
+        elif algorithm in ALGORITHMS:  # schedules are fixed values: check them here, not in every trial
+            fixed = {k: v.model_dump() for k, v in space.items() if isinstance(v, LinearSchedule)}
+            try:
+                check_schedules(ALGORITHMS[algorithm], fixed)
+            except TrainingError as err:
+                problems.append(f"search.{algorithm}: {err}")
     if config.predictor is not None and config.market != "learned":
         problems.append("predictor: found a predictor with market 'structural', expected market: learned")
     elif config.predictor is not None and not (Path(_predictor_ref(config.predictor, path.parent)) / "card.json").exists():

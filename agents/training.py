@@ -38,6 +38,7 @@ from agents.algorithms import (
     ALGORITHMS,
     Algorithm,
     FlattenedActions,
+    check_schedules,
     get_algorithm,
     linear_schedule,
     read_hyperparams_file,
@@ -510,8 +511,7 @@ def _vec_kind(config: TrainConfig) -> str:
 
 
 def _constructor_kwargs(algorithm: Algorithm, params: dict[str, Any]) -> dict[str, Any]:
-    if algorithm.off_policy and linear_schedule(params, "ent_coef") is not None:
-        raise TrainingError(f"{algorithm.name}: ent_coef takes a schedule only in on-policy algorithms (ppo, a2c, maskable_ppo)")
+    check_schedules(algorithm, params)
     kwargs = sb3_kwargs(params)
     if params.get("action_noise_std"):
         from stable_baselines3.common.noise import NormalActionNoise

@@ -168,6 +168,19 @@ def test_a_start_end_mapping_is_a_fixed_schedule_not_a_search_space():
         tiny_config(search={"ppo": {"learning_rate": {"start": 3e-4}}})
 
 
+def test_schedules_a_trial_would_reject_fail_the_sweep_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({
+        "scenarios": ["food_coffee_bundle"], "algorithms": ["ppo", "sac"], "steps": 100,
+        "search": {"ppo": {"gamma": {"start": 1.0, "end": 0.9}}, "sac": {"ent_coef": {"start": 0.1, "end": 0.0}}},
+    }))  # fmt: skip
+    with pytest.raises(SweepError) as err:
+        load_sweep(bad)
+    lines = str(err.value).splitlines()
+    assert any(line.startswith(f"{bad}: search.ppo: hyperparameter gamma: a schedule is a mapping") for line in lines)
+    assert any(line.startswith(f"{bad}: search.sac: sac: ent_coef takes a schedule only in on-policy") for line in lines)
+
+
 def test_distribution_needs_exactly_one_kind():
     with pytest.raises(ValueError, match="expected exactly one of choice, uniform, loguniform"):
         Distribution(choice=[1], uniform=(0, 1))
