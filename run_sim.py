@@ -127,7 +127,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     logs = generate_logs(
         args.train, args.heldout, args.paraphrase, seed=args.seed, heterogeneity=args.heterogeneity, reference=args.reference,
-        silent_share=args.silent_share,
+        silent_share=args.silent_share, signup_share=args.signup_share,
     )
     path = write_logs(logs, args.out)
     counts = logs.groupby("split")["product_id"].nunique().to_dict()
@@ -390,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paraphrase", type=int, default=300, help="held-out products in wording never seen in training")
     p.add_argument("--heterogeneity", type=float, default=0.05, help="per-product noise the text does not carry")
     p.add_argument("--silent-share", type=_share, default=0.0, help="chance that a description leaves out each of positioning, season, gift and buzz (0.3: the logs v3.4 tried in docs/PREDICTORS.md)")
+    p.add_argument("--signup-share", type=_share, default=0.0, help="chance that a launch states its pre-launch sign-ups (prelaunch_signups; 0.7: the logs v3.5 in docs/PREDICTORS.md)")
     p.add_argument(
         "--reference", action="store_true",
         help="add expected_demand_known_except_scale to the held-out rows: what the estimate's noise alone costs (predictors-eval reports it)",

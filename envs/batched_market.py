@@ -218,7 +218,8 @@ class BatchedMarketVecEnv(VecEnv):
         cal = np.zeros((len(self.pairs), T, len(_OBS_CAL)))
         const: dict[str, list[float]] = {k: [] for k in (
             "n", "k", "ref", "cost", "stock0", "budget0", "decay", "flash_ratio", "flash_max", "holding", "salvage",
-            "launch_cost", "log_stock", "earliest", "deadline", "overdispersion", "market_estimate", "reads_adopters",
+            "launch_cost", "log_stock", "earliest", "deadline", "overdispersion", "market_estimate", "prelaunch_signups",
+            "reads_adopters",
         )}  # fmt: skip
         self.timelines = []
         for i, (s, p) in enumerate(self.pairs):
@@ -247,6 +248,7 @@ class BatchedMarketVecEnv(VecEnv):
                 "log_stock": math.log1p(max(stock0, 1.0)), "earliest": tl.earliest_launch_step,
                 "deadline": tl.deadline_step, "overdispersion": float(s.truth.demand_overdispersion),
                 "market_estimate": float(prod.market_estimate or 0.0),
+                "prelaunch_signups": float(prod.prelaunch_signups or 0.0),
                 "reads_adopters": float(prod.reads_adopters),
             }  # fmt: skip
             for key, value in values.items():
@@ -647,7 +649,7 @@ class BatchedMarketVecEnv(VecEnv):
             price_ratio=x.where(launched, ratio, 1.0), reference_price=k.ref, flash=x.f(flash),
             weeks_since_flash=x.f(self._since_flash), competitor_strength=comp_strength,
             competitor_price_ratio=comp_price, adstock=self._adstock, adopters=self._adopters * k.reads_adopters,
-            bundle_discount=discount, market_estimate=k.market_estimate,
+            bundle_discount=discount, market_estimate=k.market_estimate, prelaunch_signups=k.prelaunch_signups,
         )  # fmt: skip
         resp = self._respond(ctx, creative, option)
         take = x.where(active, resp.bundle_take, 0.0)

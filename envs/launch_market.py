@@ -175,6 +175,7 @@ class LaunchMarketEnv(gym.Env):
         self._launch_cost = float(s.launch.launch_cost)
         self._log_stock = math.log1p(max(self._stock0, 1.0))
         self._market_estimate = float(self.product.market_estimate or 0.0)
+        self._prelaunch_signups = float(self.product.prelaunch_signups or 0.0)
         self._reads_adopters = self.product.reads_adopters  # a weekly pool (a steady staple) has no adoption state
         self._noise: np.ndarray | None = None
         self._scale_rng: np.random.Generator | None = None
@@ -307,6 +308,7 @@ class LaunchMarketEnv(gym.Env):
             adopters=self._adopters if self._reads_adopters else 0.0,
             bundle_discount=discount,
             market_estimate=self._market_estimate,
+            prelaunch_signups=self._prelaunch_signups,
         )
         resp = self.market.expected(self._product_enc, self._creative_enc[creative], partner, ctx)
         if self._demand_scale != 1.0:

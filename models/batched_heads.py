@@ -155,6 +155,8 @@ class BatchedHeads(nn.Module):
         if "penetration" in names:
             share = np.maximum(adopters, 0.0) / np.maximum(estimate, 1.0)
             cols[:, names.index("penetration")] = np.minimum(share, PENETRATION_CAP)
+        if "log_prelaunch_signups" in names:
+            cols[:, names.index("log_prelaunch_signups")] = np.log1p(np.maximum(v["prelaunch_signups"], 0.0)) / 10.0
         if rows.stage is not None:
             inputs[:, self.latent :] = rows.stage
         return log_adstock
@@ -250,7 +252,7 @@ class _InputRows:
 # The MarketContext fields the context features read.
 _FEATURE_FIELDS = (
     "season", "holiday", "price_ratio", "flash", "weeks_since_flash", "competitor_strength", "competitor_price_ratio",
-    "adstock", "adopters", "step_weeks", "reference_price", "market_estimate",
+    "adstock", "adopters", "step_weeks", "reference_price", "market_estimate", "prelaunch_signups",
 )  # fmt: skip
 
 

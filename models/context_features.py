@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-FEATURES_VERSION = 3
+FEATURES_VERSION = 4
 FEATURE_NAMES_V1: tuple[str, ...] = (
     "season",
     "holiday",
@@ -38,13 +38,21 @@ FEATURE_NAMES_V2: tuple[str, ...] = (*FEATURE_NAMES_V1, "log_market_estimate")
 # difference the network had to learn (measured: v2 predicted thousands of units a week for launches
 # whose pool was exhausted).
 PENETRATION_CAP = 4.0
-FEATURE_NAMES: tuple[str, ...] = (*FEATURE_NAMES_V2, "penetration")
-FEATURE_SETS: dict[int, tuple[str, ...]] = {1: FEATURE_NAMES_V1, 2: FEATURE_NAMES_V2, 3: FEATURE_NAMES}
+FEATURE_NAMES_V3: tuple[str, ...] = (*FEATURE_NAMES_V2, "penetration")
+# v4 adds the product's public pre-launch sign-ups (a waitlist or notify-me list; 0 = unknown): how fast a
+# launch catches on, which a text may leave unsaid (docs/EVALUATION.md, "What the scenarios do not say").
+FEATURE_NAMES: tuple[str, ...] = (*FEATURE_NAMES_V3, "log_prelaunch_signups")
+FEATURE_SETS: dict[int, tuple[str, ...]] = {1: FEATURE_NAMES_V1, 2: FEATURE_NAMES_V2, 3: FEATURE_NAMES_V3, 4: FEATURE_NAMES}
 
 
 def log_market_estimate(estimate: float) -> float:
     """The scaled market-estimate feature of one market (the batch form is in ``context_features``)."""
     return math.log1p(max(estimate, 0.0)) / 10.0
+
+
+def log_prelaunch_signups(signups: float) -> float:
+    """The scaled pre-launch sign-ups feature of one market (0 = unknown; the batch form is in ``context_features``)."""
+    return math.log1p(max(signups, 0.0)) / 10.0
 
 
 def penetration(adopters: float, estimate: float) -> float:
@@ -97,4 +105,6 @@ def context_features(ctx: Any, names: tuple[str, ...] = FEATURE_NAMES, unknown_e
         cols.append(torch.log1p(estimate.clamp(min=0.0)) / 10.0)
     if "penetration" in names:
         cols.append((adopters.clamp(min=0.0) / estimate.clamp(min=1.0)).clamp(max=PENETRATION_CAP))
+    if "log_prelaunch_signups" in names:
+        cols.append((torch.log1p(col("prelaunch_signups").clamp(min=0.0)) / 10.0).expand(n))
     return torch.stack(cols, dim=1).float()

@@ -42,10 +42,16 @@ AD_TRUTH = {"max_impressions": 500_000, "half_saturation": 5000, "hill_shape": 1
 HORIZON = 20  # decision steps per synthetic launch
 TWO_WEEK_SHARE = 0.25  # share of synthetic launches decided in 2-week steps
 ESTIMATE_SIGMA = 0.2  # log-normal error of the seller's public market estimate
+# Pre-launch sign-ups (a waitlist or notify-me list, public like the estimate): a launch's innovators
+# sign up at their weekly rate (Bass p of the true market) over the weeks the page is up, each count
+# off by a log-normal error. So they carry the launch's pace, and its true size, which a text may not say.
+SIGNUP_WEEKS = 4.0
+SIGNUP_SIGMA = 0.3
 
 CONTEXT_COLUMNS = [
     "launched", "step_weeks", "season", "holiday", "price_ratio", "reference_price", "flash", "weeks_since_flash",
     "competitor_strength", "competitor_price_ratio", "adstock", "adopters", "bundle_discount", "market_estimate",
+    "prelaunch_signups",
 ]  # fmt: skip
 
 
@@ -131,6 +137,12 @@ def synthetic_scenario(
     }
 
 
+def prelaunch_signups(market_size: float, bass_p: float, rng: np.random.Generator) -> float:
+    """Sign-ups a launch collects before its launch: ``SIGNUP_WEEKS`` weeks of its innovators (Bass p of the
+    true market size), with a log-normal error of ``SIGNUP_SIGMA`` (one draw from ``rng``)."""
+    return float(round(SIGNUP_WEEKS * bass_p * market_size * math.exp(rng.normal(0.0, SIGNUP_SIGMA))))
+
+
 def _explore(env: LaunchMarketEnv, rng: np.random.Generator) -> list[dict]:
     """Play one episode with sticky random levers; return one logged row per week."""
     layout = env.layout
@@ -203,16 +215,19 @@ def generate_logs(
     progress: bool = True,
     reference: bool = False,
     silent_share: float = 0.0,
+    signup_share: float = 0.0,
 ) -> pd.DataFrame:
     """Logs of ``n_train + n_heldout + n_paraphrase`` synthetic launches, one row per product-week;
     ``reference`` adds ``expected_demand_known_except_scale`` on the evaluation splits (same draws);
     ``silent_share``: each description leaves each of ``SILENT_TRAITS`` unsaid with this chance (tried at
-    0.3 as logs v3.4, not adopted; docs/PREDICTORS.md)."""
+    0.3 as logs v3.4, not adopted; docs/PREDICTORS.md); ``signup_share``: each launch (not a staple) states its
+    pre-launch sign-ups (``prelaunch_signups``) with this chance, else they are unknown (0)."""
     rng = np.random.default_rng(seed)
     # Which launches are limited drops comes from a stream of its own, so adding drops left every other
     # product's draws (traits, wording, truth, decisions) as they were.
     drop_rng = np.random.default_rng([seed, 1])
     silent_rng = np.random.default_rng([seed, 2])  # which traits go unsaid: likewise a stream of its own
+    signup_rng = np.random.default_rng([seed, 3])  # which launches state sign-ups, and their error: likewise
     plan = [("train", "train")] * n_train + [("heldout", "train")] * n_heldout + [("paraphrase", "paraphrase")] * n_paraphrase
     frames = []
     for product_id, (split, vocabulary) in enumerate(tqdm(plan, desc="simulating launches", disable=not progress)):
@@ -221,9 +236,12 @@ def generate_logs(
             traits = dataclasses.replace(traits, demand="drop")
         silent = frozenset(t for t, u in zip(pt.SILENT_TRAITS, silent_rng.random(len(pt.SILENT_TRAITS))) if u < silent_share)
         traits = dataclasses.replace(traits, silent=silent)
-        scenario = scenario_from_dict(
-            synthetic_scenario(traits, rng, vocabulary, heterogeneity), source=f"synthetic product {product_id}"
-        )
+        spec = synthetic_scenario(traits, rng, vocabulary, heterogeneity)
+        truth = spec["truth"]["products"]["product"]
+        stated, signups = signup_rng.random() < signup_share, prelaunch_signups(truth["market_size"], truth["bass_p"], signup_rng)
+        if stated and traits.demand != "staple":
+            spec["products"][0]["prelaunch_signups"] = signups
+        scenario = scenario_from_dict(spec, source=f"synthetic product {product_id}")
         env = LaunchMarketEnv(scenario)
         env.reset(seed=int(rng.integers(2**31)))
         rows = _explore(env, rng)

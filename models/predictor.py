@@ -213,7 +213,8 @@ class LaunchPredictor:
         if FEATURE_SETS.get(card.get("features_version")) != names:
             raise PredictorError(
                 f"{card_path}: feature_names/features_version match none of this code's context features "
-                f"(v{FEATURES_VERSION}: {', '.join(FEATURE_NAMES)}; v2 without penetration; v1 also without log_market_estimate)"
+                f"(v{FEATURES_VERSION}: {', '.join(FEATURE_NAMES)}; v3 without log_prelaunch_signups; v2 also without penetration; "
+                f"v1 also without log_market_estimate)"
             )
         enc = card["encoder"]
         if enc["mode"] == "full":

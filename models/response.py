@@ -33,6 +33,7 @@ class MarketContext:
     adopters: Any  # first purchases so far (units)
     bundle_discount: Any  # 0.0 when no bundle is offered
     market_estimate: Any = 0.0  # the seller's public estimate of addressable buyers (0.0 = unknown)
+    prelaunch_signups: Any = 0.0  # public sign-ups to hear of the launch before it (0.0 = unknown)
 
 
 @dataclass(slots=True)

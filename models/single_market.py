@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.context_features import FEATURE_NAMES, log_market_estimate, penetration
+from models.context_features import FEATURE_NAMES, log_market_estimate, log_prelaunch_signups, penetration
 from models.response import MarketContext, MarketResponse
 
 _ADSTOCK, _STEP = FEATURE_NAMES.index("log_adstock"), FEATURE_NAMES.index("step_weeks")
@@ -45,6 +45,7 @@ class SingleMarketHeads:
         self.cannibalisation = cannibalisation
         self.market_feature = "log_market_estimate" in feature_names
         self.penetration_feature = "penetration" in feature_names
+        self.signups_feature = "log_prelaunch_signups" in feature_names
         self.unknown_estimate = unknown_estimate
         # Keyed by id() of the embedding tensors, which the predictor's embedding cache keeps alive.
         self._cache: dict[tuple, Any] = {}
@@ -91,6 +92,7 @@ class SingleMarketHeads:
             math.log1p(ctx.adopters) / 5.0, ctx.step_weeks, math.log(max(ctx.reference_price, 0.01)) / 5.0,
             *((log_market_estimate(estimate),) if self.market_feature else ()),
             *((penetration(ctx.adopters, estimate),) if self.penetration_feature else ()),
+            *((log_prelaunch_signups(ctx.prelaunch_signups),) if self.signups_feature else ()),
         ], dtype=np.float64)  # fmt: skip  (the order of FEATURE_NAMES)
         layers = self.layers["demand"]
         w1 = layers[0][0]

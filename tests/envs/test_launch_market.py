@@ -208,6 +208,22 @@ def test_a_weekly_estimate_gives_the_markets_no_buyers_so_far(tiny_predictor):
     assert not np.allclose(runs["total", "learned"][0], demand[0], rtol=1e-3)  # the predictor does read adopters
 
 
+def test_the_learned_market_reads_the_signups_and_the_truth_ignores_them(tiny_predictor):
+    stated = load_scenario("apparel_sneaker_drop")
+    assert stated.products[0].prelaunch_signups == 1954
+    unknown = apply_overrides(stated, ["products.0.prelaunch_signups=0"])
+    runs = {}
+    for name, scenario in (("stated", stated), ("unknown", unknown)):
+        for market, model in (("structural", None), ("learned", tiny_predictor)):
+            env = LaunchMarketEnv(scenario, response_model=model, outcomes="expected")
+            env.reset(seed=0)
+            act = env.layout.encode(Decision(True, 1.0, False, 0, 0.0, 0))
+            runs[name, market] = [env.step(act)[4]["expected_demand"] for _ in range(3)], env.last_context.prelaunch_signups
+    assert runs["stated", "structural"][1] == 1954.0 and runs["unknown", "structural"][1] == 0.0
+    assert runs["stated", "structural"][0] == runs["unknown", "structural"][0]
+    assert not np.allclose(runs["stated", "learned"][0], runs["unknown", "learned"][0], rtol=1e-4)
+
+
 def test_expected_outcomes_ignore_the_seed():
     a = LaunchMarketEnv("food_coffee_bundle", outcomes="expected")
     a.reset(seed=1)

@@ -24,6 +24,7 @@ def _context(n: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> Marke
         competitor_strength=rng.uniform(0, 1, n), competitor_price_ratio=rng.uniform(0.5, 1.5, n),
         adstock=np.where(rng.random(n) < 0.3, 0.0, rng.uniform(0, 5000, n)), adopters=rng.uniform(0, 3000, n),
         bundle_discount=np.zeros(n), market_estimate=np.where(rng.random(n) < 0.3, 0.0, rng.uniform(100, 1e5, n)),
+        prelaunch_signups=np.where(rng.random(n) < 0.3, 0.0, rng.uniform(10, 5000, n)),
     )  # fmt: skip
     return dataclasses.replace(ctx, **{f.name: torch.as_tensor(getattr(ctx, f.name), dtype=dtype) for f in dataclasses.fields(ctx)})
 

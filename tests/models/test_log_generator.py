@@ -148,3 +148,28 @@ def test_unsaid_traits_leave_out_their_phrases_and_nothing_else(logs):
     pd.testing.assert_frame_equal(logs[same], everything[same])
     with pytest.raises(AssertionError):
         pd.testing.assert_series_equal(logs["description"], everything["description"])
+
+
+def test_prelaunch_signups_carry_a_launch_pace_and_change_nothing_else(logs):
+    # logs v3.5: about 70% of launches state their pre-launch sign-ups (four weeks of innovators, Bass p
+    # of the true market, with a log-normal error), from a stream of their own; staples state none
+    stated = generate_logs(n_train=60, n_heldout=0, n_paraphrase=30, seed=5, progress=False, signup_share=0.7)
+    same = [c for c in logs.columns if c != "prelaunch_signups"]
+    pd.testing.assert_frame_equal(stated[same], logs[same])
+    assert (logs["prelaunch_signups"] == 0).all()
+    per_product = stated.groupby("product_id").first()
+    assert (stated.groupby("product_id")["prelaunch_signups"].nunique() == 1).all()  # one count per product
+    launches = per_product[per_product["trait_demand"] != "staple"]
+    assert (per_product.loc[per_product["trait_demand"] == "staple", "prelaunch_signups"] == 0).all()
+    assert 0.5 < (launches["prelaunch_signups"] > 0).mean() < 0.9
+    said = launches[launches["prelaunch_signups"] > 0]
+    rate = np.log(said["prelaunch_signups"] / said["truth_market_size"]).groupby(said["trait_buzz"]).mean()
+    assert rate["high"] > rate["medium"] > rate["low"]  # the count per buyer follows the launch's pace
+
+
+def test_prelaunch_signups_follow_the_rule():
+    from models.log_generator import SIGNUP_SIGMA, SIGNUP_WEEKS, prelaunch_signups
+
+    draws = np.array([prelaunch_signups(10_000.0, 0.02, np.random.default_rng(i)) for i in range(400)])
+    assert np.median(draws) == pytest.approx(SIGNUP_WEEKS * 0.02 * 10_000.0, rel=0.06)
+    assert np.log(draws).std() == pytest.approx(SIGNUP_SIGMA, rel=0.15)

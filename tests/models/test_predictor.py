@@ -178,7 +178,7 @@ def test_single_market_fast_path_matches_the_batch_path(tiny_predictor):
         weeks_since_flash=rng.choice([1.0, 2.0, 3.0, 1e4], n), competitor_strength=rng.uniform(0, 1, n),
         competitor_price_ratio=rng.uniform(0, 1.2, n), adstock=rng.choice([0.0, 800.0, 6000.0], n),
         adopters=rng.uniform(0, 5000, n), bundle_discount=rng.choice([0.0, 0.1, 0.3], n),
-        market_estimate=rng.choice([0.0, 900.0, 25_000.0], n),
+        market_estimate=rng.choice([0.0, 900.0, 25_000.0], n), prelaunch_signups=rng.choice([0.0, 40.0, 2_000.0], n),
     )  # fmt: skip
     for with_partner in (False, True):
         disc = fields["bundle_discount"] if with_partner else np.zeros(n)
@@ -199,11 +199,13 @@ def test_unsaved_predictors_do_not_share_cached_embeddings(tiny_bert, tiny_logs)
     assert not torch.allclose(ea, eb)  # b's LoRA-tuned encoder, not a's cached embedding
 
 
-def test_feature_versions_and_the_market_estimate(tiny_predictor):
-    from models.context_features import FEATURE_NAMES, FEATURE_NAMES_V1, FEATURE_NAMES_V2, PENETRATION_CAP, context_features
+def test_feature_versions_the_market_estimate_and_the_signups(tiny_predictor):
+    from models.context_features import (
+        FEATURE_NAMES, FEATURE_NAMES_V1, FEATURE_NAMES_V2, FEATURE_NAMES_V3, PENETRATION_CAP, context_features,
+    )
     from models.response import MarketContext
 
-    assert tiny_predictor.card["feature_names"] == list(FEATURE_NAMES) and tiny_predictor.card["features_version"] == 3
+    assert tiny_predictor.card["feature_names"] == list(FEATURE_NAMES) and tiny_predictor.card["features_version"] == 4
     base = dict(
         launched=1.0, step_weeks=1.0, season=1.0, holiday=0.0, price_ratio=1.0, reference_price=50.0, flash=0.0,
         weeks_since_flash=1e4, competitor_strength=0.0, competitor_price_ratio=0.0, adstock=0.0, adopters=100.0,
@@ -211,13 +213,16 @@ def test_feature_versions_and_the_market_estimate(tiny_predictor):
     )  # fmt: skip
     assert context_features(MarketContext(**base), FEATURE_NAMES_V1).shape == (1, 13)
     assert context_features(MarketContext(**base, market_estimate=20_000.0), FEATURE_NAMES_V2).shape == (1, 14)
-    feats = context_features(MarketContext(**base, market_estimate=20_000.0))
-    assert feats.shape == (1, 15) and feats[0, -2].item() == pytest.approx(np.log1p(20_000.0) / 10, rel=1e-6)
-    assert feats[0, -1].item() == pytest.approx(100.0 / 20_000.0)  # penetration: buyers so far / estimate
-    assert context_features(MarketContext(**base))[0, -2].item() == 0.0  # unknown
-    assert context_features(MarketContext(**base))[0, -1].item() == PENETRATION_CAP  # capped
+    assert context_features(MarketContext(**base, market_estimate=20_000.0), FEATURE_NAMES_V3).shape == (1, 15)
+    feats = context_features(MarketContext(**base, market_estimate=20_000.0, prelaunch_signups=800.0))
+    assert feats.shape == (1, 16) and feats[0, -3].item() == pytest.approx(np.log1p(20_000.0) / 10, rel=1e-6)
+    assert feats[0, -2].item() == pytest.approx(100.0 / 20_000.0)  # penetration: buyers so far / estimate
+    assert feats[0, -1].item() == pytest.approx(np.log1p(800.0) / 10, rel=1e-6)  # pre-launch sign-ups
+    unknown = context_features(MarketContext(**base))[0]
+    assert unknown[-3].item() == 0.0 and unknown[-1].item() == 0.0  # unknown estimate and sign-ups
+    assert unknown[-2].item() == PENETRATION_CAP  # capped
     with pytest.raises(ValueError, match="unknown feature list"):
         context_features(MarketContext(**base), ("season",))
-    # A logs frame without the column reads as unknown (0).
+    # A logs frame without the columns reads as unknown (0).
     frame = pd.DataFrame([base])
-    assert context_features(frame)[0, -2].item() == 0.0
+    assert context_features(frame)[0, -3].item() == 0.0 and context_features(frame)[0, -1].item() == 0.0
