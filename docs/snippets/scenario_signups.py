@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from models.log_generator import prelaunch_signups
+from models.log_generator import SIGNUP_WEEKS, prelaunch_signups
 from scenarios import list_scenarios, load_scenario
 
 for path in list_scenarios():
@@ -26,5 +26,5 @@ for path in list_scenarios():
             continue
         rng = np.random.default_rng(zlib.crc32(f"{name}/{product.name}".encode()))
         signups = prelaunch_signups(truth.market_size, truth.bass_p, rng)
-        expected = 4 * truth.bass_p * truth.market_size
+        expected = SIGNUP_WEEKS * truth.bass_p * truth.market_size
         print(f"{name} / {product.name}: prelaunch_signups {signups:.0f} (the rule's mean {expected:.0f}); stated {product.prelaunch_signups}")
