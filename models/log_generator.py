@@ -238,7 +238,9 @@ def generate_logs(
         traits = dataclasses.replace(traits, silent=silent)
         spec = synthetic_scenario(traits, rng, vocabulary, heterogeneity)
         truth = spec["truth"]["products"]["product"]
-        stated, signups = signup_rng.random() < signup_share, prelaunch_signups(truth["market_size"], truth["bass_p"], signup_rng)
+        # Both draws for every product, so a product's count is the same at any share
+        stated = signup_rng.random() < signup_share
+        signups = prelaunch_signups(truth["market_size"], truth["bass_p"], signup_rng)
         if stated and traits.demand != "staple":
             spec["products"][0]["prelaunch_signups"] = signups
         scenario = scenario_from_dict(spec, source=f"synthetic product {product_id}")

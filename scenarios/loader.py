@@ -180,13 +180,15 @@ def _cross_reference_problems(s: Scenario) -> Iterator[tuple[str, str]]:
     yield from _match_names("truth.products", s.truth.products, [p.name for p in s.products], "products")
     for i, product in enumerate(s.products):
         truth = s.truth.products.get(product.name)
-        reads = []
-        if product.market_estimate_basis == "weekly" and truth is not None:
-            reads = [f"diffusion: {truth.diffusion}"] * (truth.diffusion != "constant") + [f"repeat_rate: {truth.repeat_rate}"] * (truth.repeat_rate > 0)
-            if reads:
-                yield (f"products.{i}.market_estimate_basis",
-                       f"found 'weekly', expected 'total': its truth ({', '.join(reads)}) depends on buyers so far, and a weekly pool has none")
-        if product.market_estimate_basis == "weekly" and product.prelaunch_signups is not None and not reads:  # else 'total' fixes both
+        if product.market_estimate_basis != "weekly":
+            continue
+        reads = [] if truth is None else (
+            [f"diffusion: {truth.diffusion}"] * (truth.diffusion != "constant") + [f"repeat_rate: {truth.repeat_rate}"] * (truth.repeat_rate > 0)
+        )
+        if reads:  # 'total' is the fix, and it fixes a stated sign-up count too
+            yield (f"products.{i}.market_estimate_basis",
+                   f"found 'weekly', expected 'total': its truth ({', '.join(reads)}) depends on buyers so far, and a weekly pool has none")
+        elif product.prelaunch_signups is not None:
             yield (f"products.{i}.prelaunch_signups",
                    "found a count for a weekly pool (a steady staple), expected none: a staple has no launch to sign up for")
     yield from _match_names("truth.creatives_ctr", s.truth.creatives_ctr, [c.name for c in s.ads.creatives], "ads.creatives")
