@@ -191,7 +191,7 @@ def cmd_predictors_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from agents.training import TrainConfig, default_run_dir, hyperparams_from_file, resume, summary_lines, train
+    from agents.training import DEFAULT_TRAINING_OUTCOMES, TrainConfig, default_run_dir, hyperparams_from_file, resume, summary_lines, train
 
     out = args.resume or args.out or default_run_dir(args.scenario, args.algo, args.seed)
     try:
@@ -200,7 +200,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             config = TrainConfig(
                 scenarios=args.scenario, algo=args.algo, steps=args.steps, market=args.market, predictor=args.predictor,
-                n_envs=args.n_envs, seed=args.seed, demand_spread=args.demand_spread, outcomes=args.outcomes, out=out,
+                n_envs=args.n_envs, seed=args.seed, demand_spread=args.demand_spread,
+                outcomes=args.outcomes or DEFAULT_TRAINING_OUTCOMES, out=out,
                 checkpoint_every=args.checkpoint_every,
                 hyperparams=hyperparams_from_file(args.hyperparams, args.algo) if args.hyperparams else None,
                 eval_episodes=args.eval_episodes, evaluation=args.evaluation, device=args.device, vec_kind=args.vec_kind,
@@ -442,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vec-kind", choices=["batched", "dummy"], help="VecEnv kind (default: batched on a GPU or from 64 envs, else SB3's DummyVecEnv)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--demand-spread", type=_spread, metavar="SIGMA", help="domain randomisation: each training episode's demand times exp(N(0, SIGMA^2)) (default: 0.34, the shipped market's demand-level error, in the learned market; 0 in the structural; 0 turns it off)")
-    p.add_argument("--outcomes", choices=["sampled", "expected"], default="sampled", help="the training market's weekly outcomes: sampled counts (default) or their expectations, without sampling noise")
+    p.add_argument("--outcomes", choices=["sampled", "expected"], default=None, help="the training market's weekly outcomes: their expectations, without sampling noise (default), or sampled counts; evaluation always samples")
     p.add_argument("--out", help="the run folder (default: runs/ALGO_SCENARIO_seedK)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from its last checkpoint (its own settings apply)")
     p.add_argument("--hyperparams", metavar="FILE.yaml", help="hyperparameters keyed by algorithm, over agents/hyperparams.yaml")

@@ -23,7 +23,7 @@ from errors import TrainingError, lookup
 
 HYPERPARAMS_FILE = Path(__file__).resolve().parent / "hyperparams.yaml"
 # Keys of a hyperparameter block that are ours, not keyword arguments of the SB3 class.
-RUN_KEYS = ("n_timesteps", "policy", "normalize", "action_noise_std")
+RUN_KEYS = ("n_timesteps", "policy", "normalize", "action_noise_std", "critic_sees_demand_draw")
 # Keys that may be annealed linearly over the run: a mapping {start: X, end: Y} in place of a number.
 # SB3 takes schedules for the first two; the entropy coefficient is set by a callback (EntropyAnnealing).
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "ent_coef")
@@ -40,6 +40,8 @@ class Algorithm:
     flatten_actions: bool = False  # DQN: MultiDiscrete levers as one Discrete index
     action_masks: bool = False  # MaskablePPO: invalid lever values masked out
     off_policy: bool = False  # keeps a replay buffer, saved with checkpoints
+    critic_fields_policy: str | None = None  # its actor-critic class whose critic reads fields the actor does not
+
 
     def load_class(self) -> type:
         import importlib
@@ -48,12 +50,14 @@ class Algorithm:
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "ppo": Algorithm("ppo", "stable_baselines3", "PPO", "multidiscrete"),
-    "a2c": Algorithm("a2c", "stable_baselines3", "A2C", "multidiscrete"),
+    "ppo": Algorithm("ppo", "stable_baselines3", "PPO", "multidiscrete", critic_fields_policy="CriticFieldsPolicy"),
+    "a2c": Algorithm("a2c", "stable_baselines3", "A2C", "multidiscrete", critic_fields_policy="CriticFieldsPolicy"),
     "dqn": Algorithm("dqn", "stable_baselines3", "DQN", "multidiscrete", flatten_actions=True, off_policy=True),
     "sac": Algorithm("sac", "stable_baselines3", "SAC", "box", off_policy=True),
     "td3": Algorithm("td3", "stable_baselines3", "TD3", "box", off_policy=True),
-    "maskable_ppo": Algorithm("maskable_ppo", "sb3_contrib", "MaskablePPO", "multidiscrete", action_masks=True),
+    "maskable_ppo": Algorithm(
+        "maskable_ppo", "sb3_contrib", "MaskablePPO", "multidiscrete", action_masks=True, critic_fields_policy="MaskableCriticFieldsPolicy"
+    ),
 }
 
 
@@ -132,6 +136,28 @@ def check_schedules(algorithm: Algorithm, params: dict[str, Any]) -> None:
         raise TrainingError(f"{algorithm.name}: ent_coef takes a schedule only in on-policy algorithms (ppo, a2c, maskable_ppo)")
 
 
+def critic_sees_demand_draw(algorithm: Algorithm, params: dict[str, Any]) -> bool:
+    """Whether the run's critic reads the episode's demand draw (``critic_sees_demand_draw``); a
+    TrainingError where ``algorithm`` has no critic of that kind or another policy is named."""
+    if not params.get("critic_sees_demand_draw"):
+        return False
+    if algorithm.critic_fields_policy is None:
+        raise TrainingError(f"{algorithm.name}: critic_sees_demand_draw needs an actor-critic algorithm (ppo, a2c, maskable_ppo)")
+    if params.get("policy", "MlpPolicy") != "MlpPolicy":
+        raise TrainingError(f"{algorithm.name}: critic_sees_demand_draw builds on MlpPolicy, found policy {params['policy']!r}")
+    return True
+
+
+def policy_argument(algorithm: Algorithm, params: dict[str, Any]) -> Any:
+    """The SB3 constructor's policy: the name in ``params`` (MlpPolicy by default), or the class whose
+    critic alone reads the demand draw (``agents.critic_policy``)."""
+    if not critic_sees_demand_draw(algorithm, params):
+        return params.get("policy", "MlpPolicy")
+    from agents import critic_policy
+
+    return getattr(critic_policy, algorithm.critic_fields_policy)
+
+
 def sb3_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments for the SB3 constructor: our run keys removed, names in policy_kwargs resolved,
     linear schedules built (SB3's ``LinearSchedule``; the entropy coefficient starts at its start value)."""
@@ -146,6 +172,10 @@ def sb3_kwargs(params: dict[str, Any]) -> dict[str, Any]:
 
         name = lookup(_ACTIVATIONS, policy_kwargs["activation_fn"], "activation_fn", error=TrainingError)
         policy_kwargs["activation_fn"] = getattr(nn, name)
+    if params.get("critic_sees_demand_draw"):
+        from envs.vector import CRITIC_FIELDS
+
+        policy_kwargs["critic_only"] = len(CRITIC_FIELDS)
     if policy_kwargs:
         kwargs["policy_kwargs"] = policy_kwargs
     return kwargs

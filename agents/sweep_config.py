@@ -114,7 +114,7 @@ class SweepConfig(BaseModel):
     n_envs: Annotated[int, Field(ge=1)] = 4
     eval_episodes: Annotated[int, Field(ge=1)] = 10
     demand_spread: Annotated[float, Field(ge=0.0, le=2.0)] | None = None  # domain randomisation; None: train's default
-    outcomes: Literal["sampled", "expected"] = "sampled"  # the training market's outcomes (train --outcomes)
+    outcomes: Literal["sampled", "expected"] | None = None  # the training market's outcomes; None: train's default
     search: dict[str, HyperparamSpace] = {}
     samples: Annotated[int, Field(ge=1)] = 1
     search_seed: int = 0
@@ -149,7 +149,7 @@ class TrialSpec:
     eval_episodes: int
     hyperparams: dict[str, Any] = field(default_factory=dict)
     demand_spread: float = 0.0
-    outcomes: str = "sampled"
+    outcomes: str = "expected"
     scenario_hash: str = ""
     predictor_identity: str = ""  # of the learned market or trait source the trial uses ("" if none)
     trial_id: str = ""
@@ -190,7 +190,7 @@ def load_sweep(name_or_path: str | Path) -> tuple[SweepConfig, Path]:
 
 def expand_trials(config: SweepConfig, base_dir: Path | None = None) -> list[TrialSpec]:
     """Every trial of the sweep, in a fixed order, with stable ids; duplicates appear once."""
-    from agents.training import default_demand_spread
+    from agents.training import DEFAULT_TRAINING_OUTCOMES, default_demand_spread
     from models.predictor import folder_identity
     from scenarios import load_scenario, scenario_hash
 
@@ -212,7 +212,7 @@ def expand_trials(config: SweepConfig, base_dir: Path | None = None) -> list[Tri
                             scenario=scenarios[scenario], algorithm=algorithm, seed=seed, steps=steps,
                             market=config.market, predictor=predictor, n_envs=config.n_envs,
                             eval_episodes=config.eval_episodes, hyperparams=hyperparams, demand_spread=spread,
-                            outcomes=config.outcomes,
+                            outcomes=config.outcomes or DEFAULT_TRAINING_OUTCOMES,
                             scenario_hash=hashes[scenario], predictor_identity=identity if needs[scenario] else "",
                         )  # fmt: skip
                         trial_id = trial_hash(spec)

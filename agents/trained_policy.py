@@ -1,7 +1,8 @@
 """A trained SB3 model acting in the native single env of one (scenario, product).
 
 Training may have seen the market through adapters: observation normalisation, product traits
-appended to the observation, a shared action space over several scenarios, DQN's flattened action.
+appended to the observation, fields only the critic read, a shared action space over several
+scenarios, DQN's flattened action.
 ``TrainedPolicy`` applies the same adapters around ``model.predict`` so that the policy runs on a
 plain ``LaunchMarketEnv`` like a heuristic does (``agents.rollout.Policy``).
 """
@@ -31,6 +32,7 @@ class TrainedPolicy:
         normalizer: Any = None,
         traits: np.ndarray | None = None,
         shared_nvec: np.ndarray | None = None,
+        critic_fields: int = 0,
     ):
         self.model = model
         self.algorithm = algorithm
@@ -41,13 +43,17 @@ class TrainedPolicy:
         self.traits = None if traits is None or len(traits) == 0 else np.asarray(traits, dtype=np.float32)
         self.native_nvec = ActionLayout(scenario, "multidiscrete").nvec
         self.shared_nvec = self.native_nvec if shared_nvec is None else np.asarray(shared_nvec, dtype=np.int64)
+        # Fields after the traits that only the critic read in training (agents.critic_policy): the actor
+        # ignores them, so they are given as 0.
+        self.critic_pad = np.zeros(int(critic_fields), dtype=np.float32)
 
     def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
         """Actions for one observation (or a batch) of the native env, in that env's action space."""
         raw = np.asarray(observation, dtype=np.float32)
         single = raw.ndim == 1
         batch = np.atleast_2d(raw)[:, : len(OBSERVATION_NAMES)]
-        obs = batch if self.traits is None else np.hstack([batch, np.tile(self.traits, (len(batch), 1))])
+        extra_fields = self.critic_pad if self.traits is None else np.concatenate([self.traits, self.critic_pad])
+        obs = np.hstack([batch, np.tile(extra_fields, (len(batch), 1))]) if len(extra_fields) else batch
         if self.normalizer is not None:
             obs = self.normalizer.normalize_obs(obs).astype(np.float32)
         extra = {}

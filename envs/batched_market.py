@@ -49,7 +49,7 @@ from envs.launch_market import (
     draw_demand_scales,
 )
 from envs.timeline import NEVER, Timeline
-from envs.vector import observation_space, product_traits, union_nvec
+from envs.vector import CRITIC_FIELDS, DRAW_BOUND, observation_space, product_traits, union_nvec
 from models.ensemble import mean_response
 from models.outcomes import (
     BUNDLE,
@@ -99,6 +99,7 @@ class BatchedMarketVecEnv(VecEnv):
         noise_episodes: int | None = None,
         cuda_graph: bool | None = None,
         demand_spread: float = 0.0,
+        critic_demand_draw: bool = False,
     ):
         if market == "learned" and predictor is None:
             raise ValueError("market='learned' needs a predictor")
@@ -123,7 +124,8 @@ class BatchedMarketVecEnv(VecEnv):
             raise ValueError(f"nvec {list(nvec)} is smaller than the markets' own action sizes {list(union_nvec(self.pairs))}")
         self.nvec = nvec
         traits = [product_traits(s, p, predictor) for s, p in self.pairs] if product_features else []
-        obs_space = observation_space(len(traits[0]) if traits else 0)
+        self.critic_demand_draw = bool(critic_demand_draw)  # the critic's field after the traits (envs.vector)
+        obs_space = observation_space(len(traits[0]) if traits else 0, len(CRITIC_FIELDS) if self.critic_demand_draw else 0)
         act_space = spaces.MultiDiscrete(nvec) if action_type == "multidiscrete" else spaces.Box(-1.0, 1.0, (6,), np.float32)
         self.render_mode = None
         super().__init__(n, obs_space, act_space)
@@ -454,6 +456,8 @@ class BatchedMarketVecEnv(VecEnv):
             infos = self._episode_infos(infos, obs, ended, x.host(ep_return), x.host(ep_len))
             self._refill_spent(ended)
             obs[ended] = x.host(after)[ended]
+            if self.critic_demand_draw:  # drawn after the step for markets that began a new block
+                obs[ended, -1] = x.host(self._critic_draw())[ended]
         return obs, rewards, dones, infos
 
     _STATE = (
@@ -756,7 +760,18 @@ class BatchedMarketVecEnv(VecEnv):
         obs[:, 19] = x.f(self._flash_left) / k.flash_scale  # 0 without flash sales
         obs[:, 21] = x.minimum(x.f(self._since_flash), k.n) / k.n
         out = x.clip_obs(obs)  # a new array: callers keep observations across steps
-        return x.cat([out, self._traits_x]) if self._traits_x is not None else out
+        parts = [out] if self._traits_x is None else [out, self._traits_x]
+        if self.critic_demand_draw:
+            parts.append(self._critic_draw()[:, None])
+        return x.cat(parts) if len(parts) > 1 else out
+
+    def _critic_draw(self) -> Any:
+        """The critic's field: log of each market's demand multiplier this episode, as the single env's
+        wrapper gives it. The index wraps so that a step inside a CUDA graph never reads past a block;
+        a market whose block was used up gets its new block's value once the host has drawn it."""
+        x = self.x
+        draw = x.log(self._scales_x[self._scale_row + self._episode_in_block % self.noise_episodes])
+        return x.f32(x.minimum(x.maximum(draw, -DRAW_BOUND), DRAW_BOUND))
 
     def _observation_table(self) -> torch.Tensor:
         """Per (pair, step t in 0..t_max) the observation columns that depend on nothing else
@@ -833,6 +848,9 @@ class _ArrayOps:
 
     def log1p(self, v: Any) -> Any:
         return np.log1p(v) if self.numpy else torch.log1p(v)
+
+    def log(self, v: Any) -> Any:
+        return np.log(v) if self.numpy else torch.log(v)
 
     def stack(self, cols: list[Any]) -> Any:
         return np.stack(cols, axis=1) if self.numpy else torch.stack(cols, dim=1)

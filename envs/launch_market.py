@@ -199,6 +199,12 @@ class LaunchMarketEnv(gym.Env):
             raise RuntimeError("step() called before reset() or after the episode ended; call reset() first")
         return self._apply(self.layout.decode(action))
 
+    @property
+    def demand_scale(self) -> float:
+        """This episode's multiplier of expected demand (1 without ``demand_spread``): what a critic
+        that reads the draw is told (``envs.vector``, ``critic_demand_draw``)."""
+        return self._demand_scale
+
     def action_masks(self) -> np.ndarray:
         """Valid values of each MultiDiscrete dimension, concatenated (sb3-contrib's MaskablePPO format)."""
         t, tl = self._t, self.timeline

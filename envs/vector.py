@@ -5,6 +5,9 @@ scenarios share one action space (the elementwise maximum of their ``MultiDiscre
 index beyond a market's own range is clipped to its last value) and, when products are mixed, one
 observation: the 25 ``OBSERVATION_NAMES`` fields followed by the product's latent traits from the
 predictor (a compact text embedding, so a policy can be tried on a product it never saw).
+With ``critic_demand_draw`` the observation ends with one more number, the log of the episode's
+demand multiplier under randomisation (``CRITIC_FIELDS``): only the critic of an actor-critic policy
+reads it (``agents.critic_policy``), so that its baseline knows the demand level the actor cannot see.
 ``kind="batched"`` steps every market in one tensor call (``envs.batched_market``);
 ``kind="dummy"`` is SB3's ``DummyVecEnv`` of single envs, the reference it is compared with.
 """
@@ -27,6 +30,9 @@ from scenarios.schema import Scenario
 MarketKind = Literal["learned", "structural"]
 TRAIT_SCALE = 0.25  # latent traits are O(1-5); scaled into about [-1.5, 1.5]
 TRAIT_BOUND = 3.0
+# Fields after the traits that only a critic reads (training only; a trained actor is given 0 there).
+CRITIC_FIELDS = ("log_demand_draw",)
+DRAW_BOUND = 10.0  # the log multiplier is spread x N(0, 1) with spread <= 2: 5 sigma
 
 
 def market_pairs(markets: Scenario | Sequence[Scenario] | Sequence[tuple[Scenario, int]]) -> list[tuple[Scenario, int]]:
@@ -69,25 +75,33 @@ def product_traits(scenario: Scenario, product_index: int, predictor: Any = None
     return np.clip(traits * TRAIT_SCALE, -TRAIT_BOUND, TRAIT_BOUND).astype(np.float32)
 
 
-def observation_space(n_traits: int) -> spaces.Box:
-    """The market observation, with ``n_traits`` product-trait numbers appended (0 for none)."""
+def observation_space(n_traits: int, critic_fields: int = 0) -> spaces.Box:
+    """The market observation, with ``n_traits`` product-trait numbers appended (0 for none), then
+    ``critic_fields`` numbers for the critic only (0 or ``len(CRITIC_FIELDS)``)."""
     n = len(OBSERVATION_NAMES)
-    low = np.concatenate([np.full(n, OBS_LOW), np.full(n_traits, -TRAIT_BOUND)]).astype(np.float32)
-    high = np.concatenate([np.full(n, OBS_HIGH), np.full(n_traits, TRAIT_BOUND)]).astype(np.float32)
-    return spaces.Box(low, high, dtype=np.float32)
+    low = np.concatenate([np.full(n, OBS_LOW), np.full(n_traits, -TRAIT_BOUND), np.full(critic_fields, -DRAW_BOUND)])
+    high = np.concatenate([np.full(n, OBS_HIGH), np.full(n_traits, TRAIT_BOUND), np.full(critic_fields, DRAW_BOUND)])
+    return spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+
+
+def log_demand_draw(scale: Any) -> Any:
+    """The critic's field: log of the episode's demand multiplier, clipped to its bound."""
+    return np.clip(np.log(scale), -DRAW_BOUND, DRAW_BOUND)
 
 
 class SharedSpaceMarket(gym.Wrapper):
-    """A single market presented in the shared action space, with its product traits in the observation."""
+    """A single market presented in the shared action space, with its product traits in the observation
+    (and the critic's field, the episode's demand draw, with ``critic_demand_draw``)."""
 
-    def __init__(self, env: LaunchMarketEnv, nvec: np.ndarray | None, traits: np.ndarray | None):
+    def __init__(self, env: LaunchMarketEnv, nvec: np.ndarray | None, traits: np.ndarray | None, critic_demand_draw: bool = False):
         super().__init__(env)
         self._native = env.layout.nvec
         self._nvec = nvec
         self._traits = traits if traits is not None else np.zeros(0, dtype=np.float32)
+        self._critic = bool(critic_demand_draw)
         if nvec is not None:
             self.action_space = spaces.MultiDiscrete(nvec)
-        self.observation_space = observation_space(len(self._traits))
+        self.observation_space = observation_space(len(self._traits), len(CRITIC_FIELDS) if self._critic else 0)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
@@ -106,7 +120,12 @@ class SharedSpaceMarket(gym.Wrapper):
         return np.concatenate([np.pad(m, (0, int(n) - len(m))) for m, n in zip(own, nvec)])
 
     def _extend(self, obs: np.ndarray) -> np.ndarray:
-        return np.concatenate([obs, self._traits]) if len(self._traits) else obs
+        if not len(self._traits) and not self._critic:
+            return obs
+        parts = [obs, self._traits]
+        if self._critic:
+            parts.append(np.array([log_demand_draw(self.env.unwrapped.demand_scale)], dtype=np.float32))
+        return np.concatenate(parts)
 
 
 def make_market_vec_env(
@@ -121,12 +140,14 @@ def make_market_vec_env(
     device: str | None = None,
     demand_spread: float = 0.0,
     outcomes: Literal["sampled", "expected"] = "sampled",
+    critic_demand_draw: bool = False,
 ) -> VecEnv:
     """``n_envs`` markets (assigned round-robin over the (scenario, product) pairs) as one SB3 VecEnv.
 
     ``demand_spread`` > 0 multiplies each episode's expected demand by exp(N(0, spread^2)), so that a
     policy trained on it meets demand levels around the market's own (domain randomisation).
-    ``outcomes="expected"`` steps the markets on expected outcomes instead of sampled counts."""
+    ``outcomes="expected"`` steps the markets on expected outcomes instead of sampled counts.
+    ``critic_demand_draw`` appends the log of that multiplier for the critic (``CRITIC_FIELDS``)."""
     if n_envs < 1:
         raise ValueError(f"n_envs must be at least 1, found {n_envs}")
     if market not in ("learned", "structural"):
@@ -145,6 +166,7 @@ def make_market_vec_env(
         venv: VecEnv = BatchedMarketVecEnv(
             slots, market=market, predictor=predictor, action_type=action_type, product_features=product_features,
             device=device, nvec=union_nvec(pairs), demand_spread=demand_spread, outcomes=outcomes,
+            critic_demand_draw=critic_demand_draw,
         )  # fmt: skip
     else:
         nvec = union_nvec(pairs) if action_type == "multidiscrete" else None
@@ -160,7 +182,7 @@ def make_market_vec_env(
                     pair[0], product=pair[1], response_model=response, action_type=action_type,
                     outcomes=outcomes, demand_spread=demand_spread,
                 )
-                return Monitor(SharedSpaceMarket(env, nvec, traits.get((id(pair[0]), pair[1]))))
+                return Monitor(SharedSpaceMarket(env, nvec, traits.get((id(pair[0]), pair[1])), critic_demand_draw))
 
             return make
 

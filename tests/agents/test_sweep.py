@@ -97,11 +97,12 @@ def test_demand_spread_enters_trial_ids_unless_zero_and_defaults_as_train_does()
     assert {t.trial_id for t in expand_trials(tiny_config(market="structural"))} == off
 
 
-def test_expected_outcomes_enter_trial_ids_and_sampled_hashes_as_before():
-    sampled = {t.trial_id for t in expand_trials(tiny_config())}
-    assert {t.trial_id for t in expand_trials(tiny_config(outcomes="sampled"))} == sampled
-    expected = expand_trials(tiny_config(outcomes="expected"))
-    assert not {t.trial_id for t in expected} & sampled and {t.outcomes for t in expected} == {"expected"}
+def test_outcomes_enter_trial_ids_and_unset_is_trains_default():
+    unset = expand_trials(tiny_config())
+    assert {t.outcomes for t in unset} == {"expected"}  # train's default (DEFAULT_TRAINING_OUTCOMES)
+    assert {t.trial_id for t in expand_trials(tiny_config(outcomes="expected"))} == {t.trial_id for t in unset}
+    sampled = expand_trials(tiny_config(outcomes="sampled"))
+    assert not {t.trial_id for t in sampled} & {t.trial_id for t in unset} and {t.outcomes for t in sampled} == {"sampled"}
 
 
 def test_search_space_draws_are_seeded_and_inside_their_bounds():

@@ -196,7 +196,7 @@ def test_demand_spread_and_outcomes_defaults_and_old_runs_keep_none(tmp_path):
     run = train(tiny_config(tmp_path / "run"), progress=False)
     document = yaml.safe_load((run / "config.yml").read_text())
     assert document["config"]["demand_spread"] == 0.0  # structural: resolved and recorded
-    assert document["config"]["outcomes"] == "sampled"
+    assert document["config"]["outcomes"] == "expected"  # the default since the thirteenth session
     del document["config"]["demand_spread"], document["config"]["outcomes"]  # a learned-market run folder from before the options
     document["config"]["market"] = "learned"
     (run / "config.yml").write_text(yaml.safe_dump(document))
@@ -210,13 +210,14 @@ def test_expected_outcomes_reach_the_training_envs(tmp_path):
     from agents.training import _make_env
     from scenarios import load_scenario
 
-    assert TrainConfig(out=tmp_path).outcomes == "sampled"
+    assert TrainConfig(out=tmp_path).outcomes == "expected"
     with pytest.raises(ValueError, match="outcomes"):
         TrainConfig(out=tmp_path, outcomes="mean")
-    config = tiny_config(tmp_path / "run", outcomes="expected", n_envs=2)
     algorithm = get_algorithm("ppo")
-    venv = _make_env(config, algorithm, resolve_hyperparams("ppo"), [load_scenario("food_coffee_bundle")], None, seed=0, kind="dummy")
-    assert venv.get_attr("outcomes") == ["expected", "expected"]
+    for outcomes in ("expected", "sampled"):
+        config = tiny_config(tmp_path / outcomes, outcomes=outcomes, n_envs=2)
+        venv = _make_env(config, algorithm, resolve_hyperparams("ppo"), [load_scenario("food_coffee_bundle")], None, seed=0, kind="dummy")
+        assert venv.get_attr("outcomes") == [outcomes, outcomes]
 
 
 def test_resuming_a_run_from_an_older_env_version_warns(tmp_path):
@@ -294,7 +295,8 @@ def test_multi_scenario_policy_runs_on_a_scenario_it_never_saw(tmp_path, tiny_be
         progress=False,
     )  # fmt: skip
     config = yaml.safe_load((run / "config.yml").read_text())
-    assert config["env"]["product_features"] and config["env"]["observation_size"] == 25 + 4
+    assert config["env"]["product_features"] and config["env"]["critic_fields"] == 1  # PPO's shipped critic reads the draw
+    assert config["env"]["observation_size"] == 25 + 4 + 1
     assert json.loads((run / "predictor.json").read_text())["path"] == str(Path(predictor_dir).resolve())
     evaluation = json.loads((run / "evaluation.json").read_text())
     assert [m["scenario"] for m in evaluation["markets"]] == ["food_coffee_bundle", "apparel_sneaker_drop"]

@@ -91,11 +91,13 @@ def test_sold_out_markets_pause_ads_as_single_envs_do(action_type):
 
 def test_demand_spread_draws_the_same_multipliers_as_single_envs(every_scenario):
     # Domain randomisation: each episode's demand multiplier comes from a child of the market's seed,
-    # block by block in the batch (two episodes a block: refills mid-run) and one per reset in a single env.
+    # block by block in the batch (two episodes a block: refills mid-run) and one per reset in a single env;
+    # the critic's field (the log multiplier) follows them through the refills.
     pairs = market_pairs(every_scenario)
-    batched = BatchedMarketVecEnv(pairs, market="structural", nvec=union_nvec(pairs), noise_episodes=2, demand_spread=0.5)
+    kw = dict(market="structural", demand_spread=0.5, critic_demand_draw=True)
+    batched = BatchedMarketVecEnv(pairs, nvec=union_nvec(pairs), noise_episodes=2, **kw)
     batched.seed(7)
-    dummy = make_market_vec_env(every_scenario, len(pairs), market="structural", seed=7, kind="dummy", product_features=False, demand_spread=0.5)
+    dummy = make_market_vec_env(every_scenario, len(pairs), seed=7, kind="dummy", product_features=False, **kw)
     assert _lockstep(batched, dummy, steps=110) == (0.0, 0.0)
 
 
@@ -108,6 +110,24 @@ def test_reset_without_a_seed_goes_on_as_single_envs_do(every_scenario):
     dummy = make_market_vec_env(every_scenario, len(pairs), market="structural", seed=9, kind="dummy", product_features=False, demand_spread=0.5)
     for steps in (17, 5, 0, 40):  # each call resets both first; 0: two resets in a row
         assert _lockstep(batched, dummy, steps=steps, seed=steps) == (0.0, 0.0)
+
+
+def test_critic_field_is_each_episodes_demand_draw_in_both_envs(every_scenario, tiny_predictor):
+    # critic_demand_draw: after the traits, log of the episode's demand multiplier (the critic's field),
+    # the same in the batch as in single envs through auto-resets and in terminal observations.
+    kw = dict(market="learned", predictor=tiny_predictor, seed=4, device="cpu", demand_spread=0.5, critic_demand_draw=True)
+    n = len(market_pairs(every_scenario))
+    batched, dummy = (make_market_vec_env(every_scenario, n, kind=k, **kw) for k in ("batched", "dummy"))
+    width = 25 + tiny_predictor.heads.latent + 1
+    assert batched.observation_space.shape == dummy.observation_space.shape == (width,)
+    worst_r, worst_o = _lockstep(batched, dummy, steps=60)
+    assert worst_r < 1e-5 and worst_o < 1e-4
+    obs = dummy.reset()
+    draws = np.log([env.unwrapped.demand_scale for env in dummy.envs])
+    np.testing.assert_allclose(obs[:, -1], draws, rtol=1e-6)
+    assert np.std(draws) > 0.1  # one draw per market, spread 0.5
+    plain = make_market_vec_env(every_scenario, n, kind="dummy", **{**kw, "critic_demand_draw": False})
+    np.testing.assert_array_equal(plain.reset(), obs[:, :-1])  # the field is appended; nothing else moves
 
 
 def test_learned_batch_with_demand_spread_matches_single_envs(every_scenario, tiny_predictor):
@@ -217,7 +237,7 @@ def test_ppo_and_maskable_ppo_learn_on_the_batched_env(every_scenario, tiny_pred
 @pytest.mark.parametrize("action_type", ["multidiscrete", "box"])
 def test_torch_route_equals_the_numpy_route(every_scenario, action_type, monkeypatch):
     # On a CPU the step runs on NumPy views; a GPU runs the same code through torch. Forced onto torch
-    # here, it must reproduce the NumPy route (counts exactly; floats to rounding).
+    # here, it must reproduce the NumPy route (counts exactly; floats to rounding), the critic's field too.
     import envs.batched_market as batched_market
 
     pairs = market_pairs(every_scenario)
@@ -225,7 +245,10 @@ def test_torch_route_equals_the_numpy_route(every_scenario, action_type, monkeyp
     runs = []
     for numpy_route, fixed_walk in ((True, None), (False, None), (False, 8)):  # 8: the sync-free walk a CUDA graph runs
         monkeypatch.setattr(batched_market, "NUMPY_ON_CPU", numpy_route)
-        venv = BatchedMarketVecEnv(slots, market="structural", action_type=action_type, nvec=union_nvec(pairs), noise_episodes=2, record_impressions=True)
+        venv = BatchedMarketVecEnv(
+            slots, market="structural", action_type=action_type, nvec=union_nvec(pairs), noise_episodes=2, record_impressions=True,
+            demand_spread=0.5, critic_demand_draw=True,
+        )  # fmt: skip
         venv._fixed_walk = fixed_walk
         venv.seed(5)
         rng = np.random.default_rng(1)

@@ -69,6 +69,30 @@ def test_structural_market_on_cuda_matches_the_cpu(pairs, graph, spread):
     assert close.mean() > 0.99 and units_gap <= 1.0
 
 
+@pytest.mark.parametrize("graph", [True, False], ids=["cuda-graph", "eager"])
+def test_critic_field_on_cuda_matches_the_cpu(pairs, graph):
+    # The critic's field (log of each episode's demand multiplier) through block refills: inside a graph the
+    # step reads a wrapped index and the host writes the new block's value after the refill.
+    slots = [pairs[i % len(pairs)] for i in range(2 * len(pairs))]
+    cpu, gpu = (
+        BatchedMarketVecEnv(
+            slots, market="structural", nvec=union_nvec(pairs), device=device, noise_episodes=2,
+            cuda_graph=graph if device == "cuda" else None, demand_spread=0.3, critic_demand_draw=True,
+        )  # fmt: skip
+        for device in ("cpu", "cuda")
+    )
+    cpu.seed(7), gpu.seed(7)
+    np.testing.assert_allclose(cpu.reset()[:, -1], gpu.reset()[:, -1], atol=1e-6)
+    rng = np.random.default_rng(0)
+    for _ in range(90):
+        actions = np.stack([rng.integers(0, cpu.action_space.nvec) for _ in range(cpu.num_envs)])
+        oc, _, dc, _ = cpu.step(actions)
+        og, _, dg, _ = gpu.step(actions)
+        np.testing.assert_array_equal(dc, dg)
+        np.testing.assert_allclose(oc[:, -1], og[:, -1], atol=1e-6)
+    assert gpu.graphed == graph
+
+
 @pytest.mark.parametrize("outcomes", ["sampled", "expected"])
 def test_learned_market_on_cuda_matches_the_cpu(pairs, tiny_predictor, outcomes):
     slots = [pairs[i % len(pairs)] for i in range(3 * len(pairs))]
