@@ -94,7 +94,7 @@ def test_demand_spread_draws_the_same_multipliers_as_single_envs(every_scenario)
     # block by block in the batch (two episodes a block: refills mid-run) and one per reset in a single env;
     # the critic's field (the log multiplier) follows them through the refills.
     pairs = market_pairs(every_scenario)
-    kw = dict(market="structural", demand_spread=0.5, critic_demand_draw=True)
+    kw = {"market": "structural", "demand_spread": 0.5, "critic_demand_draw": True}
     batched = BatchedMarketVecEnv(pairs, nvec=union_nvec(pairs), noise_episodes=2, **kw)
     batched.seed(7)
     dummy = make_market_vec_env(every_scenario, len(pairs), seed=7, kind="dummy", product_features=False, **kw)
@@ -115,7 +115,7 @@ def test_reset_without_a_seed_goes_on_as_single_envs_do(every_scenario):
 def test_critic_field_is_each_episodes_demand_draw_in_both_envs(every_scenario, tiny_predictor):
     # critic_demand_draw: after the traits, log of the episode's demand multiplier (the critic's field),
     # the same in the batch as in single envs through auto-resets and in terminal observations.
-    kw = dict(market="learned", predictor=tiny_predictor, seed=4, device="cpu", demand_spread=0.5, critic_demand_draw=True)
+    kw = {"market": "learned", "predictor": tiny_predictor, "seed": 4, "device": "cpu", "demand_spread": 0.5, "critic_demand_draw": True}
     n = len(market_pairs(every_scenario))
     batched, dummy = (make_market_vec_env(every_scenario, n, kind=k, **kw) for k in ("batched", "dummy"))
     width = 25 + tiny_predictor.heads.latent + 1

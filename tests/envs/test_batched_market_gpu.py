@@ -74,13 +74,14 @@ def test_critic_field_on_cuda_matches_the_cpu(pairs, graph):
     # The critic's field (log of each episode's demand multiplier) through block refills: inside a graph the
     # step reads a wrapped index and the host writes the new block's value after the refill.
     slots = [pairs[i % len(pairs)] for i in range(2 * len(pairs))]
-    cpu, gpu = (
-        BatchedMarketVecEnv(
+
+    def make(device):
+        return BatchedMarketVecEnv(
             slots, market="structural", nvec=union_nvec(pairs), device=device, noise_episodes=2,
             cuda_graph=graph if device == "cuda" else None, demand_spread=0.3, critic_demand_draw=True,
         )  # fmt: skip
-        for device in ("cpu", "cuda")
-    )
+
+    cpu, gpu = make("cpu"), make("cuda")
     cpu.seed(7), gpu.seed(7)
     np.testing.assert_allclose(cpu.reset()[:, -1], gpu.reset()[:, -1], atol=1e-6)
     rng = np.random.default_rng(0)
