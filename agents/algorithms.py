@@ -42,7 +42,6 @@ class Algorithm:
     off_policy: bool = False  # keeps a replay buffer, saved with checkpoints
     critic_fields_policy: str | None = None  # its actor-critic class whose critic reads fields the actor does not
 
-
     def load_class(self) -> type:
         import importlib
 

@@ -43,17 +43,17 @@ class TrainedPolicy:
         self.traits = None if traits is None or len(traits) == 0 else np.asarray(traits, dtype=np.float32)
         self.native_nvec = ActionLayout(scenario, "multidiscrete").nvec
         self.shared_nvec = self.native_nvec if shared_nvec is None else np.asarray(shared_nvec, dtype=np.int64)
-        # Fields after the traits that only the critic read in training (agents.critic_policy): the actor
-        # ignores them, so they are given as 0.
-        self.critic_pad = np.zeros(int(critic_fields), dtype=np.float32)
+        # What follows the native fields in every observation, built once: the traits, then 0 for each field
+        # only the critic read in training (agents.critic_policy; the actor ignores them).
+        critic_pad = np.zeros(int(critic_fields), dtype=np.float32)
+        self._appended = critic_pad if self.traits is None else np.concatenate([self.traits, critic_pad])
 
     def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
         """Actions for one observation (or a batch) of the native env, in that env's action space."""
         raw = np.asarray(observation, dtype=np.float32)
         single = raw.ndim == 1
         batch = np.atleast_2d(raw)[:, : len(OBSERVATION_NAMES)]
-        extra_fields = self.critic_pad if self.traits is None else np.concatenate([self.traits, self.critic_pad])
-        obs = np.hstack([batch, np.tile(extra_fields, (len(batch), 1))]) if len(extra_fields) else batch
+        obs = np.hstack([batch, np.tile(self._appended, (len(batch), 1))]) if len(self._appended) else batch
         if self.normalizer is not None:
             obs = self.normalizer.normalize_obs(obs).astype(np.float32)
         extra = {}

@@ -186,6 +186,14 @@ def test_demand_spread_scales_each_episodes_expected_demand():
         LaunchMarketEnv("food_coffee_bundle", demand_spread=-0.1)
 
 
+def _fixed_plan(scenario, model, price_ratio: float, weeks: int) -> tuple[list, LaunchMarketEnv]:
+    """Launch at once at one price, no bundle or ads, on expected outcomes: the steps and the env after them."""
+    env = LaunchMarketEnv(scenario, response_model=model, outcomes="expected")
+    env.reset(seed=0)
+    act = env.layout.encode(Decision(True, price_ratio, False, 0, 0.0, 0))
+    return [env.step(act) for _ in range(weeks)], env
+
+
 def test_a_weekly_estimate_gives_the_markets_no_buyers_so_far(tiny_predictor):
     # The board's estimate counts weekly buyers (a steady staple): the env still counts its buyers, but the
     # markets read none, so its learned demand at one price is the same every week, as the truth's is.
@@ -195,10 +203,7 @@ def test_a_weekly_estimate_gives_the_markets_no_buyers_so_far(tiny_predictor):
     runs = {}
     for basis, scenario in (("weekly", weekly), ("total", total)):
         for market, model in (("structural", None), ("learned", tiny_predictor)):
-            env = LaunchMarketEnv(scenario, response_model=model, outcomes="expected")
-            env.reset(seed=0)
-            act = env.layout.encode(Decision(True, 0.75, False, 0, 0.0, 0))
-            steps = [env.step(act) for _ in range(6)]
+            steps, env = _fixed_plan(scenario, model, 0.75, weeks=6)
             counted = steps[-1][0][OBSERVATION_NAMES.index("adoption")]  # buyers so far / stock, in the observation
             runs[basis, market] = [s[4]["expected_demand"] for s in steps], env.last_context.adopters, counted
     assert runs["weekly", "structural"][0] == runs["total", "structural"][0]  # a constant pool's truth reads no adopters
@@ -215,10 +220,8 @@ def test_the_learned_market_reads_the_signups_and_the_truth_ignores_them(tiny_pr
     runs = {}
     for name, scenario in (("stated", stated), ("unknown", unknown)):
         for market, model in (("structural", None), ("learned", tiny_predictor)):
-            env = LaunchMarketEnv(scenario, response_model=model, outcomes="expected")
-            env.reset(seed=0)
-            act = env.layout.encode(Decision(True, 1.0, False, 0, 0.0, 0))
-            runs[name, market] = [env.step(act)[4]["expected_demand"] for _ in range(3)], env.last_context.prelaunch_signups
+            steps, env = _fixed_plan(scenario, model, 1.0, weeks=3)
+            runs[name, market] = [s[4]["expected_demand"] for s in steps], env.last_context.prelaunch_signups
     assert runs["stated", "structural"][1] == 1954.0 and runs["unknown", "structural"][1] == 0.0
     assert runs["stated", "structural"][0] == runs["unknown", "structural"][0]
     assert not np.allclose(runs["stated", "learned"][0], runs["unknown", "learned"][0], rtol=1e-4)
