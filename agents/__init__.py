@@ -1,6 +1,6 @@
 """Policies and their evaluation: heuristic baselines now; SB3 training, oracle and replay later."""
 
-from agents.heuristics import HEURISTICS, HeuristicPolicy, make_heuristic
-from agents.rollout import Policy, episode_summary, run_episode
+from launchsim.agents.heuristics import HEURISTICS, HeuristicPolicy, make_heuristic
+from launchsim.agents.rollout import Policy, episode_summary, run_episode
 
 __all__ = ["HEURISTICS", "HeuristicPolicy", "Policy", "episode_summary", "make_heuristic", "run_episode"]

@@ -18,8 +18,8 @@ import yaml
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from envs.actions import ActionType
-from errors import TrainingError, lookup
+from launchsim.envs.actions import ActionType
+from launchsim.errors import TrainingError, lookup
 
 HYPERPARAMS_FILE = Path(__file__).resolve().parent / "hyperparams.yaml"
 # Keys of a hyperparameter block that are ours, not keyword arguments of the SB3 class.
@@ -152,7 +152,7 @@ def policy_argument(algorithm: Algorithm, params: dict[str, Any]) -> Any:
     critic alone reads the demand draw (``agents.critic_policy``)."""
     if not critic_sees_demand_draw(algorithm, params):
         return params.get("policy", "MlpPolicy")
-    from agents import critic_policy
+    from launchsim.agents import critic_policy
 
     return getattr(critic_policy, algorithm.critic_fields_policy)
 
@@ -172,7 +172,7 @@ def sb3_kwargs(params: dict[str, Any]) -> dict[str, Any]:
         name = lookup(_ACTIVATIONS, policy_kwargs["activation_fn"], "activation_fn", error=TrainingError)
         policy_kwargs["activation_fn"] = getattr(nn, name)
     if params.get("critic_sees_demand_draw"):
-        from envs.vector import CRITIC_FIELDS
+        from launchsim.envs.vector import CRITIC_FIELDS
 
         policy_kwargs["critic_only"] = len(CRITIC_FIELDS)
     if policy_kwargs:
@@ -217,9 +217,9 @@ def flatten_action(action: Any, nvec: np.ndarray) -> np.ndarray:
 def masks_from_observation(obs: np.ndarray, scenario: Any, product: int, nvec: np.ndarray | None = None) -> np.ndarray:
     """``LaunchMarketEnv.action_masks()`` rebuilt from an observation of that env (so a MaskablePPO
     policy can act with masks where only observations reach it), padded with False to ``nvec``."""
-    from envs.actions import ActionLayout
-    from envs.launch_market import OBSERVATION_NAMES
-    from envs.timeline import Timeline
+    from launchsim.envs.actions import ActionLayout
+    from launchsim.envs.launch_market import OBSERVATION_NAMES
+    from launchsim.envs.timeline import Timeline
 
     field = {name: i for i, name in enumerate(OBSERVATION_NAMES)}
     layout, tl = ActionLayout(scenario, "multidiscrete"), Timeline.from_scenario(scenario)

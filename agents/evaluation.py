@@ -18,12 +18,12 @@ import pandas as pd
 from gymnasium import spaces
 from scipy import stats
 
-from agents.heuristics import HEURISTICS, make_heuristic
-from agents.policy_source import ORACLE, resolve_policy
-from agents.rollout import Policy, episode_summary, run_episode
-from envs.launch_market import ENV_VERSION, LaunchMarketEnv, product_index
-from scenarios import Scenario, load_scenario
-from scenarios.overrides import apply_overrides
+from launchsim.agents.heuristics import HEURISTICS, make_heuristic
+from launchsim.agents.policy_source import ORACLE, resolve_policy
+from launchsim.agents.rollout import Policy, episode_summary, run_episode
+from launchsim.envs.launch_market import ENV_VERSION, LaunchMarketEnv, product_index
+from launchsim.scenarios import Scenario, load_scenario
+from launchsim.scenarios.overrides import apply_overrides
 
 TRAJECTORY_COLUMNS = ["week", "price", "ad_spend", "units_sold", "stock_left", "cumulative_profit"]
 METRICS = {  # result key -> episode_summary key
@@ -117,7 +117,7 @@ def evaluate(
     if learned:
         if predictor is None:
             say("loading the default learned market")
-            from models.predictor import load_shared
+            from launchsim.models.predictor import load_shared
 
             predictor = load_shared()  # once per process: sweeps evaluate many runs in one worker
         say(f"{spec}: {episodes} episodes in the learned market")

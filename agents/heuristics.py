@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from envs.actions import ActionLayout, ActionType, Decision
-from envs.launch_market import OBSERVATION_NAMES
-from envs.timeline import Timeline
-from errors import lookup
-from scenarios.schema import Scenario
+from launchsim.envs.actions import ActionLayout, ActionType, Decision
+from launchsim.envs.launch_market import OBSERVATION_NAMES
+from launchsim.envs.timeline import Timeline
+from launchsim.errors import lookup
+from launchsim.scenarios.schema import Scenario
 
 _OBS = {name: i for i, name in enumerate(OBSERVATION_NAMES)}
 

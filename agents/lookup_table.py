@@ -41,12 +41,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from envs.actions import ActionLayout, Decision
-from envs.launch_market import OBSERVATION_NAMES, LaunchMarketEnv, product_index
-from envs.timeline import NEVER, Timeline
-from errors import PolicyError
-from scenarios.loader import load_scenario, scenario_hash
-from scenarios.schema import Scenario
+from launchsim.envs.actions import ActionLayout, Decision
+from launchsim.envs.launch_market import OBSERVATION_NAMES, LaunchMarketEnv, product_index
+from launchsim.envs.timeline import NEVER, Timeline
+from launchsim.errors import PolicyError
+from launchsim.scenarios.loader import load_scenario, scenario_hash
+from launchsim.scenarios.schema import Scenario
 
 TABLE_FORMAT = "launchsim-policy-table"
 TABLE_VERSION = 1
@@ -441,8 +441,8 @@ def fidelity_survey(
 ) -> pd.DataFrame:  # fmt: skip
     """Table-vs-source fidelity for every (scenario, product, policy): what docs/EVALUATION.md reports.
     A policy spec may name a per-scenario run folder with ``{scenario}`` (``runs/ppo_{scenario}``)."""
-    from agents.replay import build_policy
-    from scenarios.loader import list_scenarios
+    from launchsim.agents.replay import build_policy
+    from launchsim.scenarios.loader import list_scenarios
 
     rows = []
     for path in scenarios or list_scenarios():
@@ -522,7 +522,7 @@ def measure_fidelity(
     """Ground-truth profit of the table policy vs its source on the same seeds, and the share of the
     source's visited states in which the table decides the same (after snapping to its levels):
     ``agreement`` compares the levers that take effect in that state, ``raw_agreement`` all five."""
-    from agents.replay import paired_interval
+    from launchsim.agents.replay import paired_interval
 
     env, source_env = LaunchMarketEnv(scenario, product), _source_env(source, scenario, product)
     layout = table.layout

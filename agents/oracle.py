@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from envs.actions import ActionLayout, ActionType, Decision
-from envs.launch_market import OBSERVATION_NAMES, LaunchMarketEnv, product_index
-from envs.timeline import Timeline
-from scenarios.loader import scenario_hash
-from scenarios.schema import Scenario
+from launchsim.envs.actions import ActionLayout, ActionType, Decision
+from launchsim.envs.launch_market import OBSERVATION_NAMES, LaunchMarketEnv, product_index
+from launchsim.envs.timeline import Timeline
+from launchsim.scenarios.loader import scenario_hash
+from launchsim.scenarios.schema import Scenario
 
 _PROGRESS = OBSERVATION_NAMES.index("progress")
 _MIN_GAIN = 1e-7  # relative improvement a move must bring to be taken (guards float noise)
@@ -248,7 +248,7 @@ class OraclePlanner:
 
     def _heuristic_starts(self) -> list[_Levers]:
         """The plans the heuristic baselines play in the expected market, as lever states."""
-        from agents.heuristics import HEURISTICS, make_heuristic
+        from launchsim.agents.heuristics import HEURISTICS, make_heuristic
 
         lay, starts = self.layout, []
         env = LaunchMarketEnv(self.scenario, product=self.product, outcomes="expected")

@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agents.heuristics import HEURISTICS, make_heuristic
-from agents.rollout import Policy
-from envs.launch_market import product_index
-from errors import PolicyError, lookup
-from scenarios.schema import Scenario
+from launchsim.agents.heuristics import HEURISTICS, make_heuristic
+from launchsim.agents.rollout import Policy
+from launchsim.envs.launch_market import product_index
+from launchsim.errors import PolicyError, lookup
+from launchsim.scenarios.schema import Scenario
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".json")
 ORACLE = "oracle"
@@ -38,7 +38,7 @@ def resolve_policy(
     if text in HEURISTICS:
         return make_heuristic(text, scenario, product=index, seed=seed)
     if text == ORACLE:
-        from agents.oracle import make_oracle
+        from launchsim.agents.oracle import make_oracle
 
         return make_oracle(scenario, product=index)
     path = Path(text)
@@ -71,7 +71,7 @@ def check_policy_spec(spec: str | Path) -> None:
 
 def _load_run(path: Path, scenario: Scenario, product: int, predictor: Any) -> Policy:
     try:
-        from agents.training import load_trained_policy
+        from launchsim.agents.training import load_trained_policy
     except ImportError as err:
         raise PolicyError(f"{path}: cannot load a training run: agents.training is not available ({err})") from err
     import inspect
@@ -85,7 +85,7 @@ def _load_run(path: Path, scenario: Scenario, product: int, predictor: Any) -> P
 
 def _load_table(path: Path, scenario: Scenario, product: int) -> Policy:
     try:
-        from agents.lookup_table import TablePolicy
+        from launchsim.agents.lookup_table import TablePolicy
     except ImportError as err:
         raise PolicyError(f"{path}: cannot load a lookup table: agents.lookup_table is not available ({err})") from err
     try:

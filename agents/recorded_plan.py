@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from envs.actions import ActionLayout, Decision
-from envs.launch_market import OBSERVATION_NAMES, product_index
-from errors import PolicyError
-from scenarios.schema import Scenario
+from launchsim.envs.actions import ActionLayout, Decision
+from launchsim.envs.launch_market import OBSERVATION_NAMES, product_index
+from launchsim.errors import PolicyError
+from launchsim.scenarios.schema import Scenario
 
 _PROGRESS = OBSERVATION_NAMES.index("progress")
 _BUDGET = OBSERVATION_NAMES.index("budget_left")

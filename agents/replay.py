@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agents.rollout import WEEKLY_COLUMNS, episode_summary, run_episode
-from envs.actions import ActionLayout
-from envs.launch_market import LaunchMarketEnv, product_index
-from errors import PolicyError
-from scenarios.loader import scenario_hash
-from scenarios.overrides import apply_overrides
-from scenarios.schema import Scenario
+from launchsim.agents.rollout import WEEKLY_COLUMNS, episode_summary, run_episode
+from launchsim.envs.actions import ActionLayout
+from launchsim.envs.launch_market import LaunchMarketEnv, product_index
+from launchsim.errors import PolicyError
+from launchsim.scenarios.loader import scenario_hash
+from launchsim.scenarios.overrides import apply_overrides
+from launchsim.scenarios.schema import Scenario
 
 MARKETS = ("structural", "learned")
 METRICS = ("profit", "revenue", "units_sold", "lost_sales", "ad_spend", "stock_left", "launch_week", "mean_price")
@@ -69,10 +69,10 @@ def build_policy(
     """A policy for (scenario, product): a recorded plan when ``actions`` is given, else
     ``agents.policy_source.resolve_policy`` (heuristic, oracle, run folder or lookup table)."""
     if actions is not None:
-        from agents.recorded_plan import RecordedPlan
+        from launchsim.agents.recorded_plan import RecordedPlan
 
         return RecordedPlan.load(actions, scenario, product)
-    from agents.policy_source import resolve_policy
+    from launchsim.agents.policy_source import resolve_policy
 
     return resolve_policy(spec, scenario, product=product, seed=seed, predictor=predictor)
 
@@ -119,7 +119,7 @@ def replay(
     changed = apply_overrides(scenario, list(overrides))
     needs_predictor = "learned" in markets
     if needs_predictor and (predictor is None or isinstance(predictor, str | Path)):
-        from models.predictor import load_predictor
+        from launchsim.models.predictor import load_predictor
 
         predictor = load_predictor(predictor)
 
@@ -217,7 +217,7 @@ def _pair_weeks(base: pd.DataFrame, other: pd.DataFrame, market: str, episode: i
 def _summarise(
     per_episode: pd.DataFrame, arms, overrides, versus, episodes, seed, markets, predictor, rebuild, outcomes, product
 ) -> dict[str, Any]:
-    from agents.lookup_table import policy_identity
+    from launchsim.agents.lookup_table import policy_identity
 
     result: dict[str, Any] = {
         "scenario": arms[0].scenario.name,

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import pandas as pd
 
-from scenarios.schema import Scenario
+from launchsim.scenarios.schema import Scenario
 
 
 class Policy(Protocol):
@@ -66,8 +66,8 @@ def simulate(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run a heuristic in a market (structural unless ``response_model`` is given): the first
     episode's weekly table and one summary row per episode."""
-    from agents.heuristics import make_heuristic
-    from envs.launch_market import LaunchMarketEnv, product_index
+    from launchsim.agents.heuristics import make_heuristic
+    from launchsim.envs.launch_market import LaunchMarketEnv, product_index
 
     index = product_index(scenario, product)
     env = LaunchMarketEnv(scenario, product=index, outcomes=outcomes, response_model=response_model)  # type: ignore[arg-type]

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from agents.recorded_plan import RecordedPlan
-from agents.replay import MARKETS, check_markets, market_env
-from agents.rollout import run_episode
-from envs.launch_market import product_index
-from errors import PolicyError
-from scenarios.schema import Scenario
+from launchsim.agents.recorded_plan import RecordedPlan
+from launchsim.agents.replay import MARKETS, check_markets, market_env
+from launchsim.agents.rollout import run_episode
+from launchsim.envs.launch_market import product_index
+from launchsim.errors import PolicyError
+from launchsim.scenarios.schema import Scenario
 
 if TYPE_CHECKING:
     from rich.table import Table

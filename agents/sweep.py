@@ -36,8 +36,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from agents.sweep_config import SweepConfig, TrialSpec, expand_trials
-from errors import LaunchSimError, SweepError
+from launchsim.agents.sweep_config import SweepConfig, TrialSpec, expand_trials
+from launchsim.errors import LaunchSimError, SweepError
 
 TrialFn = Callable[[TrialSpec, Path], dict[str, Any]]
 INSTALL_HINT = 'Ray is not installed; install the extra: pip install "launchsim[ray]" (or pip install -e ".[ray]" in a checkout)'
@@ -157,7 +157,7 @@ def run_sweep(
 def train_and_evaluate(spec: TrialSpec, run_dir: Path) -> dict[str, Any]:
     """The real trial: a training run (agents.training.train) whose run folder holds the
     ground-truth evaluation; returns the numbers the sweep table needs."""
-    from agents.training import TrainConfig, train
+    from launchsim.agents.training import TrainConfig, train
 
     config = TrainConfig(
         scenarios=[spec.scenario], algo=spec.algorithm, steps=spec.steps, market=spec.market,
@@ -334,9 +334,9 @@ def _check_workers_import_project(ray: Any) -> None:
 
 
 def _import_check() -> str:
-    import agents.sweep
+    import launchsim.agents.sweep
 
-    return agents.sweep.__file__
+    return launchsim.agents.sweep.__file__
 
 
 def _attempt(trial_fn: TrialFn, spec: TrialSpec, run_dir: str) -> dict[str, Any]:

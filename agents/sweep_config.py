@@ -24,7 +24,7 @@ from pydantic import (
     BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator,
 )
 
-from errors import LaunchSimError, SweepError, TrainingError
+from launchsim.errors import LaunchSimError, SweepError, TrainingError
 
 SWEEP_DIR = Path(__file__).resolve().parent / "sweeps"
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
@@ -190,9 +190,9 @@ def load_sweep(name_or_path: str | Path) -> tuple[SweepConfig, Path]:
 
 def expand_trials(config: SweepConfig, base_dir: Path | None = None) -> list[TrialSpec]:
     """Every trial of the sweep, in a fixed order, with stable ids; duplicates appear once."""
-    from agents.training import DEFAULT_TRAINING_OUTCOMES, default_demand_spread
-    from models.predictor import folder_identity
-    from scenarios import load_scenario, scenario_hash
+    from launchsim.agents.training import DEFAULT_TRAINING_OUTCOMES, default_demand_spread
+    from launchsim.models.predictor import folder_identity
+    from launchsim.scenarios import load_scenario, scenario_hash
 
     scenarios = {s: _scenario_ref(s, base_dir) for s in config.scenarios}
     loaded = {s: load_scenario(ref) for s, ref in scenarios.items()}
@@ -240,8 +240,8 @@ def trial_hash(spec: TrialSpec) -> str:
     """12 hex digits of SHA-256 over the trial's settings, the content hashes of its scenario and
     predictor, the env's dynamics version and the hyperparameters the run will use (the shipped block
     with the trial's on top): a new env version or new shipped defaults give new trials, not stale skips."""
-    from agents.algorithms import resolve_hyperparams
-    from envs.launch_market import ENV_VERSION
+    from launchsim.agents.algorithms import resolve_hyperparams
+    from launchsim.envs.launch_market import ENV_VERSION
 
     settings = {k: v for k, v in spec.to_dict().items() if k not in ("trial_id", "predictor")}  # the identity stands for it
     settings["scenario"] = Path(spec.scenario).stem
@@ -296,8 +296,8 @@ def _predictor_ref(entry: str | None, base_dir: Path | None) -> str | None:
 
 def _cross_check(config: SweepConfig, path: Path) -> list[str]:
     """What the schema cannot know: scenario files load, algorithm and hyperparameter names exist."""
-    from agents.algorithms import ALGORITHMS, check_schedules
-    from scenarios import load_scenario
+    from launchsim.agents.algorithms import ALGORITHMS, check_schedules
+    from launchsim.scenarios import load_scenario
 
     problems = []
     for i, scenario in enumerate(config.scenarios):

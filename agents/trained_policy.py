@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from agents.algorithms import Algorithm, masks_from_observation, unflatten_action
-from envs.actions import ActionLayout
-from envs.launch_market import OBSERVATION_NAMES
-from envs.vector import clip_action
-from scenarios.schema import Scenario
+from launchsim.agents.algorithms import Algorithm, masks_from_observation, unflatten_action
+from launchsim.envs.actions import ActionLayout
+from launchsim.envs.launch_market import OBSERVATION_NAMES
+from launchsim.envs.vector import clip_action
+from launchsim.scenarios.schema import Scenario
 
 
 class TrainedPolicy:

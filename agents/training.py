@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from agents.algorithms import (
+from launchsim.agents.algorithms import (
     ALGORITHMS,
     Algorithm,
     FlattenedActions,
@@ -47,10 +47,10 @@ from agents.algorithms import (
     resolve_hyperparams,
     sb3_kwargs,
 )
-from agents.normalizer_stats import ObservationScaler, restore_normalizer, write_stats
-from agents.trained_policy import TrainedPolicy
-from errors import TrainingError
-from scenarios import DEFAULT_SCENARIO, Scenario, load_scenario, scenario_from_dict
+from launchsim.agents.normalizer_stats import ObservationScaler, restore_normalizer, write_stats
+from launchsim.agents.trained_policy import TrainedPolicy
+from launchsim.errors import TrainingError
+from launchsim.scenarios import DEFAULT_SCENARIO, Scenario, load_scenario, scenario_from_dict
 
 __all__ = ["ALGORITHMS", "TrainConfig", "TrainedPolicy", "load_trained_policy", "resume", "train"]
 
@@ -100,7 +100,7 @@ class TrainConfig(BaseModel):
 
 def default_demand_spread(market: str) -> float:
     """The training default: randomise the learned market's demand level by its measured error; the structural market is the truth."""
-    from models.predictor import DEFAULT_MARKET_DEMAND_SPREAD
+    from launchsim.models.predictor import DEFAULT_MARKET_DEMAND_SPREAD
 
     return DEFAULT_MARKET_DEMAND_SPREAD if market == "learned" else 0.0
 
@@ -195,7 +195,7 @@ def load_trained_policy(
 
     Product traits always come from the run's own predictor; ``predictor`` only saves loading it
     again when it is that same predictor (same identity)."""
-    from envs.launch_market import product_index
+    from launchsim.envs.launch_market import product_index
 
     run = _open_run(run_dir)
     scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
@@ -211,7 +211,7 @@ def load_trained_policy(
     normalizer = ObservationScaler(stats_path) if stats_path.exists() else None
     traits = None
     if run.env["product_features"]:
-        from envs.vector import product_traits
+        from launchsim.envs.vector import product_traits
 
         info = _run_predictor_info(run.dir)
         recorded = info.get("traits_identity", info.get("identity"))  # runs before ensembles: one identity
@@ -412,8 +412,8 @@ def quick_profit(
     policy: Any, scenario: Scenario, product: int, response_model: Any, episodes: int, action_type: str, seed: int = EVAL_SEED
 ) -> float:
     """Mean profit of ``policy`` over a few episodes of one native env (the training market)."""
-    from agents.rollout import run_episode
-    from envs.launch_market import LaunchMarketEnv
+    from launchsim.agents.rollout import run_episode
+    from launchsim.envs.launch_market import LaunchMarketEnv
 
     env = LaunchMarketEnv(scenario, product=product, response_model=response_model, action_type=action_type)  # type: ignore[arg-type]
     return float(np.mean([run_episode(env, policy, seed=seed + e)["profit"].sum() for e in range(episodes)]))
@@ -423,7 +423,7 @@ def _live_policy(run: _Run, model: Any, venv: VecEnv, scenario: Scenario) -> Tra
     normalizer = venv if isinstance(venv, VecNormalize) else None
     traits = None
     if run.env["product_features"]:
-        from envs.vector import product_traits
+        from launchsim.envs.vector import product_traits
 
         traits = product_traits(scenario, 0, _load_predictor(run.config.predictor, run.config.device))
     shared = np.asarray(run.env["action_nvec"], dtype=np.int64) if run.env["action_nvec"] else None
@@ -447,7 +447,7 @@ def evaluate_run(run: _Run, predictor: Any) -> dict[str, Any]:
     evaluate = None
     if run.config.evaluation == "full":
         try:
-            from agents.evaluation import evaluate
+            from launchsim.agents.evaluation import evaluate
         except ImportError:
             evaluate = None
     markets = []
@@ -480,7 +480,7 @@ def _make_env(
     config: TrainConfig, algorithm: Algorithm, params: dict[str, Any], scenarios: list[Scenario], predictor: Any,
     seed: int, kind: str, stats: Path | None = None,
 ) -> VecEnv:  # fmt: skip
-    from envs.vector import make_market_vec_env
+    from launchsim.envs.vector import make_market_vec_env
 
     venv = make_market_vec_env(
         scenarios, config.n_envs, market=config.market, predictor=predictor, seed=seed,
@@ -551,7 +551,7 @@ def _save_model(model: Any, venv: VecEnv, zip_path: Path, stats_path: Path) -> N
 
 def _load_predictor(path: str | None, device: str | None) -> Any:
     """A predictor or ensemble folder (default: the shipped learned market), loaded once per process."""
-    from models.predictor import load_shared
+    from launchsim.models.predictor import load_shared
 
     return load_shared(path, device)
 
@@ -599,8 +599,8 @@ def _predictor_for(config: TrainConfig, scenarios: list[Scenario]) -> Any:
 
 
 def _env_info(kind: str, algorithm: Algorithm, params: dict[str, Any], scenarios: list[Scenario], venv: VecEnv) -> dict[str, Any]:
-    from envs.launch_market import ENV_VERSION, OBSERVATION_NAMES
-    from envs.vector import CRITIC_FIELDS
+    from launchsim.envs.launch_market import ENV_VERSION, OBSERVATION_NAMES
+    from launchsim.envs.vector import CRITIC_FIELDS
 
     raw = venv.venv if isinstance(venv, VecNormalize) else venv
     shared = getattr(raw, "nvec", None) if algorithm.flatten_actions else getattr(raw.action_space, "nvec", None)
@@ -635,7 +635,7 @@ def _write_run_folder(run: _Run, predictor: Any) -> None:
     _append(run.dir / "command.txt", _command_line())
     (run.dir / "versions.json").write_text(json.dumps(_versions(), indent=2))
     if predictor is not None:
-        from models.predictor import DEFAULT_MARKET_DIR
+        from launchsim.models.predictor import DEFAULT_MARKET_DIR
 
         path = Path(run.config.predictor or DEFAULT_MARKET_DIR).resolve()
         role = "learned market and product traits" if run.config.market == "learned" else "product traits only"
@@ -668,7 +668,7 @@ def _open_run(run_dir: str | Path) -> _Run:
 
 def _warn_if_other_env_version(run: _Run) -> None:
     """A run started under other env dynamics goes on under the current ones; say so (runs before v2 lack the key)."""
-    from envs.launch_market import ENV_VERSION
+    from launchsim.envs.launch_market import ENV_VERSION
 
     started = int(run.env.get("version", 1))
     if started != ENV_VERSION:

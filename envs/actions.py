@@ -14,7 +14,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 from gymnasium import spaces
 
-from scenarios.schema import Scenario
+from launchsim.scenarios.schema import Scenario
 
 ActionType = Literal["multidiscrete", "box"]
 

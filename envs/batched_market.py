@@ -39,8 +39,8 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 
-from envs.actions import ActionLayout, ActionType
-from envs.launch_market import (
+from launchsim.envs.actions import ActionLayout, ActionType
+from launchsim.envs.launch_market import (
     OBS_HIGH,
     OBS_LOW,
     OBSERVATION_NAMES,
@@ -48,10 +48,10 @@ from envs.launch_market import (
     demand_scale_generator,
     draw_demand_scales,
 )
-from envs.timeline import NEVER, Timeline
-from envs.vector import CRITIC_FIELDS, DRAW_BOUND, observation_space, product_traits, union_nvec
-from models.ensemble import mean_response
-from models.outcomes import (
+from launchsim.envs.timeline import NEVER, Timeline
+from launchsim.envs.vector import CRITIC_FIELDS, DRAW_BOUND, observation_space, product_traits, union_nvec
+from launchsim.models.ensemble import mean_response
+from launchsim.models.outcomes import (
     BUNDLE,
     CLICKS,
     GAMMA,
@@ -62,9 +62,9 @@ from models.outcomes import (
     poisson_quantile_batch,
     poisson_quantile_fixed,
 )
-from models.response import MarketContext, MarketResponse
-from models.structural_market import StructuralMarket, structural_response
-from scenarios.schema import Scenario
+from launchsim.models.response import MarketContext, MarketResponse
+from launchsim.models.structural_market import StructuralMarket, structural_response
+from launchsim.scenarios.schema import Scenario
 
 # Per (pair, step) tables used by the dynamics and by the observation, in this column order.
 _DYN = ("season", "holiday", "competitor_strength", "competitor_price_ratio", "flash_open")
@@ -306,7 +306,7 @@ class BatchedMarketVecEnv(VecEnv):
 
     def _member_heads(self, predictor: Any, pid: torch.Tensor, head_dtype: torch.dtype) -> tuple[Any, Any]:
         """One predictor's batched heads and its text parts for every market."""
-        from models.batched_heads import BatchedHeads
+        from launchsim.models.batched_heads import BatchedHeads
 
         heads = BatchedHeads(
             predictor.heads, predictor.cannibalisation, dtype=head_dtype, unknown_estimate=predictor.default_market_estimate

@@ -18,7 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from scenarios import DEFAULT_SCENARIO
+from launchsim.scenarios import DEFAULT_SCENARIO
 
 
 def steps_per_second(env: gym.Env, n_steps: int, repeats: int = 5, seed: int = 0) -> dict[str, float]:
@@ -47,10 +47,10 @@ def _run(env: gym.Env, actions: list) -> None:
 def run_benchmarks(n_steps: int = 50_000, repeats: int = 5, progress: Callable[[str], Any] = print) -> dict:
     """Single-env throughput: the launch market on the structural and the learned (default predictor,
     CPU) backends, raw and through ``gym.make``, and CartPole-v1 as a yardstick."""
-    from envs import ENV_IDS  # importing envs registers the LaunchSim ids
-    from envs.launch_market import LaunchMarketEnv
+    from launchsim.envs import ENV_IDS  # importing envs registers the LaunchSim ids
+    from launchsim.envs.launch_market import LaunchMarketEnv
 
-    from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+    from launchsim.models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
 
     learned = LaunchPredictor.load(DEFAULT_PREDICTOR_DIR, device="cpu")
     cases = {
@@ -167,7 +167,7 @@ def head_alone_steps_per_second(venv: Any, n_calls: int, repeats: int = 3) -> di
     batched env, on its device and head dtype, with the env's current context (no sampling, no state)."""
     import torch
 
-    from models.response import MarketContext
+    from launchsim.models.response import MarketContext
 
     c = venv.c
     zeros = torch.zeros_like(c.ref)
@@ -215,7 +215,7 @@ def ppo_steps_per_second(venv: Any, n_steps: int, learn: bool, seed: int = 0) ->
 def real_descriptions(n: int, seed: int = 0) -> list[str]:
     """``n`` product descriptions as the log generator writes them (half in the training wording, half
     in the paraphrase wording): the texts the encoder meets in practice."""
-    from models import product_text as pt
+    from launchsim.models import product_text as pt
 
     rng = np.random.default_rng(seed)
     out = []
@@ -284,10 +284,10 @@ def run_vec_benchmarks(
     at each size; PPO rollout collection and end-to-end learning with both; encoder texts/s; peak memory."""
     import torch
 
-    from envs.batched_market import BatchedMarketVecEnv
-    from envs.vector import make_market_vec_env
-    from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
-    from scenarios import load_scenario
+    from launchsim.envs.batched_market import BatchedMarketVecEnv
+    from launchsim.envs.vector import make_market_vec_env
+    from launchsim.models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+    from launchsim.scenarios import load_scenario
 
     scenario = load_scenario(DEFAULT_SCENARIO)
     predictor = LaunchPredictor.load(DEFAULT_PREDICTOR_DIR, device=device)

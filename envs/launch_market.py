@@ -11,13 +11,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.actions import ActionLayout, ActionType, Decision
-from envs.timeline import NEVER, Timeline
-from errors import ScenarioError
-from models.outcomes import draw_noise, expected_outcome, sample_outcome
-from models.response import MarketContext, ResponseModel
-from models.structural_market import StructuralMarket
-from scenarios import DEFAULT_SCENARIO, Scenario, load_scenario
+from launchsim.envs.actions import ActionLayout, ActionType, Decision
+from launchsim.envs.timeline import NEVER, Timeline
+from launchsim.errors import ScenarioError
+from launchsim.models.outcomes import draw_noise, expected_outcome, sample_outcome
+from launchsim.models.response import MarketContext, ResponseModel
+from launchsim.models.structural_market import StructuralMarket
+from launchsim.scenarios import DEFAULT_SCENARIO, Scenario, load_scenario
 
 OBSERVATION_NAMES: tuple[str, ...] = (
     "progress",  # steps done / steps in the horizon

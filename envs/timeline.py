@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scenarios.schema import Scenario
+from launchsim.scenarios.schema import Scenario
 
 NEVER = 10_000  # a step index past any horizon: "no deadline", "never happened"
 

@@ -23,9 +23,9 @@ from gymnasium import spaces
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from envs.actions import ActionLayout, ActionType
-from envs.launch_market import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES, LaunchMarketEnv
-from scenarios.schema import Scenario
+from launchsim.envs.actions import ActionLayout, ActionType
+from launchsim.envs.launch_market import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES, LaunchMarketEnv
+from launchsim.scenarios.schema import Scenario
 
 MarketKind = Literal["learned", "structural"]
 TRAIT_SCALE = 0.25  # latent traits are O(1-5); scaled into about [-1.5, 1.5]
@@ -161,7 +161,7 @@ def make_market_vec_env(
         predictor = _default_predictor(device)
     slots = [pairs[i % len(pairs)] for i in range(n_envs)]
     if kind == "batched":
-        from envs.batched_market import BatchedMarketVecEnv
+        from launchsim.envs.batched_market import BatchedMarketVecEnv
 
         venv: VecEnv = BatchedMarketVecEnv(
             slots, market=market, predictor=predictor, action_type=action_type, product_features=product_features,
@@ -193,6 +193,6 @@ def make_market_vec_env(
 
 def _default_predictor(device: str | None = None) -> Any:
     """The shipped learned market (models/default_ensemble), loaded once per process and device."""
-    from models.predictor import load_shared
+    from launchsim.models.predictor import load_shared
 
     return load_shared(device=device)

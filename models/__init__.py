@@ -1,9 +1,9 @@
 """Response models of the market: the structural ground truth here; the fine-tuned predictors and their
 ensembles in ``models.predictor`` and ``models.ensemble``."""
 
-from models.outcomes import Outcome, expected_outcome, sample_outcome
-from models.response import MarketContext, MarketResponse, ResponseModel
-from models.structural_market import StructuralMarket
+from launchsim.models.outcomes import Outcome, expected_outcome, sample_outcome
+from launchsim.models.response import MarketContext, MarketResponse, ResponseModel
+from launchsim.models.structural_market import StructuralMarket
 
 __all__ = [
     "MarketContext",

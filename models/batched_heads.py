@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.context_features import FEATURE_NAMES, PENETRATION_CAP, context_features
-from models.response import MarketContext, MarketResponse
+from launchsim.models.context_features import FEATURE_NAMES, PENETRATION_CAP, context_features
+from launchsim.models.response import MarketContext, MarketResponse
 
 
 class TextParts(NamedTuple):

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from errors import PredictorError
-from models.response import MarketContext, MarketResponse, TextRole
+from launchsim.errors import PredictorError
+from launchsim.models.response import MarketContext, MarketResponse, TextRole
 
 ENSEMBLE_FORMAT = "launchsim-ensemble"
 ENSEMBLE_VERSION = 1
@@ -75,7 +75,7 @@ class PredictorEnsemble:
     @staticmethod
     def write(directory: str | Path, members: Sequence[str | Path]) -> Path:
         """Write an ensemble folder over existing predictor folders (stored relative to it) and return it."""
-        from models.predictor import load_card
+        from launchsim.models.predictor import load_card
 
         directory = Path(directory)
         if len(members) < 2:
@@ -92,7 +92,7 @@ class PredictorEnsemble:
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device | None = None) -> PredictorEnsemble:
         """Load an ensemble folder and each of its members; fail clearly on a missing or nested member."""
-        from models.predictor import LaunchPredictor, load_card
+        from launchsim.models.predictor import LaunchPredictor, load_card
 
         directory = Path(directory)
         card = load_card(directory)
@@ -106,7 +106,7 @@ class PredictorEnsemble:
     @staticmethod
     def identity_of(directory: str | Path) -> str:
         """The identity an ensemble folder loads with, from its members' files alone (nothing is loaded)."""
-        from models.predictor import load_card, predictor_identity
+        from launchsim.models.predictor import load_card, predictor_identity
 
         directory = Path(directory)
         return _combined_identity([predictor_identity(path) for path in member_dirs(directory, load_card(directory))])
@@ -115,7 +115,7 @@ class PredictorEnsemble:
 def member_dirs(directory: Path, card: dict[str, Any]) -> list[Path]:
     """An ensemble card's member folders, resolved against the ensemble folder; each checked to be a
     predictor folder and not an ensemble."""
-    from models.predictor import load_card
+    from launchsim.models.predictor import load_card
 
     names = card.get("members")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

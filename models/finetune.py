@@ -26,10 +26,10 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from models.context_features import FEATURE_NAMES, FEATURES_VERSION
-from models.predictor import CARD_FORMAT, CARD_VERSION, DEFAULT_BASE, LaunchPredictor, PredictorHeads
-from models.text_encoder import TextEncoder
-from models.training_data import TARGETS, TrainingData, gather
+from launchsim.models.context_features import FEATURE_NAMES, FEATURES_VERSION
+from launchsim.models.predictor import CARD_FORMAT, CARD_VERSION, DEFAULT_BASE, LaunchPredictor, PredictorHeads
+from launchsim.models.text_encoder import TextEncoder
+from launchsim.models.training_data import TARGETS, TrainingData, gather
 
 @dataclass
 class FinetuneConfig:

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from envs.launch_market import LaunchMarketEnv
-from models import product_text as pt
-from models.response import MarketContext
-from models.structural_market import StructuralMarket
-from scenarios import Scenario, scenario_from_dict
+from launchsim.envs.launch_market import LaunchMarketEnv
+from launchsim.models import product_text as pt
+from launchsim.models.response import MarketContext
+from launchsim.models.structural_market import StructuralMarket
+from launchsim.scenarios import Scenario, scenario_from_dict
 
 HOLIDAYS = [
     {"name": "Valentine's Day", "week_of_year": 7, "uplift": 0.4},

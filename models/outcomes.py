@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from scipy.special import gammaincc, ndtri
 
-from models.response import MarketResponse
+from launchsim.models.response import MarketResponse
 
 if TYPE_CHECKING:  # the batch functions import torch when called; single envs never need it
     import torch

@@ -25,12 +25,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from errors import PredictorError
-from models.context_features import FEATURE_NAMES, FEATURE_SETS, FEATURES_VERSION, context_features
-from models.response import MarketContext, MarketResponse, TextRole
-from models.single_market import SingleMarketHeads
-from models.text_encoder import TextEncoder, default_encoder_path, quiet_peft
-from models.training_data import TrainingData, gather
+from launchsim.errors import PredictorError
+from launchsim.models.context_features import FEATURE_NAMES, FEATURE_SETS, FEATURES_VERSION, context_features
+from launchsim.models.response import MarketContext, MarketResponse, TextRole
+from launchsim.models.single_market import SingleMarketHeads
+from launchsim.models.text_encoder import TextEncoder, default_encoder_path, quiet_peft
+from launchsim.models.training_data import TrainingData, gather
 
 CARD_FORMAT = "launchsim-predictor"
 CARD_VERSION = 1
@@ -266,7 +266,7 @@ def load_card(directory: Path, where: str | None = None) -> dict[str, Any]:
 def load_predictor(directory: str | Path | None = None, device: str | torch.device | None = None) -> Any:
     """A predictor folder or an ensemble folder (``models.ensemble``), default the shipped learned market
     (``DEFAULT_MARKET_DIR``): what ``--predictor DIR`` loads everywhere."""
-    from models.ensemble import ENSEMBLE_FORMAT, PredictorEnsemble
+    from launchsim.models.ensemble import ENSEMBLE_FORMAT, PredictorEnsemble
 
     directory = Path(directory or DEFAULT_MARKET_DIR)
     if load_card(directory).get("format") == ENSEMBLE_FORMAT:
@@ -289,7 +289,7 @@ def load_shared(directory: str | Path | None = None, device: str | None = None) 
 def folder_identity(directory: str | Path | None = None) -> str:
     """The identity a predictor or ensemble folder (default: the shipped learned market) loads with,
     computed from its files without loading any model (what sweeps key their trials by)."""
-    from models.ensemble import ENSEMBLE_FORMAT, PredictorEnsemble
+    from launchsim.models.ensemble import ENSEMBLE_FORMAT, PredictorEnsemble
 
     directory = Path(directory or DEFAULT_MARKET_DIR)
     if load_card(directory).get("format") == ENSEMBLE_FORMAT:

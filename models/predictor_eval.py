@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.context_features import context_features
-from models.predictor import LaunchPredictor
+from launchsim.models.context_features import context_features
+from launchsim.models.predictor import LaunchPredictor
 
 HELDOUT_SHARE = 5  # user logs: one product in five (by a hash of its id) is held out
 

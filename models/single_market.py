@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.context_features import FEATURE_NAMES, log_market_estimate, log_prelaunch_signups, penetration
-from models.response import MarketContext, MarketResponse
+from launchsim.models.context_features import FEATURE_NAMES, log_market_estimate, log_prelaunch_signups, penetration
+from launchsim.models.response import MarketContext, MarketResponse
 
 _ADSTOCK, _STEP = FEATURE_NAMES.index("log_adstock"), FEATURE_NAMES.index("step_weeks")
 

@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from errors import PredictorError
-from models.response import MarketContext, MarketResponse, TextRole
-from scenarios.schema import Scenario
+from launchsim.errors import PredictorError
+from launchsim.models.response import MarketContext, MarketResponse, TextRole
+from launchsim.scenarios.schema import Scenario
 
 
 class ProductParams(NamedTuple):

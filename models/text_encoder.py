@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from errors import PredictorError
+from launchsim.errors import PredictorError
 
 LORA_TARGETS = ["query", "key", "value", "dense"]  # BERT attention and feed-forward projections
 POOLINGS = ("mean", "segments")

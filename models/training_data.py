@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.context_features import FEATURE_NAMES, context_features
+from launchsim.models.context_features import FEATURE_NAMES, context_features
 
 TARGETS = ("units", "new_customers", "impressions", "clicks", "bundled_units")
 

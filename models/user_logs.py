@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from errors import LogsError
-from scenarios.schema import EstimateBasis
+from launchsim.errors import LogsError
+from launchsim.scenarios.schema import EstimateBasis
 
 ALIASES = {
     "sku": "product_id", "product": "product_id", "item_id": "product_id",

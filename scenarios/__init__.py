@@ -1,6 +1,6 @@
 """Scenario files and their schema: every market fact a user may change, validated on load."""
 
-from scenarios.loader import (
+from launchsim.scenarios.loader import (
     DEFAULT_SCENARIO,
     SCENARIO_DIR,
     list_scenarios,
@@ -9,7 +9,7 @@ from scenarios.loader import (
     scenario_from_dict,
     scenario_hash,
 )
-from scenarios.schema import CATEGORIES, Scenario
+from launchsim.scenarios.schema import CATEGORIES, Scenario
 
 __all__ = [
     "CATEGORIES",

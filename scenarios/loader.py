@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from errors import ScenarioError
-from scenarios.schema import Scenario
+from launchsim.errors import ScenarioError
+from launchsim.scenarios.schema import Scenario
 
 SCENARIO_DIR = Path(__file__).resolve().parent
 DEFAULT_SCENARIO = SCENARIO_DIR / "apparel_winter_coat_holiday.yaml"

@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from errors import ScenarioError
-from scenarios.loader import scenario_from_dict
-from scenarios.schema import Scenario
+from launchsim.errors import ScenarioError
+from launchsim.scenarios.loader import scenario_from_dict
+from launchsim.scenarios.schema import Scenario
 
 _RELATIVE = re.compile(r"^([*/+-])\s*([0-9.]+(?:[eE][+-]?[0-9]+)?)$")
 

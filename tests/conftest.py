@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from models import product_text as pt
-from models.log_generator import generate_logs
+from launchsim.models import product_text as pt
+from launchsim.models.log_generator import generate_logs
 
-from scenarios import DEFAULT_SCENARIO, list_scenarios, load_scenario
+from launchsim.scenarios import DEFAULT_SCENARIO, list_scenarios, load_scenario
 
 SCENARIO_PATHS = list_scenarios()
 SCENARIO_IDS = [p.stem for p in SCENARIO_PATHS]
@@ -79,7 +79,7 @@ def build_tiny_bert(folder: Path, texts: list[str]) -> Path:
 def tiny_predictor(tiny_bert, tiny_logs):
     """A LoRA predictor fine-tuned for a few epochs from the tiny BERT (shared by models/ and envs/ tests),
     on the CPU also where a GPU is present: the tests that compare it with CPU expectations stay exact."""
-    from models.finetune import FinetuneConfig, finetune
+    from launchsim.models.finetune import FinetuneConfig, finetune
 
     cfg = FinetuneConfig(
         encoder=str(tiny_bert), mode="lora", lora_rank=2, head_epochs=3, encoder_epochs=1, polish_epochs=1, hidden=16, latent=4,
@@ -91,8 +91,8 @@ def tiny_predictor(tiny_bert, tiny_logs):
 @pytest.fixture(scope="session")
 def tiny_ensemble_dirs(tmp_path_factory, tiny_bert, tiny_logs):
     """Two saved fits of the tiny logs (seeds 0 and 1) and an ensemble folder over them."""
-    from models.ensemble import PredictorEnsemble
-    from models.finetune import FinetuneConfig, finetune
+    from launchsim.models.ensemble import PredictorEnsemble
+    from launchsim.models.finetune import FinetuneConfig, finetune
 
     root = tmp_path_factory.mktemp("ensemble")
     dirs = []

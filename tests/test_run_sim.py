@@ -150,7 +150,7 @@ def test_sensitivity_command(tmp_path):
     assert set(rows["market"]) == {"structural", "learned"} and len(rows) == 4 * 12
     # The board's estimate counts weekly buyers, so the shipped learned market reads no adoption state for it
     # and agrees with the truth on its best price in every week (before: a lower price paid in weeks 1-3).
-    from agents.sensitivity import sensitivity_table
+    from launchsim.agents.sensitivity import sensitivity_table
 
     assert not sensitivity_table(rows)["disagree"].any()
     assert (out / "plan.csv").exists() and (out / "sensitivity.png").exists()

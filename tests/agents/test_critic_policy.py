@@ -10,10 +10,10 @@ import torch
 import yaml
 from gymnasium import spaces
 
-from agents.critic_policy import CriticFieldsPolicy, HideTrailingFields, MaskableCriticFieldsPolicy
-from agents.training import load_trained_policy, resume, train
-from errors import TrainingError
-from scenarios import load_scenario
+from launchsim.agents.critic_policy import CriticFieldsPolicy, HideTrailingFields, MaskableCriticFieldsPolicy
+from launchsim.agents.training import load_trained_policy, resume, train
+from launchsim.errors import TrainingError
+from launchsim.scenarios import load_scenario
 from tests.agents.test_training import TINY, tiny_config
 
 
@@ -42,7 +42,7 @@ def test_hiding_needs_at_least_one_field_for_each_side():
 
 @pytest.mark.parametrize(("algo", "policy_class"), [("ppo", CriticFieldsPolicy), ("maskable_ppo", MaskableCriticFieldsPolicy)])
 def test_a_run_whose_critic_reads_the_draw_trains_resumes_and_acts_on_native_envs(tmp_path, algo, policy_class):
-    from agents.algorithms import get_algorithm
+    from launchsim.agents.algorithms import get_algorithm
 
     hp = {**TINY[algo], "critic_sees_demand_draw": True}
     config = tiny_config(tmp_path / "run", algo, hyperparams=hp, demand_spread=0.3, steps=128, checkpoint_every=64)
@@ -53,8 +53,8 @@ def test_a_run_whose_critic_reads_the_draw_trains_resumes_and_acts_on_native_env
     model = model_class.load(run / "model.zip", device="cpu")
     assert isinstance(model.policy, policy_class) and model.policy.critic_only == 1
     policy = load_trained_policy(run, "food_coffee_bundle")
-    from agents.rollout import run_episode
-    from envs.launch_market import LaunchMarketEnv
+    from launchsim.agents.rollout import run_episode
+    from launchsim.envs.launch_market import LaunchMarketEnv
 
     weekly = run_episode(LaunchMarketEnv(load_scenario("food_coffee_bundle")), policy, seed=0)
     assert len(weekly) == load_scenario("food_coffee_bundle").n_steps

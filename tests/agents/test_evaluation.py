@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from agents.evaluation import evaluate, markdown_table, summarise, write_report
-from agents.heuristics import HEURISTICS
-from models.structural_market import StructuralMarket
-from scenarios import load_scenario
-from scenarios.overrides import apply_overrides
+from launchsim.agents.evaluation import evaluate, markdown_table, summarise, write_report
+from launchsim.agents.heuristics import HEURISTICS
+from launchsim.models.structural_market import StructuralMarket
+from launchsim.scenarios import load_scenario
+from launchsim.scenarios.overrides import apply_overrides
 
 
 @pytest.fixture(scope="module")

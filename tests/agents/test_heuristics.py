@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents import HEURISTICS, episode_summary, make_heuristic, run_episode
-from agents.rollout import WEEKLY_COLUMNS, simulate
-from envs import LaunchMarketEnv
-from errors import PolicyError
-from scenarios import load_scenario
+from launchsim.agents import HEURISTICS, episode_summary, make_heuristic, run_episode
+from launchsim.agents.rollout import WEEKLY_COLUMNS, simulate
+from launchsim.envs import LaunchMarketEnv
+from launchsim.errors import PolicyError
+from launchsim.scenarios import load_scenario
 
 
 @pytest.mark.parametrize("name", HEURISTICS)

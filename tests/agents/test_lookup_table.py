@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.heuristics import make_heuristic
-from agents.lookup_table import (
+from launchsim.agents.heuristics import make_heuristic
+from launchsim.agents.lookup_table import (
     ACTION_COLUMNS,
     STATE_COLUMNS,
     Cell,
@@ -23,9 +23,9 @@ from agents.lookup_table import (
     read_table,
     sidecar_path,
 )
-from envs.launch_market import OBSERVATION_NAMES, LaunchMarketEnv
-from errors import PolicyError
-from scenarios import load_scenario, scenario_hash
+from launchsim.envs.launch_market import OBSERVATION_NAMES, LaunchMarketEnv
+from launchsim.errors import PolicyError
+from launchsim.scenarios import load_scenario, scenario_hash
 
 _OBS = {name: i for i, name in enumerate(OBSERVATION_NAMES)}
 _OFF_GRID = {
@@ -113,7 +113,7 @@ def test_table_columns_metadata_and_business_units(coffee_table):
 def test_csv_parquet_and_json_round_trip_to_identical_actions(coffee_table, tmp_path):
     s, _, csv_path = coffee_table
     frame, meta = read_table(csv_path)
-    from agents.lookup_table import write_table
+    from launchsim.agents.lookup_table import write_table
 
     policies = [TablePolicy.load(csv_path, s)]
     for suffix in (".parquet", ".json"):
@@ -165,7 +165,7 @@ def test_mismatched_scenario_or_product_is_refused(coffee_table):
         match=r"exported for scenario 'food_coffee_bundle' \(hash [0-9a-f]+\), but the scenario given is 'apparel_sneaker_drop'",
     ):
         TablePolicy.load(path, other)
-    from scenarios.overrides import apply_overrides
+    from launchsim.scenarios.overrides import apply_overrides
 
     with pytest.raises(PolicyError, match="export the table again"):
         TablePolicy.load(path, apply_overrides(load_scenario("food_coffee_bundle"), ["ads.budget=*2"]))
@@ -195,7 +195,7 @@ def test_rows_that_do_not_fit_the_scenario_name_the_column(coffee_table, tmp_pat
     s, _, path = coffee_table
     frame, meta = read_table(path)
     frame.loc[3, "bundle_partner"] = "teapot"
-    from agents.lookup_table import write_table
+    from launchsim.agents.lookup_table import write_table
 
     with pytest.raises(PolicyError, match=r"row 3: column 'bundle_partner': found 'teapot'"):
         TablePolicy.load(write_table(frame, meta, tmp_path / "edited.json"), s)
@@ -210,7 +210,7 @@ def test_writes_are_atomic(coffee_table, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", crash)
-    from agents.lookup_table import write_table
+    from launchsim.agents.lookup_table import write_table
 
     with pytest.raises(OSError, match="disk full"):
         write_table(frame.iloc[:5], meta, path)
@@ -238,7 +238,7 @@ def test_unlisted_state_falls_back_to_the_nearest_cell_that_week(coffee_table):
 
 
 def test_agreement_counts_only_the_levers_in_effect():
-    from agents.lookup_table import effective_levers
+    from launchsim.agents.lookup_table import effective_levers
 
     obs = np.zeros(len(OBSERVATION_NAMES), dtype=np.float32)
     obs[_OBS["launch_allowed"]] = 1.0
@@ -258,7 +258,7 @@ class _StockRule:
     level; spends more while more than 60% of the budget is left. Its thresholds sit on bin edges."""
 
     def __init__(self, s):
-        from envs.actions import ActionLayout
+        from launchsim.envs.actions import ActionLayout
 
         self.layout = ActionLayout(s, "multidiscrete")
         self.top = len(self.layout.price_levels) - 1
@@ -283,7 +283,7 @@ def test_table_of_a_state_reading_policy_matches_it_when_its_thresholds_are_bin_
     assert fidelity["agreement"] == 1.0 and fidelity["table_profit_mean"] == fidelity["source_profit_mean"]
     prices = {round(float(p), 2) for p in table.table.loc[table.table["launched"], "price"]}
     assert len(prices) == 2  # both sides of the stock threshold are in the table
-    from agents.rollout import run_episode
+    from launchsim.agents.rollout import run_episode
 
     played = run_episode(LaunchMarketEnv(s), table, seed=1)
     assert played["price"].nunique() == 2  # the rule switches within an episode
@@ -301,7 +301,7 @@ def test_an_edited_csv_plays_once_its_hash_is_removed(coffee_table):
     side = json.loads(sidecar_path(path).read_text())
     del side["csv_sha256"]
     sidecar_path(path).write_text(json.dumps(side))
-    from agents.rollout import run_episode
+    from launchsim.agents.rollout import run_episode
 
     weekly = run_episode(LaunchMarketEnv(s), TablePolicy.load(path, s), seed=0)
     assert (weekly.loc[weekly["launched"], "price"] == 20.0).all()

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from agents.normalizer_stats import ObservationScaler, restore_normalizer, write_stats
-from envs.vector import make_market_vec_env
-from scenarios import load_scenario
+from launchsim.agents.normalizer_stats import ObservationScaler, restore_normalizer, write_stats
+from launchsim.envs.vector import make_market_vec_env
+from launchsim.scenarios import load_scenario
 from stable_baselines3.common.vec_env import VecNormalize
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy.special import lambertw
 
-from agents import HEURISTICS, make_heuristic, run_episode
-from agents.oracle import OraclePlanner, make_oracle
-from envs import LaunchMarketEnv
-from scenarios import load_scenario
+from launchsim.agents import HEURISTICS, make_heuristic, run_episode
+from launchsim.agents.oracle import OraclePlanner, make_oracle
+from launchsim.envs import LaunchMarketEnv
+from launchsim.scenarios import load_scenario
 
 
 @pytest.fixture(scope="module")

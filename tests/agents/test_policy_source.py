@@ -8,11 +8,11 @@ import types
 import numpy as np
 import pytest
 
-from agents.heuristics import HeuristicPolicy
-from agents.oracle import OraclePolicy
-from agents.policy_source import check_policy_spec, policy_names, resolve_policy
-from errors import LaunchSimError, PolicyError
-from scenarios import load_scenario
+from launchsim.agents.heuristics import HeuristicPolicy
+from launchsim.agents.oracle import OraclePolicy
+from launchsim.agents.policy_source import check_policy_spec, policy_names, resolve_policy
+from launchsim.errors import LaunchSimError, PolicyError
+from launchsim.scenarios import load_scenario
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_folder_that_is_no_run_fails_clearly(sneaker, tmp_path):
 
 
 def test_missing_training_module_gives_a_policy_error(sneaker, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "agents.training", None)  # import fails as if the module were absent
+    monkeypatch.setitem(sys.modules, "launchsim.agents.training", None)  # import fails as if the module were absent
     with pytest.raises(PolicyError, match="agents.training is not available"):
         resolve_policy(str(tmp_path), sneaker)
 
@@ -71,8 +71,8 @@ def test_run_folder_and_table_dispatch(sneaker, tmp_path, monkeypatch):
         calls.append(("run", run_dir.name, scenario.name, product, predictor))
         return FakeTable()
 
-    monkeypatch.setitem(sys.modules, "agents.lookup_table", types.SimpleNamespace(TablePolicy=FakeTable))
-    monkeypatch.setitem(sys.modules, "agents.training", types.SimpleNamespace(load_trained_policy=load_trained_policy))
+    monkeypatch.setitem(sys.modules, "launchsim.agents.lookup_table", types.SimpleNamespace(TablePolicy=FakeTable))
+    monkeypatch.setitem(sys.modules, "launchsim.agents.training", types.SimpleNamespace(load_trained_policy=load_trained_policy))
     table = tmp_path / "table.csv"
     table.write_text("week\n0\n")
     run = tmp_path / "run"

@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.heuristics import make_heuristic
-from agents.recorded_plan import RecordedPlan
-from agents.replay import METRICS, paired_interval, replay, write_replay
-from agents.rollout import run_episode
-from envs.launch_market import LaunchMarketEnv
-from errors import PolicyError
-from models.structural_market import StructuralMarket
-from scenarios import load_scenario
-from scenarios.overrides import apply_overrides
+from launchsim.agents.heuristics import make_heuristic
+from launchsim.agents.recorded_plan import RecordedPlan
+from launchsim.agents.replay import METRICS, paired_interval, replay, write_replay
+from launchsim.agents.rollout import run_episode
+from launchsim.envs.launch_market import LaunchMarketEnv
+from launchsim.errors import PolicyError
+from launchsim.models.structural_market import StructuralMarket
+from launchsim.scenarios import load_scenario
+from launchsim.scenarios.overrides import apply_overrides
 
 
 def closed_form_profit(s, price_ratio: float) -> float:

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.recorded_plan import RecordedPlan
-from agents.replay import build_policy
-from agents.rollout import run_episode
-from agents.sensitivity import plan_sensitivity, sensitivity_table, write_sensitivity
-from envs import LaunchMarketEnv
-from errors import PolicyError
-from scenarios import load_scenario
-from scenarios.overrides import apply_overrides
+from launchsim.agents.recorded_plan import RecordedPlan
+from launchsim.agents.replay import build_policy
+from launchsim.agents.rollout import run_episode
+from launchsim.agents.sensitivity import plan_sensitivity, sensitivity_table, write_sensitivity
+from launchsim.envs import LaunchMarketEnv
+from launchsim.errors import PolicyError
+from launchsim.scenarios import load_scenario
+from launchsim.scenarios.overrides import apply_overrides
 
 BOARD = "home_cutting_board_closed_form"
 

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from agents.sweep import SweepResult, evaluation_metrics, require_ray, run_sweep
-from agents.sweep_config import SWEEP_DIR, Distribution, SweepConfig, expand_trials, load_sweep
-from errors import ScenarioError, SweepError
+from launchsim.agents.sweep import SweepResult, evaluation_metrics, require_ray, run_sweep
+from launchsim.agents.sweep_config import SWEEP_DIR, Distribution, SweepConfig, expand_trials, load_sweep
+from launchsim.errors import ScenarioError, SweepError
 
 # A real training run small enough for a test: 64 steps of PPO in the structural market.
 TINY_PPO = {"n_steps": 32, "batch_size": 64, "n_epochs": 1}
@@ -51,7 +51,7 @@ def test_every_shipped_sweep_loads_and_expands(path):
     config, found = load_sweep(path)
     trials = expand_trials(config, found.parent)
     assert trials and len({t.trial_id for t in trials}) == len(trials)
-    from agents.training import default_demand_spread
+    from launchsim.agents.training import default_demand_spread
 
     spread = default_demand_spread(config.market) if config.demand_spread is None else config.demand_spread
     assert all(t.demand_spread == spread for t in trials)
@@ -66,25 +66,25 @@ def test_trial_ids_follow_the_settings_and_ignore_unrelated_entries():
 
 def test_trial_ids_change_with_the_env_dynamics_version(monkeypatch):
     # A new env version changes what a trial measures: its trials must re-run, not be skipped as done.
-    import envs.launch_market
+    import launchsim.envs.launch_market
 
     base = {t.trial_id for t in expand_trials(tiny_config())}
-    monkeypatch.setattr(envs.launch_market, "ENV_VERSION", envs.launch_market.ENV_VERSION + 1)
+    monkeypatch.setattr(launchsim.envs.launch_market, "ENV_VERSION", launchsim.envs.launch_market.ENV_VERSION + 1)
     assert not {t.trial_id for t in expand_trials(tiny_config())} & base
 
 
 def test_trial_ids_follow_the_hyperparameters_the_run_will_use(monkeypatch, tmp_path):
     # New shipped defaults change what a trial trains: its trials must re-run, not be skipped as done;
     # an override equal to the shipped value is the same run.
-    import agents.algorithms
+    import launchsim.agents.algorithms
 
     base = {t.trial_id for t in expand_trials(tiny_config())}
-    shipped = yaml.safe_load(agents.algorithms.HYPERPARAMS_FILE.read_text())
+    shipped = yaml.safe_load(launchsim.agents.algorithms.HYPERPARAMS_FILE.read_text())
     same = tiny_config(search={"ppo": {**TINY_PPO, "gae_lambda": shipped["ppo"]["gae_lambda"]}})
     assert {t.trial_id for t in expand_trials(same)} == base
     shipped["ppo"]["gae_lambda"] = 0.5
     (tmp_path / "hyperparams.yaml").write_text(yaml.safe_dump(shipped))
-    monkeypatch.setattr(agents.algorithms, "HYPERPARAMS_FILE", tmp_path / "hyperparams.yaml")
+    monkeypatch.setattr(launchsim.agents.algorithms, "HYPERPARAMS_FILE", tmp_path / "hyperparams.yaml")
     assert not {t.trial_id for t in expand_trials(tiny_config())} & base
 
 
@@ -217,7 +217,7 @@ def ray_local():
     pytest.importorskip("ray")
     import ray.cloudpickle
 
-    from agents.sweep import ray_session
+    from launchsim.agents.sweep import ray_session
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the trial functions below
     with ray_session(num_cpus=2) as session:
@@ -227,7 +227,7 @@ def ray_local():
 
 
 def _import_project() -> None:
-    import agents.sweep  # noqa: F401
+    import launchsim.agents.sweep  # noqa: F401
 
 
 def sleep_and_report(spec, run_dir: Path) -> dict:
@@ -277,7 +277,7 @@ def test_small_sweep_on_ray_trains_evaluates_and_merges_the_table(ray_local, tmp
 
 def kill_first_attempt_then_train(spec, run_dir: Path) -> dict:
     """Kills its own worker process on the first attempt of seed 1 (a real SIGKILL), then trains for real."""
-    from agents.sweep import train_and_evaluate
+    from launchsim.agents.sweep import train_and_evaluate
 
     marker = run_dir.parent.parent / f"killed-{spec.trial_id}"
     if spec.seed == 1 and not marker.exists():

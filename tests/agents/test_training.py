@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from agents.algorithms import (
+from launchsim.agents.algorithms import (
     ALGORITHMS,
     FlattenedActions,
     flatten_action,
@@ -24,8 +24,8 @@ from agents.algorithms import (
     resolve_hyperparams,
     unflatten_action,
 )
-from agents.rollout import run_episode
-from agents.training import (
+from launchsim.agents.rollout import run_episode
+from launchsim.agents.training import (
     TrainConfig,
     default_run_dir,
     hyperparams_from_file,
@@ -34,9 +34,9 @@ from agents.training import (
     resume,
     train,
 )
-from envs.launch_market import ENV_VERSION, LaunchMarketEnv
-from errors import TrainingError
-from scenarios import list_scenarios, load_scenario
+from launchsim.envs.launch_market import ENV_VERSION, LaunchMarketEnv
+from launchsim.errors import TrainingError
+from launchsim.scenarios import list_scenarios, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 # Tiny budgets: a rollout of 32 steps per env, small replay buffers that start learning at once.
@@ -96,7 +96,7 @@ def test_linear_schedules_anneal_learning_rate_clip_range_and_entropy(tmp_path):
 
 
 def test_schedules_are_checked_before_training(tmp_path):
-    from agents.algorithms import sb3_kwargs
+    from launchsim.agents.algorithms import sb3_kwargs
 
     with pytest.raises(TrainingError, match="only learning_rate, clip_range, ent_coef take one"):
         sb3_kwargs({"gamma": {"start": 1.0, "end": 0.9}})
@@ -158,7 +158,7 @@ def test_every_algorithm_trains_and_acts_in_the_native_env(tmp_path, algo):
 
 
 def test_dqn_sees_one_discrete_action(tmp_path):
-    from envs.vector import make_market_vec_env
+    from launchsim.envs.vector import make_market_vec_env
 
     venv = FlattenedActions(make_market_vec_env(load_scenario("food_coffee_bundle"), 2, market="structural", kind="dummy"))
     assert venv.action_space.n == int(np.prod(venv.nvec))
@@ -185,8 +185,8 @@ def test_same_seed_gives_the_same_run(tmp_path):
 
 
 def test_demand_spread_and_outcomes_defaults_and_old_runs_keep_none(tmp_path):
-    from agents.training import _open_run
-    from models.predictor import DEFAULT_MARKET_DEMAND_SPREAD
+    from launchsim.agents.training import _open_run
+    from launchsim.models.predictor import DEFAULT_MARKET_DEMAND_SPREAD
 
     assert TrainConfig(out=tmp_path).demand_spread == DEFAULT_MARKET_DEMAND_SPREAD == 0.34
     assert TrainConfig(out=tmp_path, market="structural").demand_spread == 0.0  # the truth needs no randomising
@@ -206,9 +206,9 @@ def test_demand_spread_and_outcomes_defaults_and_old_runs_keep_none(tmp_path):
 
 
 def test_expected_outcomes_reach_the_training_envs(tmp_path):
-    from agents.algorithms import get_algorithm, resolve_hyperparams
-    from agents.training import _make_env
-    from scenarios import load_scenario
+    from launchsim.agents.algorithms import get_algorithm, resolve_hyperparams
+    from launchsim.agents.training import _make_env
+    from launchsim.scenarios import load_scenario
 
     assert TrainConfig(out=tmp_path).outcomes == "expected"
     with pytest.raises(ValueError, match="outcomes"):
@@ -275,7 +275,7 @@ def test_resume_continues_from_the_last_checkpoint_after_a_kill(tmp_path):
     finish = events[-1]
     assert finish["event"] == "finish" and finish["steps"] == -(-steps // rollout) * rollout  # as an unbroken run
     assert len((run / "command.txt").read_text().splitlines()) == 2
-    from agents.training import _open_run
+    from launchsim.agents.training import _open_run
 
     opened = _open_run(run)  # what resume built its envs from
     assert opened.config.demand_spread == 0.3 and opened.env["version"] == ENV_VERSION
@@ -283,7 +283,7 @@ def test_resume_continues_from_the_last_checkpoint_after_a_kill(tmp_path):
 
 
 def test_multi_scenario_policy_runs_on_a_scenario_it_never_saw(tmp_path, tiny_bert, tiny_logs):
-    from models.finetune import FinetuneConfig, finetune
+    from launchsim.models.finetune import FinetuneConfig, finetune
 
     cfg = FinetuneConfig(encoder=str(tiny_bert), mode="frozen", head_epochs=1, hidden=16, latent=4, device="cpu")
     predictor_dir = finetune(tiny_logs[tiny_logs["split"] == "train"], cfg).save(tmp_path / "predictor")
@@ -319,7 +319,7 @@ def test_resume_and_traits_follow_the_recorded_predictor_when_the_configured_fol
     # run recorded still holds its own. (Other folder names, not changed files: predictors load once per path.)
     import shutil
 
-    from agents.training import _open_run, _run_predictor
+    from launchsim.agents.training import _open_run, _run_predictor
 
     fit0, fit1, _ = tiny_ensemble_dirs
     market = tmp_path / "market"

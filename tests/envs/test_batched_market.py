@@ -12,11 +12,11 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from envs import LaunchMarketEnv
-from envs.batched_market import BatchedMarketVecEnv
-from envs.vector import SharedSpaceMarket, make_market_vec_env, market_pairs, product_traits, union_nvec
-from scenarios import load_scenario
-from scenarios.overrides import apply_overrides
+from launchsim.envs import LaunchMarketEnv
+from launchsim.envs.batched_market import BatchedMarketVecEnv
+from launchsim.envs.vector import SharedSpaceMarket, make_market_vec_env, market_pairs, product_traits, union_nvec
+from launchsim.scenarios import load_scenario
+from launchsim.scenarios.overrides import apply_overrides
 from tests.conftest import SCENARIO_PATHS
 
 
@@ -238,7 +238,7 @@ def test_ppo_and_maskable_ppo_learn_on_the_batched_env(every_scenario, tiny_pred
 def test_torch_route_equals_the_numpy_route(every_scenario, action_type, monkeypatch):
     # On a CPU the step runs on NumPy views; a GPU runs the same code through torch. Forced onto torch
     # here, it must reproduce the NumPy route (counts exactly; floats to rounding), the critic's field too.
-    import envs.batched_market as batched_market
+    import launchsim.envs.batched_market as batched_market
 
     pairs = market_pairs(every_scenario)
     slots = [pairs[i % len(pairs)] for i in range(2 * len(pairs))]

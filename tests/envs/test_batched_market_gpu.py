@@ -11,9 +11,9 @@ import pytest
 import torch
 from stable_baselines3 import PPO
 
-from envs.batched_market import BatchedMarketVecEnv
-from envs.vector import market_pairs, union_nvec
-from scenarios import load_scenario
+from launchsim.envs.batched_market import BatchedMarketVecEnv
+from launchsim.envs.vector import market_pairs, union_nvec
+from launchsim.scenarios import load_scenario
 from tests.conftest import SCENARIO_PATHS
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -119,8 +119,8 @@ def test_ppo_learns_on_the_cuda_batched_env(pairs, tiny_predictor):
 def test_finetune_on_cuda_gives_a_predictor_that_loads_on_the_cpu(tiny_bert, tiny_logs, tmp_path):
     # Fine-tuning on the GPU (bf16 autocast in the encoder's training steps), saved, then loaded on the CPU:
     # the same predictions up to the GPU's rounding.
-    from models.finetune import FinetuneConfig, finetune
-    from models.predictor import LaunchPredictor
+    from launchsim.models.finetune import FinetuneConfig, finetune
+    from launchsim.models.predictor import LaunchPredictor
 
     cfg = FinetuneConfig(encoder=str(tiny_bert), mode="lora", lora_rank=2, head_epochs=2, encoder_epochs=1, polish_epochs=1, hidden=16, latent=4, device="cuda")
     predictor = finetune(tiny_logs[tiny_logs["split"] == "train"], cfg)

@@ -11,13 +11,13 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs
-from envs import ENV_IDS, LaunchMarketEnv
-from envs.launch_market import OBSERVATION_NAMES
-from envs.actions import Decision
-from errors import ScenarioError
-from scenarios import load_scenario
-from scenarios.overrides import apply_overrides
+import launchsim.envs
+from launchsim.envs import ENV_IDS, LaunchMarketEnv
+from launchsim.envs.launch_market import OBSERVATION_NAMES
+from launchsim.envs.actions import Decision
+from launchsim.errors import ScenarioError
+from launchsim.scenarios import load_scenario
+from launchsim.scenarios.overrides import apply_overrides
 
 ACTION_TYPES = ["multidiscrete", "box"]
 
@@ -143,7 +143,7 @@ def test_ads_before_launch_build_adstock_but_sell_nothing():
     obs, _ = env.reset(seed=0)
     obs, reward, _, _, info = env.step(env.layout.encode(Decision(False, 1.0, False, 0, 0.35, 0)))
     assert info["units_sold"] == 0 and info["clicks"] > 0 and reward == pytest.approx(-info["ad_spend"] - info["holding_cost"])
-    assert obs[envs.OBSERVATION_NAMES.index("adstock")] > 0
+    assert obs[launchsim.envs.OBSERVATION_NAMES.index("adstock")] > 0
 
 
 def test_ads_pause_once_sold_out():
@@ -272,4 +272,4 @@ def test_render_ansi():
 
 def test_observation_names_match_space():
     s = load_scenario("food_coffee_bundle")
-    assert LaunchMarketEnv(s).observation_space.shape == (len(envs.OBSERVATION_NAMES),)
+    assert LaunchMarketEnv(s).observation_space.shape == (len(launchsim.envs.OBSERVATION_NAMES),)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.batched_heads import BatchedHeads, _linear_silu
-from models.context_features import context_features
-from models.response import MarketContext
+from launchsim.models.batched_heads import BatchedHeads, _linear_silu
+from launchsim.models.context_features import context_features
+from launchsim.models.response import MarketContext
 
 
 def _context(n: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> MarketContext:

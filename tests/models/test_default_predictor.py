@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
-from models.response import MarketContext
+from launchsim.models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+from launchsim.models.response import MarketContext
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def test_responses_move_the_right_way(predictor):
 
 
 def test_env_on_the_default_predictor(predictor):
-    from envs import LaunchMarketEnv
+    from launchsim.envs import LaunchMarketEnv
 
     env = LaunchMarketEnv("food_coffee_bundle", response_model=predictor)
     env.reset(seed=0)
@@ -64,8 +64,8 @@ def test_env_on_the_default_predictor(predictor):
 
 
 def test_default_learned_market_is_the_ensemble_of_two_fits_of_the_same_logs():
-    from models.ensemble import PredictorEnsemble
-    from models.predictor import DEFAULT_MARKET_DIR, load_predictor
+    from launchsim.models.ensemble import PredictorEnsemble
+    from launchsim.models.predictor import DEFAULT_MARKET_DIR, load_predictor
 
     market = load_predictor(device="cpu")
     assert isinstance(market, PredictorEnsemble)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from envs import LaunchMarketEnv
-from envs.vector import make_market_vec_env, market_pairs, product_traits
-from errors import PredictorError
-from models.ensemble import PredictorEnsemble, mean_response
-from models.predictor import LaunchPredictor, load_predictor, load_shared
-from models.response import MarketContext, MarketResponse
-from scenarios import load_scenario
+from launchsim.envs import LaunchMarketEnv
+from launchsim.envs.vector import make_market_vec_env, market_pairs, product_traits
+from launchsim.errors import PredictorError
+from launchsim.models.ensemble import PredictorEnsemble, mean_response
+from launchsim.models.predictor import LaunchPredictor, load_predictor, load_shared
+from launchsim.models.response import MarketContext, MarketResponse
+from launchsim.scenarios import load_scenario
 from tests.conftest import SCENARIO_PATHS
 
 
@@ -67,7 +67,7 @@ def test_folder_round_trip_and_identity(tiny_ensemble_dirs):
 
 
 def test_identity_from_the_files_alone_is_the_loaded_identity(tiny_ensemble_dirs):
-    from models.predictor import folder_identity
+    from launchsim.models.predictor import folder_identity
 
     first, _, ens_dir = tiny_ensemble_dirs
     assert folder_identity(ens_dir) == load_predictor(ens_dir, device="cpu").identity

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from models.finetune import FinetuneConfig, finetune
-from models.predictor import LEGACY_CTR_HIDDEN, LaunchPredictor, PredictorHeads
+from launchsim.models.finetune import FinetuneConfig, finetune
+from launchsim.models.predictor import LEGACY_CTR_HIDDEN, LaunchPredictor, PredictorHeads
 
 
 def _tiny(tiny_bert, tiny_logs, **kw) -> LaunchPredictor:
@@ -56,7 +56,7 @@ def test_heads_keep_their_state_dict_layout_for_the_fast_paths():
 
 
 def test_overdispersion_ignores_a_per_product_scale_error_and_finds_the_weekly_noise():
-    from models.finetune import overdispersion
+    from launchsim.models.finetune import overdispersion
 
     gen = torch.Generator().manual_seed(0)
     products, weeks, k = 400, 20, 0.1

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import product_text as pt
-from envs.launch_market import LaunchMarketEnv
-from models.log_generator import AD_TRUTH, ESTIMATE_SIGMA, HORIZON, _explore, demand_known_except_scale, generate_logs, synthetic_scenario
-from scenarios import scenario_from_dict
+from launchsim.models import product_text as pt
+from launchsim.envs.launch_market import LaunchMarketEnv
+from launchsim.models.log_generator import AD_TRUTH, ESTIMATE_SIGMA, HORIZON, _explore, demand_known_except_scale, generate_logs, synthetic_scenario
+from launchsim.scenarios import scenario_from_dict
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +168,7 @@ def test_prelaunch_signups_carry_a_launch_pace_and_change_nothing_else(logs):
 
 
 def test_prelaunch_signups_follow_the_rule():
-    from models.log_generator import SIGNUP_SIGMA, SIGNUP_WEEKS, prelaunch_signups
+    from launchsim.models.log_generator import SIGNUP_SIGMA, SIGNUP_WEEKS, prelaunch_signups
 
     draws = np.array([prelaunch_signups(10_000.0, 0.02, np.random.default_rng(i)) for i in range(400)])
     assert np.median(draws) == pytest.approx(SIGNUP_WEEKS * 0.02 * 10_000.0, rel=0.06)

@@ -6,7 +6,7 @@ import torch
 from scipy import stats
 from scipy.special import gammaincc
 
-from models.outcomes import (
+from launchsim.models.outcomes import (
     gamma_multiplier,
     gamma_multiplier_batch,
     poisson_quantile,
@@ -46,7 +46,7 @@ def test_gamma_multiplier_has_mean_one_and_variance_k():
 
 def _exact_and_boundaries(u: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Counts with every walk anchored on gammaincc, and the CDF values just below and at each count."""
-    from models.outcomes import _NP, _poisson_quantile
+    from launchsim.models.outcomes import _NP, _poisson_quantile
 
     counts = _poisson_quantile(_NP, u, mu, 64, exact_anchor=True)
     return counts, gammaincc(counts, mu), gammaincc(counts + 1.0, mu)
@@ -69,7 +69,7 @@ def test_cheap_anchor_gives_the_counts_of_the_exact_anchor():
 
 def test_torch_route_equals_the_numpy_route():
     # On a GPU the same code runs through torch; here on CPU tensors, against the NumPy route.
-    from models.outcomes import _torch_ops, _poisson_quantile
+    from launchsim.models.outcomes import _torch_ops, _poisson_quantile
 
     rng = np.random.default_rng(3)
     mu = np.concatenate([rng.choice(MEANS, 2000), rng.gamma(0.7, 300.0, 2000), np.geomspace(1e-3, 5e6, 500)])

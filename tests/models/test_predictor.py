@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-from envs import LaunchMarketEnv
-from errors import PredictorError
-from models import product_text as pt
-from models.finetune import FinetuneConfig, finetune
-from models.predictor import LaunchPredictor
-from models.predictor_eval import evaluate, plot_report, strip_predictions
-from errors import LogsError
-from models.user_logs import canonical_logs, read_logs
+from launchsim.envs import LaunchMarketEnv
+from launchsim.errors import PredictorError
+from launchsim.models import product_text as pt
+from launchsim.models.finetune import FinetuneConfig, finetune
+from launchsim.models.predictor import LaunchPredictor
+from launchsim.models.predictor_eval import evaluate, plot_report, strip_predictions
+from launchsim.errors import LogsError
+from launchsim.models.user_logs import canonical_logs, read_logs
 
 SHARED = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data" / "online_retail_weekly.csv"
 
@@ -39,7 +39,7 @@ def test_paraphrased_descriptions_use_unseen_wording(tiny_logs):
 
 
 def test_logs_generation_is_seeded():
-    from models.log_generator import generate_logs
+    from launchsim.models.log_generator import generate_logs
 
     a = generate_logs(3, 0, 0, seed=9, progress=False)
     b = generate_logs(3, 0, 0, seed=9, progress=False)
@@ -79,7 +79,7 @@ def test_online_retail_reads_through_the_logs_path(tmp_path):
 
 
 def test_finetune_trains_every_head_and_changes_the_encoder(tiny_predictor, tiny_bert):
-    from models.text_encoder import TextEncoder
+    from launchsim.models.text_encoder import TextEncoder
 
     card = tiny_predictor.card
     assert card["targets_trained"] == ["bundled_units", "clicks", "impressions", "new_customers", "units"]
@@ -155,7 +155,7 @@ def test_evaluation_report_and_plot(tiny_predictor, tiny_logs, tmp_path):
 
 
 def test_demand_level_error_is_the_spread_of_per_product_log_ratios():
-    from models.predictor_eval import demand_level_log_sd
+    from launchsim.models.predictor_eval import demand_level_log_sd
 
     # Two products, predicted at half and at twice their true level: log ratios +-log 2.
     df = pd.DataFrame({"product_id": ["a", "a", "b", "b"], "expected_demand": [10.0, 30.0, 8.0, 2.0], "units": [0, 0, 0, 0]})
@@ -166,7 +166,7 @@ def test_demand_level_error_is_the_spread_of_per_product_log_ratios():
 
 
 def test_single_market_fast_path_matches_the_batch_path(tiny_predictor):
-    from models.response import MarketContext
+    from launchsim.models.response import MarketContext
 
     rng = np.random.default_rng(0)
     (prod, part) = tiny_predictor.encode(["Norvik premium wool coat", "knitted scarf"])
@@ -200,10 +200,10 @@ def test_unsaved_predictors_do_not_share_cached_embeddings(tiny_bert, tiny_logs)
 
 
 def test_feature_versions_the_market_estimate_and_the_signups(tiny_predictor):
-    from models.context_features import (
+    from launchsim.models.context_features import (
         FEATURE_NAMES, FEATURE_NAMES_V1, FEATURE_NAMES_V2, FEATURE_NAMES_V3, PENETRATION_CAP, context_features,
     )
-    from models.response import MarketContext
+    from launchsim.models.response import MarketContext
 
     assert tiny_predictor.card["feature_names"] == list(FEATURE_NAMES) and tiny_predictor.card["features_version"] == 4
     base = dict(

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.response import MarketContext
-from models.structural_market import CreativeParams, PartnerParams, ProductParams, StructuralMarket
-from scenarios import load_scenario, scenario_from_dict
+from launchsim.models.response import MarketContext
+from launchsim.models.structural_market import CreativeParams, PartnerParams, ProductParams, StructuralMarket
+from launchsim.scenarios import load_scenario, scenario_from_dict
 
 
 def ctx(**overrides) -> MarketContext:
@@ -177,7 +177,7 @@ def test_closed_form_optimal_price():
 
 
 def test_encode_unknown_text_is_a_predictor_error(market):
-    from errors import PredictorError
+    from launchsim.errors import PredictorError
 
     with pytest.raises(PredictorError, match="no product text"):
         market.encode(["a text the scenario never mentions"], "product")

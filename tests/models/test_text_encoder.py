@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from errors import PredictorError
-from models.finetune import FinetuneConfig, finetune
-from models.predictor import LaunchPredictor
-from models.text_encoder import TextEncoder, text_segments
+from launchsim.errors import PredictorError
+from launchsim.models.finetune import FinetuneConfig, finetune
+from launchsim.models.predictor import LaunchPredictor
+from launchsim.models.text_encoder import TextEncoder, text_segments
 
 
 def test_text_segments_split_clauses_and_keep_short_texts_whole():

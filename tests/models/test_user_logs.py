@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from errors import LogsError
-from models.user_logs import canonical_logs
+from launchsim.errors import LogsError
+from launchsim.models.user_logs import canonical_logs
 
 
 def two_week_logs(**change) -> pd.DataFrame:

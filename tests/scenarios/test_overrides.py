@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from errors import ScenarioError
-from scenarios import load_scenario, scenario_hash
-from scenarios.overrides import apply_overrides
+from launchsim.errors import ScenarioError
+from launchsim.scenarios import load_scenario, scenario_hash
+from launchsim.scenarios.overrides import apply_overrides
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import json
 import pytest
 import yaml
 
-from errors import ScenarioError
+from launchsim.errors import ScenarioError
 from run_sim import main
-from scenarios import CATEGORIES, list_scenarios, load_scenario, scenario_from_dict, scenario_hash
-from scenarios.overrides import apply_overrides
+from launchsim.scenarios import CATEGORIES, list_scenarios, load_scenario, scenario_from_dict, scenario_hash
+from launchsim.scenarios.overrides import apply_overrides
 
 
 def test_every_shipped_scenario_validates(scenario_path):
