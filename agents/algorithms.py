@@ -172,7 +172,7 @@ def sb3_kwargs(params: dict[str, Any]) -> dict[str, Any]:
         name = lookup(_ACTIVATIONS, policy_kwargs["activation_fn"], "activation_fn", error=TrainingError)
         policy_kwargs["activation_fn"] = getattr(nn, name)
     if params.get("critic_sees_demand_draw"):
-        from launchsim.envs.vector import CRITIC_FIELDS
+        from launchsim.envs.spaces import CRITIC_FIELDS
 
         policy_kwargs["critic_only"] = len(CRITIC_FIELDS)
     if policy_kwargs:
@@ -218,7 +218,7 @@ def masks_from_observation(obs: np.ndarray, scenario: Any, product: int, nvec: n
     """``LaunchMarketEnv.action_masks()`` rebuilt from an observation of that env (so a MaskablePPO
     policy can act with masks where only observations reach it), padded with False to ``nvec``."""
     from launchsim.envs.actions import ActionLayout
-    from launchsim.envs.launch_market import OBSERVATION_NAMES
+    from launchsim.envs.spaces import OBSERVATION_NAMES
     from launchsim.envs.timeline import Timeline
 
     field = {name: i for i, name in enumerate(OBSERVATION_NAMES)}

@@ -21,7 +21,8 @@ from scipy import stats
 from launchsim.agents.heuristics import HEURISTICS, make_heuristic
 from launchsim.agents.policy_source import ORACLE, resolve_policy
 from launchsim.agents.rollout import Policy, episode_summary, run_episode
-from launchsim.envs.launch_market import ENV_VERSION, LaunchMarketEnv, product_index
+from launchsim.envs.launch_market import ENV_VERSION, LaunchMarketEnv
+from launchsim.scenarios import product_index
 from launchsim.scenarios import Scenario, load_scenario
 from launchsim.scenarios.overrides import apply_overrides
 
@@ -117,7 +118,7 @@ def evaluate(
     if learned:
         if predictor is None:
             say("loading the default learned market")
-            from launchsim.models.predictor import load_shared
+            from launchsim.models.learned_market import load_shared
 
             predictor = load_shared()  # once per process: sweeps evaluate many runs in one worker
         say(f"{spec}: {episodes} episodes in the learned market")

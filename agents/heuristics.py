@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from launchsim.envs.actions import ActionLayout, ActionType, Decision
-from launchsim.envs.launch_market import OBSERVATION_NAMES
+from launchsim.envs.spaces import OBSERVATION_NAMES
 from launchsim.envs.timeline import Timeline
 from launchsim.errors import lookup
 from launchsim.scenarios.schema import Scenario

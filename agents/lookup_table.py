@@ -42,7 +42,9 @@ import numpy as np
 import pandas as pd
 
 from launchsim.envs.actions import ActionLayout, Decision
-from launchsim.envs.launch_market import OBSERVATION_NAMES, LaunchMarketEnv, product_index
+from launchsim.envs.launch_market import LaunchMarketEnv
+from launchsim.envs.spaces import OBSERVATION_NAMES
+from launchsim.scenarios import product_index
 from launchsim.envs.timeline import NEVER, Timeline
 from launchsim.errors import PolicyError
 from launchsim.scenarios.loader import load_scenario, scenario_hash

@@ -34,7 +34,9 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from launchsim.envs.actions import ActionLayout, ActionType, Decision
-from launchsim.envs.launch_market import OBSERVATION_NAMES, LaunchMarketEnv, product_index
+from launchsim.envs.launch_market import LaunchMarketEnv
+from launchsim.envs.spaces import OBSERVATION_NAMES
+from launchsim.scenarios import product_index
 from launchsim.envs.timeline import Timeline
 from launchsim.scenarios.loader import scenario_hash
 from launchsim.scenarios.schema import Scenario

@@ -9,7 +9,7 @@ from typing import Any
 
 from launchsim.agents.heuristics import HEURISTICS, make_heuristic
 from launchsim.agents.rollout import Policy
-from launchsim.envs.launch_market import product_index
+from launchsim.scenarios import product_index
 from launchsim.errors import PolicyError, lookup
 from launchsim.scenarios.schema import Scenario
 

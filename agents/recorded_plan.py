@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from launchsim.envs.actions import ActionLayout, Decision
-from launchsim.envs.launch_market import OBSERVATION_NAMES, product_index
+from launchsim.envs.spaces import OBSERVATION_NAMES
+from launchsim.scenarios import product_index
 from launchsim.errors import PolicyError
 from launchsim.scenarios.schema import Scenario
 

@@ -30,7 +30,8 @@ import pandas as pd
 
 from launchsim.agents.rollout import WEEKLY_COLUMNS, episode_summary, run_episode
 from launchsim.envs.actions import ActionLayout
-from launchsim.envs.launch_market import LaunchMarketEnv, product_index
+from launchsim.envs.launch_market import LaunchMarketEnv
+from launchsim.scenarios import product_index
 from launchsim.errors import PolicyError
 from launchsim.scenarios.loader import scenario_hash
 from launchsim.scenarios.overrides import apply_overrides
@@ -119,7 +120,7 @@ def replay(
     changed = apply_overrides(scenario, list(overrides))
     needs_predictor = "learned" in markets
     if needs_predictor and (predictor is None or isinstance(predictor, str | Path)):
-        from launchsim.models.predictor import load_predictor
+        from launchsim.models.learned_market import load_predictor
 
         predictor = load_predictor(predictor)
 

@@ -67,7 +67,8 @@ def simulate(
     """Run a heuristic in a market (structural unless ``response_model`` is given): the first
     episode's weekly table and one summary row per episode."""
     from launchsim.agents.heuristics import make_heuristic
-    from launchsim.envs.launch_market import LaunchMarketEnv, product_index
+    from launchsim.envs.launch_market import LaunchMarketEnv
+    from launchsim.scenarios import product_index
 
     index = product_index(scenario, product)
     env = LaunchMarketEnv(scenario, product=index, outcomes=outcomes, response_model=response_model)  # type: ignore[arg-type]

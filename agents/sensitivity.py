@@ -20,7 +20,7 @@ import pandas as pd
 from launchsim.agents.recorded_plan import RecordedPlan
 from launchsim.agents.replay import MARKETS, check_markets, market_env
 from launchsim.agents.rollout import run_episode
-from launchsim.envs.launch_market import product_index
+from launchsim.scenarios import product_index
 from launchsim.errors import PolicyError
 from launchsim.scenarios.schema import Scenario
 

@@ -191,7 +191,7 @@ def load_sweep(name_or_path: str | Path) -> tuple[SweepConfig, Path]:
 def expand_trials(config: SweepConfig, base_dir: Path | None = None) -> list[TrialSpec]:
     """Every trial of the sweep, in a fixed order, with stable ids; duplicates appear once."""
     from launchsim.agents.training import DEFAULT_TRAINING_OUTCOMES, default_demand_spread
-    from launchsim.models.predictor import folder_identity
+    from launchsim.models.learned_market import folder_identity
     from launchsim.scenarios import load_scenario, scenario_hash
 
     scenarios = {s: _scenario_ref(s, base_dir) for s in config.scenarios}

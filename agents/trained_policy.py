@@ -15,8 +15,8 @@ import numpy as np
 
 from launchsim.agents.algorithms import Algorithm, masks_from_observation, unflatten_action
 from launchsim.envs.actions import ActionLayout
-from launchsim.envs.launch_market import OBSERVATION_NAMES
-from launchsim.envs.vector import clip_action
+from launchsim.envs.spaces import OBSERVATION_NAMES
+from launchsim.envs.spaces import clip_action
 from launchsim.scenarios.schema import Scenario
 
 

@@ -100,7 +100,7 @@ class TrainConfig(BaseModel):
 
 def default_demand_spread(market: str) -> float:
     """The training default: randomise the learned market's demand level by its measured error; the structural market is the truth."""
-    from launchsim.models.predictor import DEFAULT_MARKET_DEMAND_SPREAD
+    from launchsim.models.learned_market import DEFAULT_MARKET_DEMAND_SPREAD
 
     return DEFAULT_MARKET_DEMAND_SPREAD if market == "learned" else 0.0
 
@@ -195,7 +195,7 @@ def load_trained_policy(
 
     Product traits always come from the run's own predictor; ``predictor`` only saves loading it
     again when it is that same predictor (same identity)."""
-    from launchsim.envs.launch_market import product_index
+    from launchsim.scenarios import product_index
 
     run = _open_run(run_dir)
     scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
@@ -211,7 +211,7 @@ def load_trained_policy(
     normalizer = ObservationScaler(stats_path) if stats_path.exists() else None
     traits = None
     if run.env["product_features"]:
-        from launchsim.envs.vector import product_traits
+        from launchsim.envs.spaces import product_traits
 
         info = _run_predictor_info(run.dir)
         recorded = info.get("traits_identity", info.get("identity"))  # runs before ensembles: one identity
@@ -423,7 +423,7 @@ def _live_policy(run: _Run, model: Any, venv: VecEnv, scenario: Scenario) -> Tra
     normalizer = venv if isinstance(venv, VecNormalize) else None
     traits = None
     if run.env["product_features"]:
-        from launchsim.envs.vector import product_traits
+        from launchsim.envs.spaces import product_traits
 
         traits = product_traits(scenario, 0, _load_predictor(run.config.predictor, run.config.device))
     shared = np.asarray(run.env["action_nvec"], dtype=np.int64) if run.env["action_nvec"] else None
@@ -551,7 +551,7 @@ def _save_model(model: Any, venv: VecEnv, zip_path: Path, stats_path: Path) -> N
 
 def _load_predictor(path: str | None, device: str | None) -> Any:
     """A predictor or ensemble folder (default: the shipped learned market), loaded once per process."""
-    from launchsim.models.predictor import load_shared
+    from launchsim.models.learned_market import load_shared
 
     return load_shared(path, device)
 
@@ -599,8 +599,9 @@ def _predictor_for(config: TrainConfig, scenarios: list[Scenario]) -> Any:
 
 
 def _env_info(kind: str, algorithm: Algorithm, params: dict[str, Any], scenarios: list[Scenario], venv: VecEnv) -> dict[str, Any]:
-    from launchsim.envs.launch_market import ENV_VERSION, OBSERVATION_NAMES
-    from launchsim.envs.vector import CRITIC_FIELDS
+    from launchsim.envs.launch_market import ENV_VERSION
+    from launchsim.envs.spaces import OBSERVATION_NAMES
+    from launchsim.envs.spaces import CRITIC_FIELDS
 
     raw = venv.venv if isinstance(venv, VecNormalize) else venv
     shared = getattr(raw, "nvec", None) if algorithm.flatten_actions else getattr(raw.action_space, "nvec", None)
@@ -635,7 +636,7 @@ def _write_run_folder(run: _Run, predictor: Any) -> None:
     _append(run.dir / "command.txt", _command_line())
     (run.dir / "versions.json").write_text(json.dumps(_versions(), indent=2))
     if predictor is not None:
-        from launchsim.models.predictor import DEFAULT_MARKET_DIR
+        from launchsim.models.learned_market import DEFAULT_MARKET_DIR
 
         path = Path(run.config.predictor or DEFAULT_MARKET_DIR).resolve()
         role = "learned market and product traits" if run.config.market == "learned" else "product traits only"

@@ -5,27 +5,32 @@ the flash sale if the scenario has one), bundle option (none, then every catalog
 discount), ad-budget share level, and ad creative. The ``Box`` variant holds the same levers as six
 numbers in [-1, 1] for continuous agents (SAC, TD3): launch > 0, price mapped onto the level range,
 flash > 0, bundle and creative binned to an option, ad share mapped onto [0, max level].
+
+``decode`` is the one translation of actions into lever values: for one market on Python numbers
+(``ActionLayout.decode``, the single env) and for a batch on arrays (the batched env stacks every
+market's ``ActionLayout.tables``); an index beyond a market's own range is clipped to its last value.
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from gymnasium import spaces
 
+from launchsim.models.ops import SCALAR
 from launchsim.scenarios.schema import Scenario
 
 ActionType = Literal["multidiscrete", "box"]
 
 
 class Decision(NamedTuple):
-    launch: bool
-    price_ratio: float  # price / reference price for a regular week
-    flash: bool
-    bundle: int  # 0 = none, else 1 + index into ActionLayout.bundle_options
-    ad_share: float  # share of the remaining ad budget to spend this step
-    creative: int
+    launch: Any  # bool
+    price_ratio: Any  # price / reference price for a regular week
+    flash: Any  # bool
+    bundle: Any  # 0 = none, else 1 + index into ActionLayout.bundle_options
+    ad_share: Any  # share of the remaining ad budget to spend this step
+    creative: Any
 
 
 class BundleOption(NamedTuple):
@@ -33,10 +38,26 @@ class BundleOption(NamedTuple):
     discount: float
 
 
-class ActionLayout:
-    """Builds the action space of a scenario and decodes actions into Decisions."""
+class DecodeTables(NamedTuple):
+    """One market's lever values per action index of a (possibly wider, shared) MultiDiscrete space, and the
+    Box mapping. Python lists and numbers; the batched env stacks them per market."""
 
-    def __init__(self, scenario: Scenario, action_type: ActionType):
+    price: list[float]  # price ratio per price index (the flash index reads the last level)
+    is_flash: list[bool]
+    spend: list[float]  # ad share per ad index
+    native_max: list[int]  # the market's own largest index per dimension
+    box_lo: float  # lowest price level
+    box_span: float  # highest - lowest price level
+    box_options: int  # bundle options (without "none")
+    box_share: float  # largest ad share
+    box_creatives: int  # creatives - 1
+    has_flash: bool
+
+
+class ActionLayout:
+    """Builds the action space of a scenario and translates between actions and Decisions."""
+
+    def __init__(self, scenario: Scenario, action_type: ActionType, nvec: np.ndarray | None = None):
         if action_type not in ("multidiscrete", "box"):
             raise ValueError(f"action_type must be 'multidiscrete' or 'box', found {action_type!r}")
         self.action_type = action_type
@@ -57,24 +78,25 @@ class ActionLayout:
             self.space = spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
         self._lo, self._hi = min(self.price_levels), max(self.price_levels)
         self._max_share = max(self.spend_levels)
+        self.tables = self.decode_tables(self.nvec if nvec is None else np.asarray(nvec))
 
-    def decode(self, action) -> Decision:
+    def decode_tables(self, nvec: np.ndarray) -> DecodeTables:
+        """The lever values of every index of a MultiDiscrete space ``nvec`` at least as wide as this market's."""
+        own = self.nvec
+        n_levels = len(self.price_levels)
+        price_index = [min(a, own[1] - 1) for a in range(int(nvec[1]))]
+        return DecodeTables(
+            price=[self.price_levels[min(j, n_levels - 1)] for j in price_index],
+            is_flash=[self.has_flash and j == n_levels for j in price_index],
+            spend=[self.spend_levels[min(a, own[3] - 1)] for a in range(int(nvec[3]))],
+            native_max=[int(v) - 1 for v in own],
+            box_lo=self._lo, box_span=self._hi - self._lo, box_options=len(self.bundle_options),
+            box_share=self._max_share, box_creatives=self.n_creatives - 1, has_flash=self.has_flash,
+        )  # fmt: skip
+
+    def decode(self, action: Any) -> Decision:
         """Translate a raw action of this layout's space into a Decision (no validity checks)."""
-        if self.action_type == "multidiscrete":
-            launch, price, bundle, ad, creative = (int(a) for a in action)
-            flash = self.has_flash and price == len(self.price_levels)
-            ratio = self.price_levels[min(price, len(self.price_levels) - 1)]
-            return Decision(bool(launch), ratio, flash, bundle, self.spend_levels[ad], creative)
-        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        unit = (a + 1.0) / 2.0
-        return Decision(
-            launch=bool(a[0] > 0),
-            price_ratio=float(self._lo + unit[1] * (self._hi - self._lo)),
-            flash=bool(self.has_flash and a[2] > 0),
-            bundle=int(round(unit[3] * len(self.bundle_options))),
-            ad_share=float(unit[4] * self._max_share),
-            creative=int(round(unit[5] * (self.n_creatives - 1))),
-        )
+        return decode(SCALAR, self.tables, action, self.action_type)
 
     def encode(self, d: Decision) -> np.ndarray:
         """The action of this layout's space that decodes to (the nearest representable) ``d``."""
@@ -91,6 +113,25 @@ class ActionLayout:
             d.creative / (self.n_creatives - 1) if self.n_creatives > 1 else 0.0,
         ]
         return (np.clip(unit, 0.0, 1.0) * 2.0 - 1.0).astype(np.float32)
+
+
+def decode(x: Any, a: DecodeTables, actions: Any, action_type: ActionType) -> Decision:
+    """Lever values of actions: one market's (``x`` = ``SCALAR``, ``a`` its tables) or a batch's (rows of
+    actions, ``a`` the tables stacked per market)."""
+    if action_type == "multidiscrete":
+        act = x.index_actions(actions, a.native_max)  # each index clipped to the market's own range
+        price = x.col(act, 1)
+        return Decision(
+            launch=x.col(act, 0) > 0, price_ratio=x.take(a.price, price), flash=x.take(a.is_flash, price),
+            bundle=x.col(act, 2), ad_share=x.take(a.spend, x.col(act, 3)), creative=x.col(act, 4),
+        )  # fmt: skip
+    v = x.box_actions(actions)  # clipped to [-1, 1]
+    unit = lambda j: (x.col(v, j) + 1.0) / 2.0  # noqa: E731
+    return Decision(
+        launch=x.col(v, 0) > 0, price_ratio=a.box_lo + unit(1) * a.box_span, flash=a.has_flash & (x.col(v, 2) > 0),
+        bundle=x.minimum(x.i64(x.round(unit(3) * a.box_options)), x.col(a.native_max, 2)), ad_share=unit(4) * a.box_share,
+        creative=x.minimum(x.i64(x.round(unit(5) * a.box_creatives)), x.col(a.native_max, 4)),
+    )  # fmt: skip
 
 
 def _nearest(levels: list[float], value: float) -> int:

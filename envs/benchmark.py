@@ -50,7 +50,8 @@ def run_benchmarks(n_steps: int = 50_000, repeats: int = 5, progress: Callable[[
     from launchsim.envs import ENV_IDS  # importing envs registers the LaunchSim ids
     from launchsim.envs.launch_market import LaunchMarketEnv
 
-    from launchsim.models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+    from launchsim.models.predictor import LaunchPredictor
+    from launchsim.models.learned_market import DEFAULT_PREDICTOR_DIR
 
     learned = LaunchPredictor.load(DEFAULT_PREDICTOR_DIR, device="cpu")
     cases = {
@@ -164,29 +165,29 @@ def _graph_replay_rate(venv: Any, replays: int = 50) -> float | None:
 
 def head_alone_steps_per_second(venv: Any, n_calls: int, repeats: int = 3) -> dict[str, float]:
     """The learned market's per-step model cost alone: context features and heads for every market of a
-    batched env, on its device and head dtype, with the env's current context (no sampling, no state)."""
-    import torch
-
+    batched env, on its device and head dtype (the env's responder), with a fixed context (no sampling,
+    no state)."""
     from launchsim.models.response import MarketContext
 
-    c = venv.c
-    zeros = torch.zeros_like(c.ref)
+    x, c, n = venv.x, venv.c, venv.num_envs
+    full = lambda value: x.asarray(np.full(n, value), float_type=True)  # noqa: E731
+    zeros = full(0.0)
     ctx = MarketContext(
-        launched=torch.ones_like(c.ref), step_weeks=c.k, season=torch.ones_like(c.ref), holiday=zeros, price_ratio=torch.ones_like(c.ref),
-        reference_price=c.ref, flash=zeros, weeks_since_flash=torch.full_like(c.ref, 99.0), competitor_strength=zeros,
-        competitor_price_ratio=zeros, adstock=torch.full_like(c.ref, 500.0), adopters=torch.full_like(c.ref, 100.0), bundle_discount=zeros,
+        launched=full(1.0), step_weeks=c.k, season=full(1.0), holiday=zeros, price_ratio=full(1.0), reference_price=c.ref,
+        flash=zeros, weeks_since_flash=full(99.0), competitor_strength=zeros, competitor_price_ratio=zeros,
+        adstock=full(500.0), adopters=full(100.0), bundle_discount=zeros, market_estimate=c.market_estimate,
     )  # fmt: skip
-    index = torch.zeros(venv.num_envs, dtype=torch.long, device=venv.device)
+    index = x.asarray(np.zeros(n, dtype=np.int64))
     for _ in range(3):
-        venv.heads.respond(venv.parts, ctx, index, index)
+        venv.responder.respond(ctx, index, index)
     rates = []
     for _ in range(repeats):
         _sync(venv.device)
         start = time.perf_counter()
         for _ in range(n_calls):
-            venv.heads.respond(venv.parts, ctx, index, index)
+            venv.responder.respond(ctx, index, index)
         _sync(venv.device)
-        rates.append(n_calls * venv.num_envs / (time.perf_counter() - start))
+        rates.append(n_calls * n / (time.perf_counter() - start))
     return {"steps_per_s": statistics.median(rates), "min": min(rates), "max": max(rates), "calls": n_calls}
 
 
@@ -286,7 +287,8 @@ def run_vec_benchmarks(
 
     from launchsim.envs.batched_market import BatchedMarketVecEnv
     from launchsim.envs.vector import make_market_vec_env
-    from launchsim.models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
+    from launchsim.models.predictor import LaunchPredictor
+    from launchsim.models.learned_market import DEFAULT_PREDICTOR_DIR
     from launchsim.scenarios import load_scenario
 
     scenario = load_scenario(DEFAULT_SCENARIO)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from launchsim.models.ops import NEVER
 from launchsim.scenarios.schema import Scenario
 
-NEVER = 10_000  # a step index past any horizon: "no deadline", "never happened"
+__all__ = ["NEVER", "Timeline"]
 
 
 @dataclass(frozen=True)

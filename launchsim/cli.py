@@ -51,7 +51,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     market = None
     if args.market == "learned":
-        from launchsim.models.predictor import load_predictor
+        from launchsim.models.learned_market import load_predictor
 
         market = load_predictor(args.predictor, device=args.device)
     elif args.predictor:
@@ -127,7 +127,6 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     logs = generate_logs(
         args.train, args.heldout, args.paraphrase, seed=args.seed, heterogeneity=args.heterogeneity, reference=args.reference,
-        silent_share=args.silent_share, signup_share=args.signup_share,
     )
     path = write_logs(logs, args.out)
     counts = logs.groupby("split")["product_id"].nunique().to_dict()
@@ -147,7 +146,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     cfg = FinetuneConfig(
         encoder=args.encoder, mode=args.mode, lora_rank=args.lora_rank, head_epochs=args.head_epochs,
         encoder_epochs=args.encoder_epochs, polish_epochs=args.polish_epochs, hidden=args.hidden, seed=args.seed,
-        device=args.device, text_pooling=args.text_pooling,
+        device=args.device,
     )  # fmt: skip
     predictor = finetune(train, cfg, source=str(args.logs))
     out = predictor.save(args.out)
@@ -166,7 +165,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_predictors_eval(args: argparse.Namespace) -> int:
-    from launchsim.models.predictor import DEFAULT_MARKET_DIR, load_predictor
+    from launchsim.models.learned_market import DEFAULT_MARKET_DIR, load_predictor
     from launchsim.models.predictor_eval import evaluate, plot_report, strip_predictions
     from launchsim.models.user_logs import read_logs
 
@@ -229,7 +228,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_policy_spec(args.policy)  # and on a bad policy, before loading a predictor
     predictor = None
     if not args.no_learned:
-        from launchsim.models.predictor import load_predictor
+        from launchsim.models.learned_market import load_predictor
 
         predictor = load_predictor(args.predictor, device=args.device)
     elif args.predictor:
@@ -288,7 +287,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 
     from launchsim.agents.replay import build_policy
     from launchsim.agents.sensitivity import LEVER_LABELS, console_table, plan_sensitivity, sensitivity_table, write_sensitivity
-    from launchsim.envs.launch_market import product_index
+    from launchsim.scenarios import product_index
     from launchsim.scenarios import load_scenario
 
     scenario = load_scenario(args.scenario)
@@ -310,7 +309,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 def _markets_predictor(args: argparse.Namespace) -> Any:
     """The learned market's predictor when ``--markets`` includes it, else None (and ``--predictor`` is an error)."""
     if "learned" in args.markets:
-        from launchsim.models.predictor import load_predictor
+        from launchsim.models.learned_market import load_predictor
 
         return load_predictor(args.predictor, device=args.device)
     if args.predictor:
@@ -321,7 +320,7 @@ def _markets_predictor(args: argparse.Namespace) -> Any:
 def cmd_export_table(args: argparse.Namespace) -> int:
     from launchsim.agents.lookup_table import TableGrid, export_table, read_table
     from launchsim.agents.replay import build_policy
-    from launchsim.envs.launch_market import product_index
+    from launchsim.scenarios import product_index
     from launchsim.scenarios import load_scenario
 
     scenario = load_scenario(args.scenario)
@@ -390,8 +389,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout", type=int, default=300, help="held-out products (same wording)")
     p.add_argument("--paraphrase", type=int, default=300, help="held-out products in wording never seen in training")
     p.add_argument("--heterogeneity", type=float, default=0.05, help="per-product noise the text does not carry")
-    p.add_argument("--silent-share", type=_share, default=0.0, help="chance that a description leaves out each of positioning, season, gift and buzz (0.3: the logs v3.4 tried in docs/PREDICTORS.md)")
-    p.add_argument("--signup-share", type=_share, default=0.0, help="chance that a launch states its pre-launch sign-ups (prelaunch_signups; 0.7: the logs v3.5 in docs/PREDICTORS.md)")
     p.add_argument(
         "--reference", action="store_true",
         help="add expected_demand_known_except_scale to the held-out rows: what the estimate's noise alone costs (predictors-eval reports it)",
@@ -409,10 +406,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-epochs", type=int, default=3)
     p.add_argument("--polish-epochs", type=int, default=40)
     p.add_argument("--hidden", type=_positive_int, default=256)
-    p.add_argument(
-        "--text-pooling", choices=["mean", "segments"], default="mean",
-        help="segments: also encode each clause of a text alone (twice the encoding cost; docs/PREDICTORS.md, 'Clause pooling')",
-    )
     p.add_argument("--no-zero-fill", action="store_true", help="do not count a product's missing weeks as zero units")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")

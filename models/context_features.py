@@ -1,20 +1,22 @@
 """The numeric context a predictor reads, scaled the same way in training and inside the env.
 
-Inputs are the ``MarketContext`` fields (floats, arrays or tensors, or DataFrame columns of the
-same names); the names and scaling are recorded in each predictor's card so that a mismatch is caught.
-The bundle discount is not among them: the bundle head reads it with the pair of texts.
+``feature_columns`` is the one definition: it reads the ``MarketContext`` fields (Python numbers for
+one market, arrays or tensors for a batch, or the columns of a logs frame) through an ops backend
+(``models.ops``). The names and scaling are recorded in each predictor's card so that a mismatch is
+caught. The bundle discount is not among them: the bundle head reads it with the pair of texts.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-FEATURES_VERSION = 4
+from launchsim.models.ops import NumpyOps
+
+FEATURES_VERSION = 3
 FEATURE_NAMES_V1: tuple[str, ...] = (
     "season",
     "holiday",
@@ -31,80 +33,84 @@ FEATURE_NAMES_V1: tuple[str, ...] = (
     "log_reference_price",
 )
 # v2 adds the seller's public estimate of the product's addressable buyers: the scale that a text
-# cannot carry (0 = unknown). Predictors record their feature list; v1 predictors still load.
+# cannot carry (0 = unknown).
 FEATURE_NAMES_V2: tuple[str, ...] = (*FEATURE_NAMES_V1, "log_market_estimate")
 # v3 adds the penetration of the estimated market (buyers so far / estimate, capped at 4): a launch's
 # demand collapses as its pool runs out, which the two logarithms above express only through a
-# difference the network had to learn (measured: v2 predicted thousands of units a week for launches
-# whose pool was exhausted).
+# difference the network would have to learn.
 PENETRATION_CAP = 4.0
-FEATURE_NAMES_V3: tuple[str, ...] = (*FEATURE_NAMES_V2, "penetration")
-# v4 adds the product's public pre-launch sign-ups (a waitlist or notify-me list; 0 = unknown): how fast a
-# launch catches on, which a text may leave unsaid (docs/EVALUATION.md, "What the scenarios do not say").
-FEATURE_NAMES: tuple[str, ...] = (*FEATURE_NAMES_V3, "log_prelaunch_signups")
-FEATURE_SETS: dict[int, tuple[str, ...]] = {1: FEATURE_NAMES_V1, 2: FEATURE_NAMES_V2, 3: FEATURE_NAMES_V3, 4: FEATURE_NAMES}
+FEATURE_NAMES: tuple[str, ...] = (*FEATURE_NAMES_V2, "penetration")
+FEATURE_SETS: dict[int, tuple[str, ...]] = {1: FEATURE_NAMES_V1, 2: FEATURE_NAMES_V2, 3: FEATURE_NAMES}
+# The MarketContext fields the features read.
+CONTEXT_FIELDS = (
+    "season", "holiday", "price_ratio", "flash", "weeks_since_flash", "competitor_strength", "competitor_price_ratio",
+    "adstock", "adopters", "step_weeks", "reference_price", "market_estimate",
+)  # fmt: skip
 
 
-def log_market_estimate(estimate: float) -> float:
-    """The scaled market-estimate feature of one market (the batch form is in ``context_features``)."""
-    return math.log1p(max(estimate, 0.0)) / 10.0
+def feature_columns(x: Any, ctx: Any, names: tuple[str, ...] = FEATURE_NAMES, unknown_estimate: float = 0.0) -> list[Any]:
+    """The context features of ``ctx`` in the order of ``names`` (a predictor's own list), one column (or
+    number) each; an unknown (0) market estimate reads as ``unknown_estimate`` (a predictor's typical
+    training value)."""
+    since, adopters = ctx.weeks_since_flash, ctx.adopters
+    cols = [
+        ctx.season, ctx.holiday, ctx.price_ratio, ctx.flash, x.f(since == 1), x.f(since == 2), x.f(since == 3),
+        ctx.competitor_strength, ctx.competitor_price_ratio, log_adstock(x, ctx.adstock), x.log1p(adopters) / 5.0,
+        ctx.step_weeks, x.log(x.maximum(ctx.reference_price, 0.01)) / 5.0,
+    ]  # fmt: skip
+    if len(names) > len(FEATURE_NAMES_V1):
+        estimate = x.where(ctx.market_estimate > 0, ctx.market_estimate, unknown_estimate)
+        cols.append(x.log1p(x.maximum(estimate, 0.0)) / 10.0)
+    if len(names) > len(FEATURE_NAMES_V2):
+        cols.append(x.minimum(x.maximum(adopters, 0.0) / x.maximum(estimate, 1.0), PENETRATION_CAP))
+    return cols
 
 
-def log_prelaunch_signups(signups: float) -> float:
-    """The scaled pre-launch sign-ups feature of one market (0 = unknown; the batch form is in ``context_features``)."""
-    return math.log1p(max(signups, 0.0)) / 10.0
+def log_adstock(x: Any, adstock: Any) -> Any:
+    """The adstock feature, which the impressions head also reads."""
+    return x.log1p(adstock / 1000.0)
 
 
-def penetration(adopters: float, estimate: float) -> float:
-    """Buyers so far over the market estimate, capped (the batch form is in ``context_features``)."""
-    return min(max(adopters, 0.0) / max(estimate, 1.0), PENETRATION_CAP)
-
-
-def context_features(ctx: Any, names: tuple[str, ...] = FEATURE_NAMES, unknown_estimate: float = 0.0) -> torch.Tensor:
-    """(n, len(names)) float32 features from a MarketContext-like object (or a DataFrame); ``names`` is
-    one of ``FEATURE_SETS`` (a predictor's own list); an unknown (0) market estimate reads as
-    ``unknown_estimate`` (a predictor's typical training value)."""
-
+def check_feature_names(names: tuple[str, ...]) -> None:
     if names not in FEATURE_SETS.values():
         raise ValueError(f"unknown feature list {names}")
 
-    def col(name: str) -> torch.Tensor:
-        if isinstance(ctx, pd.DataFrame):
-            value = ctx[name].to_numpy() if name in ctx else np.zeros(len(ctx))
-        else:
-            value = getattr(ctx, name)
-        if isinstance(value, torch.Tensor):  # the batched env's state: its device and dtype, one cast at the end
-            return value.reshape(-1)
-        # Plain numbers (a field left at its default) join the state's device.
-        return torch.as_tensor(np.asarray(value, dtype=np.float32), device=device).reshape(-1)
 
-    state = getattr(ctx, "adstock", None)
-    device = state.device if isinstance(state, torch.Tensor) else None
-    since = col("weeks_since_flash")
-    adstock, adopters = col("adstock"), col("adopters")
-    n = adstock.shape[0]
-    ref = col("reference_price").expand(n)
-    cols = [
-        col("season"),
-        col("holiday"),
-        col("price_ratio"),
-        col("flash"),
-        (since == 1).to(since.dtype),
-        (since == 2).to(since.dtype),
-        (since == 3).to(since.dtype),
-        col("competitor_strength"),
-        col("competitor_price_ratio"),
-        torch.log1p(adstock / 1000.0),
-        torch.log1p(adopters) / 5.0,
-        col("step_weeks"),
-        torch.log(ref.clamp(min=0.01)) / 5.0,
-    ]
-    if "log_market_estimate" in names:
-        estimate = col("market_estimate")
-        estimate = torch.where(estimate > 0, estimate, torch.full_like(estimate, unknown_estimate)).expand(n)
-        cols.append(torch.log1p(estimate.clamp(min=0.0)) / 10.0)
-    if "penetration" in names:
-        cols.append((adopters.clamp(min=0.0) / estimate.clamp(min=1.0)).clamp(max=PENETRATION_CAP))
-    if "log_prelaunch_signups" in names:
-        cols.append((torch.log1p(col("prelaunch_signups").clamp(min=0.0)) / 10.0).expand(n))
-    return torch.stack(cols, dim=1).float()
+class FrameContext:
+    """The columns of a logs frame read as ``MarketContext`` fields (float64 arrays; a missing column is 0)."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self._frame = frame
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        frame = self.__dict__["_frame"]
+        if name in frame:
+            return frame[name].to_numpy(dtype=np.float64)
+        return np.zeros(len(frame))
+
+
+def context_features(ctx: Any, names: tuple[str, ...] = FEATURE_NAMES, unknown_estimate: float = 0.0) -> torch.Tensor:
+    """(n, len(names)) float32 features of a logs frame or a ``MarketContext`` of arrays, computed in
+    float64 and rounded once (what training and batch prediction read)."""
+    check_feature_names(names)
+    if isinstance(ctx, pd.DataFrame):
+        ctx = FrameContext(ctx)
+    x = NumpyOps()
+    n = max(np.size(getattr(ctx, name)) for name in CONTEXT_FIELDS)
+    cols = [np.broadcast_to(np.asarray(c, dtype=np.float64), (n,)) for c in feature_columns(x, _arrays(ctx), names, unknown_estimate)]
+    return torch.from_numpy(np.stack(cols, axis=1).astype(np.float32))
+
+
+def _arrays(ctx: Any) -> Any:
+    """The context's fields as float64 NumPy arrays."""
+
+    class _Fields:
+        pass
+
+    out = _Fields()
+    for name in CONTEXT_FIELDS:
+        value = getattr(ctx, name)
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        setattr(out, name, np.asarray(value, dtype=np.float64))
+    return out

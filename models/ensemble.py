@@ -9,7 +9,6 @@ folders as paths relative to it. Every command that takes ``--predictor DIR`` ac
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -20,10 +19,10 @@ import numpy as np
 import torch
 
 from launchsim.errors import PredictorError
-from launchsim.models.response import MarketContext, MarketResponse, TextRole
+from launchsim.models.card import ENSEMBLE_FORMAT, ENSEMBLE_VERSION, combined_identity, load_card
+from launchsim.models.predictor import LaunchPredictor
+from launchsim.models.response import MarketContext, MarketResponse, MarketTexts, TextRole
 
-ENSEMBLE_FORMAT = "launchsim-ensemble"
-ENSEMBLE_VERSION = 1
 
 
 class PredictorEnsemble:
@@ -41,8 +40,9 @@ class PredictorEnsemble:
             raise PredictorError(f"ensemble members are on different devices: {sorted(devices)}")
         self.members = list(members)
         self.device = self.members[0].device
-        self.identity = _combined_identity([m.identity for m in self.members])
+        self.identity = combined_identity([m.identity for m in self.members])
         self.card = card or {"format": ENSEMBLE_FORMAT, "version": ENSEMBLE_VERSION}
+        self.source: Path | None = None  # the folder it was loaded from
         # The mixture's variance is larger than the mean member's; the mean k keeps each member's noise model.
         self.demand_overdispersion = float(np.mean([m.demand_overdispersion for m in self.members]))
 
@@ -56,11 +56,13 @@ class PredictorEnsemble:
         per_member = [m.encode(texts, role) for m in self.members]
         return list(zip(*per_member))
 
-    def expected(self, product: Any, creative: Any, partner: Any | None, ctx: MarketContext) -> MarketResponse:
-        """The mean of the members' expected outcomes (``mean_response``)."""
-        return mean_response([
-            m.expected(product[i], creative[i], None if partner is None else partner[i], ctx) for i, m in enumerate(self.members)
-        ])  # fmt: skip
+    def responder(self, x: Any, markets: Sequence[MarketTexts], head_dtype: Any = None) -> EnsembleResponder:
+        """Each member bound to the markets (its own encodings); responses are their mean (``mean_response``)."""
+        members = []
+        for i, member in enumerate(self.members):
+            own = [MarketTexts(m.product[i], [c[i] for c in m.creatives], [(None if p is None else p[i], d) for p, d in m.options]) for m in markets]
+            members.append(member.responder(x, own, head_dtype))
+        return EnsembleResponder(members, self.demand_overdispersion)
 
     def predict_frame(self, logs: Any, batch_rows: int = 65536) -> dict[str, Any]:
         """Expected demand, CTR and impressions per logs row: the members' mean (CTR weighted by impressions)."""
@@ -75,8 +77,6 @@ class PredictorEnsemble:
     @staticmethod
     def write(directory: str | Path, members: Sequence[str | Path]) -> Path:
         """Write an ensemble folder over existing predictor folders (stored relative to it) and return it."""
-        from launchsim.models.predictor import load_card
-
         directory = Path(directory)
         if len(members) < 2:
             raise PredictorError(f"an ensemble needs at least two member predictors, found {len(members)}")
@@ -92,8 +92,6 @@ class PredictorEnsemble:
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device | None = None) -> PredictorEnsemble:
         """Load an ensemble folder and each of its members; fail clearly on a missing or nested member."""
-        from launchsim.models.predictor import LaunchPredictor, load_card
-
         directory = Path(directory)
         card = load_card(directory)
         if card.get("format") != ENSEMBLE_FORMAT or card.get("version") != ENSEMBLE_VERSION:
@@ -101,21 +99,25 @@ class PredictorEnsemble:
                 f"{directory / 'card.json'}: format {card.get('format')!r} v{card.get('version')}, "
                 f"expected {ENSEMBLE_FORMAT!r} v{ENSEMBLE_VERSION}"
             )
-        return cls([LaunchPredictor.load(path, device=device) for path in member_dirs(directory, card)], card=card)
+        ensemble = cls([LaunchPredictor.load(path, device=device) for path in member_dirs(directory, card)], card=card)
+        ensemble.source = directory
+        return ensemble
 
-    @staticmethod
-    def identity_of(directory: str | Path) -> str:
-        """The identity an ensemble folder loads with, from its members' files alone (nothing is loaded)."""
-        from launchsim.models.predictor import load_card, predictor_identity
 
-        directory = Path(directory)
-        return _combined_identity([predictor_identity(path) for path in member_dirs(directory, load_card(directory))])
+class EnsembleResponder:
+    """The members' responders stepped together; the response is their mean."""
+
+    def __init__(self, members: Sequence[Any], overdispersion: float):
+        self.members, self.overdispersion = list(members), overdispersion
+
+    def respond(self, ctx: MarketContext, creative: Any, option: Any) -> MarketResponse:
+        return mean_response([m.respond(ctx, creative, option) for m in self.members])
 
 
 def member_dirs(directory: Path, card: dict[str, Any]) -> list[Path]:
     """An ensemble card's member folders, resolved against the ensemble folder; each checked to be a
     predictor folder and not an ensemble."""
-    from launchsim.models.predictor import load_card
+    from launchsim.models.card import load_card
 
     names = card.get("members")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -158,7 +160,3 @@ def _weighted(values: Sequence[Any], weights: Sequence[Any]) -> Any:
         return weighted / total if total > 0 else plain
     where = torch.where if isinstance(total, torch.Tensor) else np.where
     return where(total > 0, weighted / (total + (total <= 0)), plain)
-
-
-def _combined_identity(identities: Sequence[str]) -> str:
-    return "ens-" + hashlib.sha256("|".join(identities).encode()).hexdigest()[:12]

@@ -27,7 +27,9 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from launchsim.models.context_features import FEATURE_NAMES, FEATURES_VERSION
-from launchsim.models.predictor import CARD_FORMAT, CARD_VERSION, DEFAULT_BASE, LaunchPredictor, PredictorHeads
+from launchsim.models.predictor import DEFAULT_BASE, LaunchPredictor
+from launchsim.models.heads import PredictorHeads
+from launchsim.models.card import CARD_FORMAT, CARD_VERSION
 from launchsim.models.text_encoder import TextEncoder
 from launchsim.models.training_data import TARGETS, TrainingData, gather
 
@@ -56,9 +58,6 @@ class FinetuneConfig:
     dropout: float = 0.3
     weight_decay: float = 1e-2
     max_length: int = 64
-    # "segments" adds clause pooling (models.text_encoder), at about twice the encoding cost. Measured on
-    # logs v3.1 (docs/PREDICTORS.md, "Clause pooling"): paraphrased CTR R² 0.243 -> 0.338, demand worse.
-    text_pooling: Literal["mean", "segments"] = "mean"
     seed: int = 0
     device: str | None = None
 
@@ -156,7 +155,7 @@ def finetune(logs: pd.DataFrame, cfg: FinetuneConfig, source: str = "<logs>") ->
     set_seed(cfg.seed)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     data = TrainingData(logs).to(device)  # the current FEATURE_NAMES
-    encoder = TextEncoder(cfg.encoder, max_length=cfg.max_length, pooling=cfg.text_pooling).to(device)
+    encoder = TextEncoder(cfg.encoder, max_length=cfg.max_length).to(device)
     heads = PredictorHeads(encoder.dim, cfg.hidden, cfg.latent, cfg.creative_latent, cfg.dropout, ctr_hidden=cfg.ctr_hidden).to(device)
     _init_bias(heads, logs)
     table = encoder.encode(data.texts, desc="encoding texts").to(device)
@@ -176,7 +175,7 @@ def finetune(logs: pd.DataFrame, cfg: FinetuneConfig, source: str = "<logs>") ->
             "base": DEFAULT_BASE if cfg.encoder is None else str(Path(cfg.encoder).resolve()),
             "max_length": cfg.max_length,
             "lora_rank": cfg.lora_rank if cfg.mode == "lora" else 0,
-            "pooling": cfg.text_pooling,
+            "pooling": "mean",
         },
         "text_dim": encoder.dim,
         "hidden": cfg.hidden,

@@ -23,8 +23,9 @@ from tqdm import tqdm
 
 from launchsim.envs.launch_market import LaunchMarketEnv
 from launchsim.models import product_text as pt
+from launchsim.models.ops import SCALAR
 from launchsim.models.response import MarketContext
-from launchsim.models.structural_market import StructuralMarket
+from launchsim.models.structural_market import NO_PARTNER, StructuralMarket, structural_response
 from launchsim.scenarios import Scenario, scenario_from_dict
 
 HOLIDAYS = [
@@ -42,16 +43,10 @@ AD_TRUTH = {"max_impressions": 500_000, "half_saturation": 5000, "hill_shape": 1
 HORIZON = 20  # decision steps per synthetic launch
 TWO_WEEK_SHARE = 0.25  # share of synthetic launches decided in 2-week steps
 ESTIMATE_SIGMA = 0.2  # log-normal error of the seller's public market estimate
-# Pre-launch sign-ups (a waitlist or notify-me list, public like the estimate): a launch's innovators
-# sign up at their weekly rate (Bass p of the true market) over the weeks the page is up, each count
-# off by a log-normal error. So they carry the launch's pace, and its true size, which a text may not say.
-SIGNUP_WEEKS = 4.0
-SIGNUP_SIGMA = 0.3
 
 CONTEXT_COLUMNS = [
     "launched", "step_weeks", "season", "holiday", "price_ratio", "reference_price", "flash", "weeks_since_flash",
     "competitor_strength", "competitor_price_ratio", "adstock", "adopters", "bundle_discount", "market_estimate",
-    "prelaunch_signups",
 ]  # fmt: skip
 
 
@@ -137,12 +132,6 @@ def synthetic_scenario(
     }
 
 
-def prelaunch_signups(market_size: float, bass_p: float, rng: np.random.Generator) -> float:
-    """Sign-ups a launch collects before its launch: ``SIGNUP_WEEKS`` weeks of its innovators (Bass p of the
-    true market size), with a log-normal error of ``SIGNUP_SIGMA`` (one draw from ``rng``)."""
-    return float(round(SIGNUP_WEEKS * bass_p * market_size * math.exp(rng.normal(0.0, SIGNUP_SIGMA))))
-
-
 def _explore(env: LaunchMarketEnv, rng: np.random.Generator) -> list[dict]:
     """Play one episode with sticky random levers; return one logged row per week."""
     layout = env.layout
@@ -198,11 +187,13 @@ def demand_known_except_scale(scenario: Scenario, rows: list[dict]) -> list[floa
     nodes, weights = np.polynomial.hermite_e.hermegauss(9)
     versions = [encoded._replace(market_size=product.market_estimate * math.exp(ESTIMATE_SIGMA * z)) for z in nodes]
     weights = weights / weights.sum()
+    shared = encoded.scenario
     out = []
     for r in rows:
         ctx = MarketContext(**{c: r[c] for c in CONTEXT_COLUMNS})
-        creative, partner = creatives[r["creative_text"]], partners.get(r["partner_text"])
-        out.append(float(sum(w * market.expected(v, creative, partner, ctx).demand for v, w in zip(versions, weights))))
+        creative, partner = creatives[r["creative_text"]], partners.get(r["partner_text"], NO_PARTNER)
+        demand = [structural_response(SCALAR, v, creative, partner, shared.ads, shared.bundle, shared.flash, ctx).demand for v in versions]
+        out.append(float(sum(w * d for d, w in zip(demand, weights))))
     return out
 
 
@@ -214,35 +205,20 @@ def generate_logs(
     heterogeneity: float = 0.05,
     progress: bool = True,
     reference: bool = False,
-    silent_share: float = 0.0,
-    signup_share: float = 0.0,
 ) -> pd.DataFrame:
     """Logs of ``n_train + n_heldout + n_paraphrase`` synthetic launches, one row per product-week;
-    ``reference`` adds ``expected_demand_known_except_scale`` on the evaluation splits (same draws);
-    ``silent_share``: each description leaves each of ``SILENT_TRAITS`` unsaid with this chance (tried at
-    0.3 as logs v3.4, not adopted; docs/PREDICTORS.md); ``signup_share``: each launch (not a staple) states its
-    pre-launch sign-ups (``prelaunch_signups``) with this chance, else they are unknown (0)."""
+    ``reference`` adds ``expected_demand_known_except_scale`` on the evaluation splits (same draws)."""
     rng = np.random.default_rng(seed)
     # Which launches are limited drops comes from a stream of its own, so adding drops left every other
     # product's draws (traits, wording, truth, decisions) as they were.
     drop_rng = np.random.default_rng([seed, 1])
-    silent_rng = np.random.default_rng([seed, 2])  # which traits go unsaid: likewise a stream of its own
-    signup_rng = np.random.default_rng([seed, 3])  # which launches state sign-ups, and their error: likewise
     plan = [("train", "train")] * n_train + [("heldout", "train")] * n_heldout + [("paraphrase", "paraphrase")] * n_paraphrase
     frames = []
     for product_id, (split, vocabulary) in enumerate(tqdm(plan, desc="simulating launches", disable=not progress)):
         traits = pt.sample_traits(rng)
         if traits.demand == "launch" and drop_rng.random() < pt.DROP_SHARE:
             traits = dataclasses.replace(traits, demand="drop")
-        silent = frozenset(t for t, u in zip(pt.SILENT_TRAITS, silent_rng.random(len(pt.SILENT_TRAITS))) if u < silent_share)
-        traits = dataclasses.replace(traits, silent=silent)
         spec = synthetic_scenario(traits, rng, vocabulary, heterogeneity)
-        truth = spec["truth"]["products"]["product"]
-        # Both draws for every product, so a product's count is the same at any share
-        stated = signup_rng.random() < signup_share
-        signups = prelaunch_signups(truth["market_size"], truth["bass_p"], signup_rng)
-        if stated and traits.demand != "staple":
-            spec["products"][0]["prelaunch_signups"] = signups
         scenario = scenario_from_dict(spec, source=f"synthetic product {product_id}")
         env = LaunchMarketEnv(scenario)
         env.reset(seed=int(rng.integers(2**31)))
@@ -258,7 +234,6 @@ def generate_logs(
         frame.insert(4, "unit_cost", product.unit_cost)
         for trait in ("positioning", "seasonal", "gift", "buzz", "demand"):
             frame[f"trait_{trait}"] = getattr(traits, trait)
-        frame["traits_unsaid"] = ",".join(t for t in pt.SILENT_TRAITS if t in traits.silent)
         frame["truth_market_size"] = scenario.truth.products[product.name].market_size  # for evaluation only
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

@@ -160,7 +160,6 @@ DEMAND = {  # how buyers arrive: a new product diffusing through its market, or 
 STAPLE_SHARE = 0.2  # share of synthetic products sold to a constant weekly pool (the rest diffuse, Bass)
 LAUNCH_SAYS_SO = 0.5  # share of launch (and drop) descriptions that say so (staples always say they are)
 DROP_SHARE = 0.1  # share of synthetic launches that are limited drops
-SILENT_TRAITS = ("positioning", "seasonal", "gift", "buzz")  # traits a description may leave unsaid
 DROP_INNOVATION = 2.5  # a drop's Bass p over a launch's of the same buzz
 DROP_IMITATION = 1.2  # a drop's Bass q over a launch's of the same buzz
 HOOKS = {  # creative style -> base click-through rate, (train, paraphrase) openers
@@ -197,8 +196,6 @@ class ProductTraits:
     buzz: str
     # "launch" or "drop" (Bass diffusion, a drop's faster) or "staple" (a constant weekly pool)
     demand: str = "launch"
-    # Traits the description leaves unsaid (of SILENT_TRAITS): hand-written texts rarely state them all
-    silent: frozenset[str] = frozenset()
 
     @property
     def category(self) -> str:
@@ -234,8 +231,7 @@ def _pick(rng: np.random.Generator, table: dict, key, vocabulary: Vocabulary) ->
 
 
 def describe(t: ProductTraits, rng: np.random.Generator, vocabulary: Vocabulary = "train") -> str:
-    """A product description whose wording carries every trait but those in ``t.silent``, in a random
-    order of clauses. Left-out traits still draw their phrase, so the rest of the stream is unchanged."""
+    """A product description whose wording carries every trait, in a random order of clauses."""
     position = _pick(rng, POSITIONING, t.positioning, vocabulary)
     season = _pick(rng, SEASONAL, t.seasonal, vocabulary).format(season=season_name(t.noun.peak_week))
     gift = _pick(rng, GIFT, t.gift, vocabulary)
@@ -247,9 +243,8 @@ def describe(t: ProductTraits, rng: np.random.Generator, vocabulary: Vocabulary 
     features = rng.choice(list(t.noun.features), size=2, replace=False)
     clauses = [("seasonal", season), ("gift", gift), ("buzz", buzz), *(("demand", d) for d in demand)]
     rng.shuffle(clauses)
-    said = [text for trait, text in clauses if trait not in t.silent]
-    head = f"{t.brand} {t.noun.name}" if "positioning" in t.silent else f"{t.brand} {position} {t.noun.name}"
-    return f"{head} with {features[0]} and {features[1]}" + (": " + "; ".join(said) if said else "") + "."
+    said = [text for _, text in clauses]
+    return f"{t.brand} {position} {t.noun.name} with {features[0]} and {features[1]}: " + "; ".join(said) + "."
 
 
 def creative(t: ProductTraits, hook: str, rng: np.random.Generator, vocabulary: Vocabulary = "train") -> str:

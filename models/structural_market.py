@@ -9,7 +9,6 @@ ranges and sources are in docs/MARKET.md. It implements ``models.response.Respon
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any, NamedTuple
@@ -17,8 +16,18 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from launchsim.errors import PredictorError
-from launchsim.models.response import MarketContext, MarketResponse, TextRole
+from launchsim.models.response import MarketContext, MarketResponse, MarketTexts, TextRole
 from launchsim.scenarios.schema import Scenario
+
+
+class ScenarioParams(NamedTuple):
+    """The scenario-level truth every product of a scenario shares: ads platform, bundle and flash-sale
+    responses, demand over-dispersion."""
+
+    ads: Any
+    bundle: Any
+    flash: Any
+    overdispersion: float
 
 
 class ProductParams(NamedTuple):
@@ -32,6 +41,7 @@ class ProductParams(NamedTuple):
     gift_appeal: float
     season_sensitivity: float
     ad_responsiveness: float
+    scenario: ScenarioParams
 
 
 class CreativeParams(NamedTuple):
@@ -43,27 +53,7 @@ class PartnerParams(NamedTuple):
     cannibalisation: float
 
 
-# Scalar stand-ins for the NumPy functions the equations use, so one market runs on plain floats
-# (several times faster than NumPy scalars) and a batch runs on arrays with the same code.
-_SCALAR = SimpleNamespace(exp=math.exp, maximum=max, minimum=min, where=lambda c, a, b: a if c else b)
-
-
-def _torch_ops() -> SimpleNamespace:
-    import torch
-
-    # A number bound is a clamp, not a tensor made from it: copying a number to the GPU is not allowed
-    # while a CUDA graph is being captured.
-    return SimpleNamespace(
-        exp=torch.exp, where=torch.where,
-        maximum=lambda a, b: torch.maximum(a, b) if isinstance(b, torch.Tensor) else a.clamp(min=b),
-        minimum=lambda a, b: torch.minimum(a, b) if isinstance(b, torch.Tensor) else a.clamp(max=b),
-    )  # fmt: skip
-
-
-def _ops(x: Any) -> Any:
-    if isinstance(x, float | int):
-        return _SCALAR
-    return np if isinstance(x, np.ndarray | np.generic) else _torch_ops()
+NO_PARTNER = PartnerParams(0.0, 0.0)  # option 0: no bundle
 
 
 class StructuralMarket:
@@ -73,15 +63,13 @@ class StructuralMarket:
         truth = scenario.truth
         self.scenario = scenario
         self.demand_overdispersion = float(truth.demand_overdispersion)
-        self._ads = truth.ads
-        self._bundle = truth.bundle
-        self._flash = truth.flash
+        shared = ScenarioParams(truth.ads, truth.bundle, truth.flash, self.demand_overdispersion)
         texts = {}
         for product in scenario.products:
             t = truth.products[product.name]
             texts[("product", product.text)] = ProductParams(
                 t.market_size, float(t.diffusion == "constant"), t.bass_p, t.bass_q, t.repeat_rate,
-                t.price_alpha, t.price_beta, t.gift_appeal, t.season_sensitivity, t.ad_responsiveness,
+                t.price_alpha, t.price_beta, t.gift_appeal, t.season_sensitivity, t.ad_responsiveness, shared,
             )  # fmt: skip
         for creative in scenario.ads.creatives:
             texts[("creative", creative.text)] = CreativeParams(truth.creatives_ctr[creative.name])
@@ -103,44 +91,79 @@ class StructuralMarket:
                 ) from None
         return out
 
-    def expected(
-        self, product: ProductParams, creative: CreativeParams, partner: PartnerParams | None, ctx: MarketContext
-    ) -> MarketResponse:
-        """Expected outcomes of one step; floats for one market, arrays (fields stacked) for many."""
-        return structural_response(product, creative, partner, self._ads, self._bundle, self._flash, ctx)
+    def responder(self, x: Any, markets: Sequence[MarketTexts]) -> StructuralResponder:
+        """The markets' hidden parameters laid out for stepping (``models.response.ResponseModel``)."""
+        return StructuralResponder(x, markets)
+
+
+class StructuralResponder:
+    """The structural market's equations bound to N markets (their encodings may come from the structural
+    markets of several scenarios): parameters as numbers for one market, as per-market columns for a batch."""
+
+    def __init__(self, x: Any, markets: Sequence[MarketTexts]):
+        self.x = x
+        creatives = max(len(m.creatives) for m in markets)
+        options = max(len(m.options) for m in markets)
+        ctr = [[m.creatives[min(c, len(m.creatives) - 1)].ctr for c in range(creatives)] for m in markets]
+        partners = [[m.options[min(o, len(m.options) - 1)][0] or NO_PARTNER for o in range(options)] for m in markets]
+        if x.kind == "scalar":
+            (m,) = markets
+            self.product, self.scenario = m.product, m.product.scenario
+            self.ctr, self.affinity, self.cannibalisation = ctr[0], [p.affinity for p in partners[0]], [p.cannibalisation for p in partners[0]]
+            self.overdispersion = self.scenario.overdispersion
+            return
+        column = lambda values: x.asarray(np.asarray(values, dtype=np.float64), float_type=True)  # noqa: E731
+        products = [m.product for m in markets]
+        self.product = ProductParams(*(column([getattr(p, f) for p in products]) for f in ProductParams._fields[:-1]), None)
+        scenarios = [p.scenario for p in products]
+        self.scenario = ScenarioParams(
+            *(_record_columns([getattr(s, group) for s in scenarios], column) for group in ("ads", "bundle", "flash")),
+            column([s.overdispersion for s in scenarios]),
+        )  # fmt: skip
+        self.ctr = column(ctr)
+        self.affinity = column([[p.affinity for p in row] for row in partners])
+        self.cannibalisation = column([[p.cannibalisation for p in row] for row in partners])
+        self.overdispersion = self.scenario.overdispersion
+
+    def respond(self, ctx: MarketContext, creative: Any, option: Any) -> MarketResponse:
+        x = self.x
+        partner = PartnerParams(x.take(self.affinity, option), x.take(self.cannibalisation, option))
+        s = self.scenario
+        return structural_response(x, self.product, CreativeParams(x.take(self.ctr, creative)), partner, s.ads, s.bundle, s.flash, ctx)
+
+
+def _record_columns(records: list[Any], column: Any) -> SimpleNamespace:
+    """Per-market columns of the numeric fields of pydantic records."""
+    dumps = [r.model_dump() for r in records]
+    return SimpleNamespace(**{k: column([d[k] for d in dumps]) for k, v in dumps[0].items() if isinstance(v, int | float)})
 
 
 def structural_response(
-    pr: ProductParams, creative: CreativeParams, partner: PartnerParams | None, ads: Any, bundle: Any, flash: Any, ctx: MarketContext
+    x: Any, pr: ProductParams, creative: CreativeParams, partner: PartnerParams, ads: Any, bundle: Any, flash: Any, ctx: MarketContext
 ) -> MarketResponse:
-    """The market's equations on floats (one market), NumPy arrays or torch tensors (a batch, where the
-    scenario-level ``ads``, ``bundle`` and ``flash`` truth records may hold one value per market too)."""
-    xp = _ops(ctx.price_ratio)
+    """The market's equations for one market (Python numbers, ``x`` = ``SCALAR``) or a batch (the
+    parameters and the scenario-level ``ads``, ``bundle`` and ``flash`` truth as per-market columns)."""
     k = ctx.step_weeks
-
     # Ads: adstock (per week) through Hill saturation into impressions, then clicks.
     weekly_stock = ctx.adstock / k
     a_h = weekly_stock**ads.hill_shape
     hill = a_h / (a_h + ads.half_saturation**ads.hill_shape)
     impressions = k * ads.max_impressions * hill
-    ctr = xp.minimum(creative.ctr * pr.ad_responsiveness, 0.5)
+    ctr = x.minimum(creative.ctr * pr.ad_responsiveness, 0.5)
 
     # Price: logit share against the competitor and the outside option, relative to the
     # share at the reference price with no competitor (so the Bass rates describe that case).
-    exp_u = xp.exp(pr.price_alpha - pr.price_beta * ctx.price_ratio)
-    rival = ctx.competitor_strength * xp.exp(pr.price_alpha - pr.price_beta * ctx.competitor_price_ratio)
-    exp_ref = math.exp(pr.price_alpha - pr.price_beta) if xp is _SCALAR else xp.exp(pr.price_alpha - pr.price_beta)
+    exp_u = x.exp(pr.price_alpha - pr.price_beta * ctx.price_ratio)
+    rival = ctx.competitor_strength * x.exp(pr.price_alpha - pr.price_beta * ctx.competitor_price_ratio)
+    exp_ref = x.exp(pr.price_alpha - pr.price_beta)
     price_factor = (exp_u / (1.0 + exp_u + rival)) / (exp_ref / (1.0 + exp_ref))
 
     # Calendar, flash sale, bundle: multiplicative on the purchase hazard.
-    season = xp.maximum(1.0 + pr.season_sensitivity * (ctx.season - 1.0), 0.05)
+    season = x.maximum(1.0 + pr.season_sensitivity * (ctx.season - 1.0), 0.05)
     holiday = 1.0 + pr.gift_appeal * ctx.holiday
     in_dip = (ctx.weeks_since_flash >= 1) * (ctx.weeks_since_flash <= flash.dip_weeks)
     flash_factor = (1.0 + flash.spike * ctx.flash) * (1.0 - flash.dip * in_dip)
-    if partner is None:
-        affinity = cannibalisation = 0.0
-    else:
-        affinity, cannibalisation = partner.affinity, partner.cannibalisation
+    affinity, cannibalisation = partner.affinity, partner.cannibalisation
     d = ctx.bundle_discount
     has_bundle = d > 0
     bundle_uplift = 1.0 + has_bundle * affinity * (bundle.lift_base + bundle.lift_per_discount * d)
@@ -152,16 +175,16 @@ def structural_response(
 
     # Diffusion: Bass hazard (p + q N/M) on the remaining pool, saturating so that new adopters
     # never exceed it; or, for a constant pool, M weekly potential buyers at reference terms.
-    remaining = xp.maximum(pr.market_size - ctx.adopters, 0.0)
+    remaining = x.maximum(pr.market_size - ctx.adopters, 0.0)
     hazard = (pr.bass_p + pr.bass_q * ctx.adopters / pr.market_size) * k
-    total_hazard = hazard * mix + ad_buyers / xp.maximum(remaining, 1.0)
-    bass_new = remaining * (1.0 - xp.exp(-total_hazard))
+    total_hazard = hazard * mix + ad_buyers / x.maximum(remaining, 1.0)
+    bass_new = remaining * (1.0 - x.exp(-total_hazard))
     constant_new = pr.market_size * k * mix + ad_buyers
     new = pr.constant_pool * constant_new + (1.0 - pr.constant_pool) * bass_new
     repeat = pr.repeat_rate * k * ctx.adopters * price_factor * season * holiday
 
     demand = ctx.launched * (new + repeat)
-    first_share = new / xp.maximum(new + repeat, 1e-12)
+    first_share = new / x.maximum(new + repeat, 1e-12)
     return MarketResponse(
         demand=demand,
         first_purchase_share=first_share,

@@ -5,17 +5,13 @@ any other folder that ``AutoModel.from_pretrained`` reads goes through the same 
 is full or parameter-efficient (LoRA adapters through PEFT). Nothing is downloaded: loading runs
 with ``local_files_only=True``.
 
-Pooling ``mean`` averages a text's token states (as sentence-transformers does). Pooling ``segments``
-also encodes each clause of the text on its own (``text_segments``) and appends the mean and the
-maximum of the clause vectors, so that a claim read alone keeps the base encoder's sentence geometry
-instead of being diluted in a whole description. Measured (docs/PREDICTORS.md, "Clause pooling"): it
-reads unseen wording of ad buzz better, and the predictor's paraphrased CTR with it, but not demand.
+A text's vector is the mean of its token states over real (unpadded) tokens, as sentence-transformers
+pools all-MiniLM-L6-v2.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,17 +25,6 @@ from tqdm import tqdm
 from launchsim.errors import PredictorError
 
 LORA_TARGETS = ["query", "key", "value", "dense"]  # BERT attention and feed-forward projections
-POOLINGS = ("mean", "segments")
-_SEGMENT_BREAK = re.compile(r"[;:]|\.\s")  # clause separators: semicolons, colons, sentence ends
-
-
-def text_segments(text: str) -> list[str]:
-    """The clauses of a text (split at semicolons, colons and sentence ends); the text itself if it has none."""
-    parts = [p.strip(" .") for p in _SEGMENT_BREAK.split(text)]
-    parts = [p for p in parts if p]
-    return parts or [text]
-
-
 def default_encoder_path() -> Path:
     """The folder of the embedded all-MiniLM-L6-v2 weights."""
     try:
@@ -54,13 +39,9 @@ def default_encoder_path() -> Path:
 class TextEncoder(nn.Module):
     """Tokenizer + BERT encoder + pooling over real tokens (``mean``, or ``segments``: see the module)."""
 
-    def __init__(self, path: str | Path | None = None, max_length: int = 64, lora_rank: int = 0, pooling: str = "mean"):
+    def __init__(self, path: str | Path | None = None, max_length: int = 64, lora_rank: int = 0):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
-
-        if pooling not in POOLINGS:
-            raise PredictorError(f"text pooling {pooling!r}: expected one of {', '.join(POOLINGS)}")
-        self.pooling = pooling
 
         self.path = Path(path) if path is not None else default_encoder_path()
         if not (self.path / "config.json").exists():
@@ -77,8 +58,8 @@ class TextEncoder(nn.Module):
 
     @property
     def dim(self) -> int:
-        """Length of a text vector: the hidden size, three times over with clause pooling (whole, mean, max)."""
-        return int(self.model.config.hidden_size) * (3 if self.pooling == "segments" else 1)
+        """Length of a text vector: the encoder's hidden size."""
+        return int(self.model.config.hidden_size)
 
     def add_lora(self, rank: int) -> None:
         """Wrap the encoder with LoRA adapters on the attention projections; only they train."""
@@ -90,17 +71,12 @@ class TextEncoder(nn.Module):
         self.lora_rank = rank
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
-        whole = self._mean_pooled(list(texts))
-        if self.pooling == "mean":
-            return whole
-        segments = [text_segments(t) for t in texts]
-        owner = torch.tensor([i for i, parts in enumerate(segments) for _ in parts], device=whole.device)
-        clauses = self._mean_pooled([p for parts in segments for p in parts])
-        counts = torch.bincount(owner, minlength=len(texts)).to(clauses.dtype).unsqueeze(1)
-        mean = torch.zeros_like(whole).index_add(0, owner, clauses) / counts
-        index = owner.unsqueeze(1).expand_as(clauses)
-        peak = torch.zeros_like(whole).scatter_reduce(0, index, clauses, reduce="amax", include_self=False)
-        return torch.cat([whole, mean, peak], dim=1)
+        """One vector per text: its token states averaged over real (unpadded) tokens."""
+        device = next(self.model.parameters()).device
+        batch = {k: v.to(device) for k, v in self.tokenize(list(texts)).items()}
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Token ids and attention mask, padded to the longest text and truncated at ``max_length``.
@@ -129,14 +105,6 @@ class TextEncoder(nn.Module):
                 self._fast.enable_truncation(self.max_length)
                 self._fast.enable_padding(pad_id=self.tokenizer.pad_token_id, pad_token=self.tokenizer.pad_token)
         return self._fast
-
-    def _mean_pooled(self, texts: list[str]) -> torch.Tensor:
-        """One vector per text: its token states averaged over real (unpadded) tokens."""
-        device = next(self.model.parameters()).device
-        batch = {k: v.to(device) for k, v in self.tokenize(texts).items()}
-        hidden = self.model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     @torch.inference_mode()
     def encode(

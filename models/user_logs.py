@@ -36,7 +36,7 @@ TARGET_COLUMNS = ("units", "impressions", "clicks", "bundled_units", "new_custom
 OPTIONAL = {  # column -> default when absent (None = derived, see read_logs)
     "creative_text": "", "partner_text": "", "launched": 1.0, "step_weeks": 1.0, "holiday": 0.0, "flash": 0.0,
     "weeks_since_flash": 1e4, "competitor_strength": 0.0, "competitor_price_ratio": 0.0, "adstock": 0.0,
-    "bundle_discount": 0.0, "market_estimate": 0.0, "prelaunch_signups": 0.0, "season": None, "adopters": None, "reference_price": None, "price_ratio": None,
+    "bundle_discount": 0.0, "market_estimate": 0.0, "season": None, "adopters": None, "reference_price": None, "price_ratio": None,
 }  # fmt: skip
 
 

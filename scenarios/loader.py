@@ -68,14 +68,26 @@ def scenario_from_dict(data: Any, source: str = "<scenario>") -> Scenario:
     return scenario
 
 
+def product_index(s: Scenario, product: int | str) -> int:
+    """Resolve a product given by position or name; a string of digits counts as a position."""
+    names = [p.name for p in s.products]
+    if isinstance(product, str) and product.isdigit():
+        product = int(product)
+    if isinstance(product, str):
+        if product not in names:
+            raise ScenarioError([f"{s.name}: products: found no product {product!r}, expected one of {names}"])
+        return names.index(product)
+    if not 0 <= product < len(names):
+        raise ScenarioError([f"{s.name}: products: found index {product}, expected 0..{len(names) - 1}"])
+    return product
+
+
 def scenario_hash(scenario: Scenario) -> str:
     """A content hash of the resolved scenario (stable across key order and formatting)."""
     data = scenario.model_dump(mode="json")
     for product in data["products"]:  # a field added later hashes as before while at its default
         if product["market_estimate_basis"] == "total":
             del product["market_estimate_basis"]
-        if product["prelaunch_signups"] is None:
-            del product["prelaunch_signups"]
     blob = json.dumps(data, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -185,12 +197,9 @@ def _cross_reference_problems(s: Scenario) -> Iterator[tuple[str, str]]:
         reads = [] if truth is None else (
             [f"diffusion: {truth.diffusion}"] * (truth.diffusion != "constant") + [f"repeat_rate: {truth.repeat_rate}"] * (truth.repeat_rate > 0)
         )
-        if reads:  # 'total' is the fix, and it fixes a stated sign-up count too
+        if reads:
             yield (f"products.{i}.market_estimate_basis",
                    f"found 'weekly', expected 'total': its truth ({', '.join(reads)}) depends on buyers so far, and a weekly pool has none")
-        elif product.prelaunch_signups is not None:
-            yield (f"products.{i}.prelaunch_signups",
-                   "found a count for a weekly pool (a steady staple), expected none: a staple has no launch to sign up for")
     yield from _match_names("truth.creatives_ctr", s.truth.creatives_ctr, [c.name for c in s.ads.creatives], "ads.creatives")
     yield from _match_names("truth.partners", s.truth.partners, [c.name for c in s.catalogue], "catalogue")
     h = s.horizon_weeks

@@ -75,9 +75,6 @@ class Product(Strict):
     # of a steady staple (a constant pool). A weekly pool has no adoption state, so the markets read no
     # buyers so far for it (its truth must be a constant pool without repeat purchases).
     market_estimate_basis: EstimateBasis = "total"
-    # Public: how many people signed up before launch to hear of it (a waitlist or notify-me list). The
-    # learned market reads it as how fast the launch catches on; the structural market ignores it.
-    prelaunch_signups: Annotated[float, Field(ge=0)] | None = None
 
     @property
     def reads_adopters(self) -> bool:

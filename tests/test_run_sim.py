@@ -92,9 +92,9 @@ def test_finetune_bad_logs_exits_2(tmp_path):
 def test_simulate_in_the_learned_market(tmp_path, tiny_bert):
     logs, pred = tmp_path / "logs.parquet", tmp_path / "pred"
     assert run("logs", "--out", str(logs), "--train", "6", "--heldout", "0", "--paraphrase", "0").returncode == 0
-    args = ("--encoder", str(tiny_bert), "--mode", "frozen", "--head-epochs", "1", "--hidden", "16", "--text-pooling", "segments")
+    args = ("--encoder", str(tiny_bert), "--mode", "frozen", "--head-epochs", "1", "--hidden", "16")
     assert run("finetune", "--logs", str(logs), "--out", str(pred), *args).returncode == 0
-    assert json.loads((pred / "card.json").read_text())["encoder"]["pooling"] == "segments"
+    assert json.loads((pred / "card.json").read_text())["encoder"]["pooling"] == "mean"
     result = run("simulate", "--scenario", "apparel_sneaker_drop", "--market", "learned", "--predictor", str(pred), "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert "learned market" in result.stdout and "total profit" in result.stdout

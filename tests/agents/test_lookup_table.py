@@ -23,7 +23,8 @@ from launchsim.agents.lookup_table import (
     read_table,
     sidecar_path,
 )
-from launchsim.envs.launch_market import OBSERVATION_NAMES, LaunchMarketEnv
+from launchsim.envs.launch_market import LaunchMarketEnv
+from launchsim.envs.spaces import OBSERVATION_NAMES
 from launchsim.errors import PolicyError
 from launchsim.scenarios import load_scenario, scenario_hash
 

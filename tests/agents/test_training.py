@@ -186,7 +186,7 @@ def test_same_seed_gives_the_same_run(tmp_path):
 
 def test_demand_spread_and_outcomes_defaults_and_old_runs_keep_none(tmp_path):
     from launchsim.agents.training import _open_run
-    from launchsim.models.predictor import DEFAULT_MARKET_DEMAND_SPREAD
+    from launchsim.models.learned_market import DEFAULT_MARKET_DEMAND_SPREAD
 
     assert TrainConfig(out=tmp_path).demand_spread == DEFAULT_MARKET_DEMAND_SPREAD == 0.34
     assert TrainConfig(out=tmp_path, market="structural").demand_spread == 0.0  # the truth needs no randomising

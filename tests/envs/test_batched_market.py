@@ -14,7 +14,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from launchsim.envs import LaunchMarketEnv
 from launchsim.envs.batched_market import BatchedMarketVecEnv
-from launchsim.envs.vector import SharedSpaceMarket, make_market_vec_env, market_pairs, product_traits, union_nvec
+from launchsim.envs.spaces import market_pairs, product_traits, union_nvec
+from launchsim.envs.vector import make_market_vec_env
 from launchsim.scenarios import load_scenario
 from launchsim.scenarios.overrides import apply_overrides
 from tests.conftest import SCENARIO_PATHS
@@ -221,7 +222,7 @@ def test_learned_single_env_passes_both_checkers(tiny_predictor, default_scenari
         warnings.simplefilter("error")
         gym_check_env(LaunchMarketEnv(default_scenario, response_model=tiny_predictor), skip_render_check=True)
         sb3_check_env(LaunchMarketEnv(default_scenario, response_model=tiny_predictor), warn=True)
-        sb3_check_env(SharedSpaceMarket(LaunchMarketEnv(default_scenario, response_model=tiny_predictor), np.array([2, 12, 9, 6, 4]), None))
+        sb3_check_env(LaunchMarketEnv(default_scenario, response_model=tiny_predictor, nvec=np.array([2, 12, 9, 6, 4])))
 
 
 def test_ppo_and_maskable_ppo_learn_on_the_batched_env(every_scenario, tiny_predictor):
@@ -243,13 +244,13 @@ def test_torch_route_equals_the_numpy_route(every_scenario, action_type, monkeyp
     pairs = market_pairs(every_scenario)
     slots = [pairs[i % len(pairs)] for i in range(2 * len(pairs))]
     runs = []
-    for numpy_route, fixed_walk in ((True, None), (False, None), (False, 8)):  # 8: the sync-free walk a CUDA graph runs
+    for numpy_route, graph_walk in ((True, False), (False, False), (False, True)):  # the sync-free walk a CUDA graph runs
         monkeypatch.setattr(batched_market, "NUMPY_ON_CPU", numpy_route)
         venv = BatchedMarketVecEnv(
             slots, market="structural", action_type=action_type, nvec=union_nvec(pairs), noise_episodes=2, record_impressions=True,
             demand_spread=0.5, critic_demand_draw=True,
         )  # fmt: skip
-        venv._fixed_walk = fixed_walk
+        venv._in_graph = graph_walk
         venv.seed(5)
         rng = np.random.default_rng(1)
         trace = [venv.reset()]

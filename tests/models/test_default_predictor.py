@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from launchsim.models.predictor import DEFAULT_PREDICTOR_DIR, LaunchPredictor
-from launchsim.models.response import MarketContext
+from launchsim.models.predictor import LaunchPredictor
+from launchsim.models.learned_market import DEFAULT_PREDICTOR_DIR
+from launchsim.models.response import MarketContext, respond_once
 
 pytestmark = pytest.mark.slow
 
@@ -44,13 +45,13 @@ def _ctx(**kw) -> MarketContext:
 
 
 def test_responses_move_the_right_way(predictor):
-    (text,) = predictor.encode(["Norvik everyday scented candle with soy wax and cotton wick: a perfect gift; well reviewed; a winter essential."])
-    (creative,) = predictor.encode(["Discover the Norvik scented candle."], "creative")
-    base = predictor.expected(text, creative, None, _ctx()).demand
-    assert predictor.expected(text, creative, None, _ctx(price_ratio=1.3)).demand < base
-    assert predictor.expected(text, creative, None, _ctx(holiday=1.0)).demand > base
-    assert predictor.expected(text, creative, None, _ctx(launched=0.0)).demand == 0.0
-    imp = [predictor.expected(text, creative, None, _ctx(adstock=a)).impressions for a in (1000.0, 5000.0, 20000.0)]
+    text = "Norvik everyday scented candle with soy wax and cotton wick: a perfect gift; well reviewed; a winter essential."
+    creative = "Discover the Norvik scented candle."
+    base = respond_once(predictor, _ctx(), text, creative).demand
+    assert respond_once(predictor, _ctx(price_ratio=1.3), text, creative).demand < base
+    assert respond_once(predictor, _ctx(holiday=1.0), text, creative).demand > base
+    assert respond_once(predictor, _ctx(launched=0.0), text, creative).demand == 0.0
+    imp = [respond_once(predictor, _ctx(adstock=a), text, creative).impressions for a in (1000.0, 5000.0, 20000.0)]
     assert imp[0] < imp[1] < imp[2]
 
 
@@ -65,7 +66,7 @@ def test_env_on_the_default_predictor(predictor):
 
 def test_default_learned_market_is_the_ensemble_of_two_fits_of_the_same_logs():
     from launchsim.models.ensemble import PredictorEnsemble
-    from launchsim.models.predictor import DEFAULT_MARKET_DIR, load_predictor
+    from launchsim.models.learned_market import DEFAULT_MARKET_DIR, load_predictor
 
     market = load_predictor(device="cpu")
     assert isinstance(market, PredictorEnsemble)

@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from launchsim.envs import LaunchMarketEnv
-from launchsim.envs.vector import make_market_vec_env, market_pairs, product_traits
+from launchsim.envs.spaces import market_pairs, product_traits
+from launchsim.envs.vector import make_market_vec_env
 from launchsim.errors import PredictorError
 from launchsim.models.ensemble import PredictorEnsemble, mean_response
-from launchsim.models.predictor import LaunchPredictor, load_predictor, load_shared
-from launchsim.models.response import MarketContext, MarketResponse
+from launchsim.models.predictor import LaunchPredictor
+from launchsim.models.learned_market import load_predictor, load_shared
+from launchsim.models.response import MarketContext, MarketResponse, respond_once
 from launchsim.scenarios import load_scenario
 from tests.conftest import SCENARIO_PATHS
 
@@ -67,7 +69,7 @@ def test_folder_round_trip_and_identity(tiny_ensemble_dirs):
 
 
 def test_identity_from_the_files_alone_is_the_loaded_identity(tiny_ensemble_dirs):
-    from launchsim.models.predictor import folder_identity
+    from launchsim.models.learned_market import folder_identity
 
     first, _, ens_dir = tiny_ensemble_dirs
     assert folder_identity(ens_dir) == load_predictor(ens_dir, device="cpu").identity
@@ -95,13 +97,12 @@ def test_single_market_response_is_the_mean_of_the_members(tiny_ensemble_dirs):
     ens = load_predictor(tiny_ensemble_dirs[2], device="cpu")
     s = load_scenario(SCENARIO_PATHS[0])
     texts = [s.products[0].text, s.ads.creatives[0].text]
-    enc = ens.encode(texts, "product")
     ctx = MarketContext(
         launched=1.0, step_weeks=1.0, season=1.1, holiday=0.0, price_ratio=0.9, reference_price=40.0, flash=0.0, weeks_since_flash=99.0,
         competitor_strength=0.0, competitor_price_ratio=1.0, adstock=500.0, adopters=30.0, bundle_discount=0.0, market_estimate=2000.0,
     )  # fmt: skip
-    got = ens.expected(enc[0], enc[1], None, ctx)
-    members = [m.expected(m.encode(texts[:1])[0], m.encode(texts[1:], "creative")[0], None, ctx) for m in ens.members]
+    got = respond_once(ens, ctx, *texts)
+    members = [respond_once(m, ctx, *texts) for m in ens.members]
     assert members[0].demand != pytest.approx(members[1].demand)  # two different fits, or the test shows nothing
     want = mean_response(members)
     for name in ("demand", "first_purchase_share", "impressions", "ctr"):

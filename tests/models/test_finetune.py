@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from launchsim.models.finetune import FinetuneConfig, finetune
-from launchsim.models.predictor import LEGACY_CTR_HIDDEN, LaunchPredictor, PredictorHeads
+from launchsim.models.predictor import LEGACY_CTR_HIDDEN, LaunchPredictor
+from launchsim.models.heads import PredictorHeads
 
 
 def _tiny(tiny_bert, tiny_logs, **kw) -> LaunchPredictor:

@@ -14,6 +14,7 @@ import torch
 from launchsim.envs import LaunchMarketEnv
 from launchsim.errors import PredictorError
 from launchsim.models import product_text as pt
+from launchsim.models.context_features import context_features
 from launchsim.models.finetune import FinetuneConfig, finetune
 from launchsim.models.predictor import LaunchPredictor
 from launchsim.models.predictor_eval import evaluate, plot_report, strip_predictions
@@ -165,29 +166,59 @@ def test_demand_level_error_is_the_spread_of_per_product_log_ratios():
     assert demand_level_log_sd(df.drop(columns="expected_demand").assign(units=[10, 30, 8, 2]), mu) == pytest.approx(np.log(4) / np.sqrt(2))
 
 
-def test_single_market_fast_path_matches_the_batch_path(tiny_predictor):
-    from launchsim.models.response import MarketContext
+def _contexts(n: int, rng: np.random.Generator) -> dict:
+    return dict(
+        launched=rng.choice([0.0, 1.0], n), step_weeks=rng.choice([1.0, 2.0], n), season=rng.uniform(0.7, 1.3, n),
+        holiday=rng.uniform(0, 1, n), price_ratio=rng.uniform(0.7, 1.3, n), reference_price=rng.uniform(5.0, 200.0, n),
+        flash=rng.choice([0.0, 1.0], n), weeks_since_flash=rng.choice([1.0, 2.0, 3.0, 1e4], n),
+        competitor_strength=rng.uniform(0, 1, n), competitor_price_ratio=rng.uniform(0, 1.2, n),
+        adstock=rng.choice([0.0, 800.0, 6000.0], n), adopters=rng.uniform(0, 5000, n), bundle_discount=np.zeros(n),
+        market_estimate=rng.choice([0.0, 900.0, 25_000.0], n),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("head_dtype", [torch.float32, torch.bfloat16])
+def test_one_market_a_numpy_batch_a_torch_batch_and_training_compute_the_same_heads(tiny_predictor, head_dtype):
+    # The heads are written once: bound to one market (Python numbers, NumPy float64 vectors), to a
+    # batch on NumPy (torch MLP rows, markets not on sale skipped) or on torch (the GPU's route, here
+    # on CPU tensors), and in training's forward pass, they give the same responses.
+    from launchsim.models.heads import HeadsResponder
+    from launchsim.models.ops import SCALAR, NumpyOps, TorchOps
+    from launchsim.models.response import MarketContext, MarketTexts
 
     rng = np.random.default_rng(0)
-    (prod, part) = tiny_predictor.encode(["Norvik premium wool coat", "knitted scarf"])
-    (creative,) = tiny_predictor.encode(["Meet the Norvik wool coat."], "creative")
     n = 40
-    fields = dict(
-        launched=rng.choice([0.0, 1.0], n), step_weeks=np.ones(n), season=rng.uniform(0.7, 1.3, n), holiday=rng.uniform(0, 1, n),
-        price_ratio=rng.uniform(0.7, 1.3, n), reference_price=np.full(n, 150.0), flash=rng.choice([0.0, 1.0], n),
-        weeks_since_flash=rng.choice([1.0, 2.0, 3.0, 1e4], n), competitor_strength=rng.uniform(0, 1, n),
-        competitor_price_ratio=rng.uniform(0, 1.2, n), adstock=rng.choice([0.0, 800.0, 6000.0], n),
-        adopters=rng.uniform(0, 5000, n), bundle_discount=rng.choice([0.0, 0.1, 0.3], n),
-        market_estimate=rng.choice([0.0, 900.0, 25_000.0], n), prelaunch_signups=rng.choice([0.0, 40.0, 2_000.0], n),
-    )  # fmt: skip
-    for with_partner in (False, True):
-        disc = fields["bundle_discount"] if with_partner else np.zeros(n)
-        batch = tiny_predictor.expected(prod, creative, part if with_partner else None, MarketContext(**{**fields, "bundle_discount": disc}))
-        for i in range(n):
-            ctx = MarketContext(**{k: float(v[i]) for k, v in {**fields, "bundle_discount": disc}.items()})
-            one = tiny_predictor.expected(prod, creative, part if with_partner else None, ctx)
-            for name in ("demand", "first_purchase_share", "impressions", "ctr", "bundle_uplift", "bundle_take"):
-                assert getattr(one, name) == pytest.approx(float(getattr(batch, name)[i]), rel=1e-4, abs=1e-6), name
+    p = tiny_predictor
+    (prod,) = p.encode(["Norvik premium wool coat"])
+    creatives = p.encode(["Meet the Norvik wool coat.", "Cosy and warm."], "creative")
+    partners = p.encode(["knitted scarf", "leather gloves"], "partner")
+    options = [(None, 0.0), (partners[0], 0.1), (partners[1], 0.3)]
+    texts = MarketTexts(prod, creatives, options)
+    fields = _contexts(n, rng)
+    creative, option = rng.integers(0, 2, n), rng.integers(0, 3, n)
+    fields["bundle_discount"] = np.array([options[o][1] for o in option])
+    numpy_route = HeadsResponder(p, NumpyOps(), [texts] * n, head_dtype).respond(MarketContext(**fields), creative, option)
+    torch_ops = TorchOps("cpu", torch.float64)
+    as_tensors = MarketContext(**{k: torch.as_tensor(v) for k, v in fields.items()})
+    torch_route = HeadsResponder(p, torch_ops, [texts] * n, head_dtype).respond(as_tensors, torch.as_tensor(creative), torch.as_tensor(option))
+    one = HeadsResponder(p, SCALAR, [texts])
+    tol = 1e-5 if head_dtype == torch.float32 else 0.05
+    for i in range(n):
+        single = one.respond(MarketContext(**{k: float(v[i]) for k, v in fields.items()}), int(creative[i]), int(option[i]))
+        for name in ("demand", "impressions", "ctr", "bundle_uplift", "bundle_take", "cannibalisation"):
+            want = getattr(single, name)
+            assert float(numpy_route.__getattribute__(name)[i]) == pytest.approx(want, rel=tol, abs=1e-6), name
+            assert float(torch_route.__getattribute__(name)[i]) == pytest.approx(want, rel=tol, abs=1e-6), name
+        if fields["launched"][i]:  # a market not on sale has no demand: its share is not computed
+            assert float(numpy_route.first_purchase_share[i]) == pytest.approx(single.first_purchase_share, rel=tol)
+    # Training's forward pass on the same embeddings and context features.
+    feats = context_features(MarketContext(**fields), p.feature_names, p.default_market_estimate)
+    partner_emb = torch.stack([torch.zeros_like(prod) if options[o][0] is None else options[o][0] for o in option])
+    with torch.inference_mode():
+        out = p.heads.eval()(prod.expand(n, -1), torch.stack([creatives[c] for c in creative]), partner_emb, feats, torch.as_tensor(fields["bundle_discount"], dtype=torch.float32))
+    on_sale = fields["launched"] > 0
+    np.testing.assert_allclose(np.log(numpy_route.demand[on_sale]), out["log_demand"].double().numpy()[on_sale], rtol=tol, atol=1e-4)
+    np.testing.assert_allclose(numpy_route.ctr, torch.sigmoid(out["ctr_logit"]).double().numpy(), rtol=1e-5)
 
 
 def test_unsaved_predictors_do_not_share_cached_embeddings(tiny_bert, tiny_logs):
@@ -199,13 +230,11 @@ def test_unsaved_predictors_do_not_share_cached_embeddings(tiny_bert, tiny_logs)
     assert not torch.allclose(ea, eb)  # b's LoRA-tuned encoder, not a's cached embedding
 
 
-def test_feature_versions_the_market_estimate_and_the_signups(tiny_predictor):
-    from launchsim.models.context_features import (
-        FEATURE_NAMES, FEATURE_NAMES_V1, FEATURE_NAMES_V2, FEATURE_NAMES_V3, PENETRATION_CAP, context_features,
-    )
+def test_feature_versions_and_the_market_estimate(tiny_predictor):
+    from launchsim.models.context_features import FEATURE_NAMES, FEATURE_NAMES_V1, FEATURE_NAMES_V2, PENETRATION_CAP
     from launchsim.models.response import MarketContext
 
-    assert tiny_predictor.card["feature_names"] == list(FEATURE_NAMES) and tiny_predictor.card["features_version"] == 4
+    assert tiny_predictor.card["feature_names"] == list(FEATURE_NAMES) and tiny_predictor.card["features_version"] == 3
     base = dict(
         launched=1.0, step_weeks=1.0, season=1.0, holiday=0.0, price_ratio=1.0, reference_price=50.0, flash=0.0,
         weeks_since_flash=1e4, competitor_strength=0.0, competitor_price_ratio=0.0, adstock=0.0, adopters=100.0,
@@ -213,16 +242,13 @@ def test_feature_versions_the_market_estimate_and_the_signups(tiny_predictor):
     )  # fmt: skip
     assert context_features(MarketContext(**base), FEATURE_NAMES_V1).shape == (1, 13)
     assert context_features(MarketContext(**base, market_estimate=20_000.0), FEATURE_NAMES_V2).shape == (1, 14)
-    assert context_features(MarketContext(**base, market_estimate=20_000.0), FEATURE_NAMES_V3).shape == (1, 15)
-    feats = context_features(MarketContext(**base, market_estimate=20_000.0, prelaunch_signups=800.0))
-    assert feats.shape == (1, 16) and feats[0, -3].item() == pytest.approx(np.log1p(20_000.0) / 10, rel=1e-6)
-    assert feats[0, -2].item() == pytest.approx(100.0 / 20_000.0)  # penetration: buyers so far / estimate
-    assert feats[0, -1].item() == pytest.approx(np.log1p(800.0) / 10, rel=1e-6)  # pre-launch sign-ups
+    feats = context_features(MarketContext(**base, market_estimate=20_000.0))
+    assert feats.shape == (1, 15) and feats[0, -2].item() == pytest.approx(np.log1p(20_000.0) / 10, rel=1e-6)
+    assert feats[0, -1].item() == pytest.approx(100.0 / 20_000.0)  # penetration: buyers so far / estimate
     unknown = context_features(MarketContext(**base))[0]
-    assert unknown[-3].item() == 0.0 and unknown[-1].item() == 0.0  # unknown estimate and sign-ups
-    assert unknown[-2].item() == PENETRATION_CAP  # capped
+    assert unknown[-2].item() == 0.0  # an unknown estimate
+    assert unknown[-1].item() == PENETRATION_CAP  # capped
     with pytest.raises(ValueError, match="unknown feature list"):
         context_features(MarketContext(**base), ("season",))
-    # A logs frame without the columns reads as unknown (0).
-    frame = pd.DataFrame([base])
-    assert context_features(frame)[0, -3].item() == 0.0 and context_features(frame)[0, -1].item() == 0.0
+    # A logs frame without the column reads as unknown (0).
+    assert context_features(pd.DataFrame([base]))[0, -2].item() == 0.0

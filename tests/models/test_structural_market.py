@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from launchsim.models.response import MarketContext
-from launchsim.models.structural_market import CreativeParams, PartnerParams, ProductParams, StructuralMarket
+from launchsim.models.ops import ops_for
+from launchsim.models.response import MarketContext, MarketResponse
+from launchsim.models.structural_market import NO_PARTNER, CreativeParams, PartnerParams, ProductParams, StructuralMarket, structural_response
 from launchsim.scenarios import load_scenario, scenario_from_dict
 
 
@@ -27,10 +28,16 @@ def ctx(**overrides) -> MarketContext:
 def product(**overrides) -> ProductParams:
     base = dict(
         market_size=10_000.0, constant_pool=0.0, bass_p=0.03, bass_q=0.38, repeat_rate=0.0, price_alpha=1.5,
-        price_beta=3.0, gift_appeal=0.5, season_sensitivity=1.0, ad_responsiveness=1.0,
+        price_beta=3.0, gift_appeal=0.5, season_sensitivity=1.0, ad_responsiveness=1.0, scenario=None,
     )  # fmt: skip
     base.update(overrides)
     return ProductParams(**base)
+
+
+def expected(market: StructuralMarket, pr: ProductParams, creative: CreativeParams, partner: PartnerParams | None, c: MarketContext) -> MarketResponse:
+    """The market's equations for these parameters under the scenario-level truth of ``market``."""
+    truth = market.scenario.truth
+    return structural_response(ops_for(c.price_ratio), pr, creative, partner or NO_PARTNER, truth.ads, truth.bundle, truth.flash, c)
 
 
 CREATIVE = CreativeParams(ctr=0.02)
@@ -46,7 +53,7 @@ def test_bass_adoption_peaks_near_closed_form(market):
     pr = product(bass_p=p, bass_q=q)
     adopters, weekly = 0.0, []
     for _ in range(40):
-        new = market.expected(pr, CREATIVE, None, ctx(adopters=adopters)).demand
+        new = expected(market, pr, CREATIVE, None, ctx(adopters=adopters)).demand
         weekly.append(new)
         adopters += new
     t_star = math.log(q / p) / (p + q)  # 6.19 weeks
@@ -64,15 +71,15 @@ def test_demand_falls_with_price(alpha, beta, adopters, low, step, rival):
     m = StructuralMarket(load_scenario("apparel_winter_coat_holiday"))
     pr = product(price_alpha=alpha, price_beta=beta)
     common = dict(adopters=adopters, competitor_strength=rival, competitor_price_ratio=0.9)
-    cheap = m.expected(pr, CREATIVE, None, ctx(price_ratio=low, **common)).demand
-    dear = m.expected(pr, CREATIVE, None, ctx(price_ratio=low + step, **common)).demand
+    cheap = expected(m, pr, CREATIVE, None, ctx(price_ratio=low, **common)).demand
+    dear = expected(m, pr, CREATIVE, None, ctx(price_ratio=low + step, **common)).demand
     assert cheap > dear >= 0.0
 
 
 def test_ad_response_saturates(market):
     ads = market.scenario.truth.ads
     spend = np.linspace(0, 30 * ads.half_saturation, 301)
-    imps = np.array([market.expected(product(), CREATIVE, None, ctx(adstock=float(a))).impressions for a in spend])
+    imps = np.array([expected(market, product(), CREATIVE, None, ctx(adstock=float(a))).impressions for a in spend])
     assert imps[0] == 0.0
     assert np.all(np.diff(imps) > 0)  # more spend, more impressions
     assert imps[-1] < ads.max_impressions  # but never more than the ceiling
@@ -80,37 +87,37 @@ def test_ad_response_saturates(market):
     gains = np.diff(imps)
     half = int(np.searchsorted(spend, 2 * ads.half_saturation))
     assert np.all(np.diff(gains[half:]) < 0)  # diminishing returns past the half-saturation point
-    at_half = market.expected(product(), CREATIVE, None, ctx(adstock=ads.half_saturation)).impressions
+    at_half = expected(market, product(), CREATIVE, None, ctx(adstock=ads.half_saturation)).impressions
     assert at_half == pytest.approx(ads.max_impressions / 2)
 
 
 def test_clicks_lift_demand(market):
-    quiet = market.expected(product(), CREATIVE, None, ctx(adopters=100.0)).demand
-    loud = market.expected(product(), CREATIVE, None, ctx(adopters=100.0, adstock=8000.0)).demand
+    quiet = expected(market, product(), CREATIVE, None, ctx(adopters=100.0)).demand
+    loud = expected(market, product(), CREATIVE, None, ctx(adopters=100.0, adstock=8000.0)).demand
     assert loud > quiet
 
 
 def test_holiday_lifts_demand_by_gift_appeal(market):
-    plain = market.expected(product(gift_appeal=0.8), CREATIVE, None, ctx(adopters=500.0)).demand
-    holiday = market.expected(product(gift_appeal=0.8), CREATIVE, None, ctx(adopters=500.0, holiday=1.0)).demand
-    no_gift = market.expected(product(gift_appeal=0.0), CREATIVE, None, ctx(adopters=500.0, holiday=1.0)).demand
+    plain = expected(market, product(gift_appeal=0.8), CREATIVE, None, ctx(adopters=500.0)).demand
+    holiday = expected(market, product(gift_appeal=0.8), CREATIVE, None, ctx(adopters=500.0, holiday=1.0)).demand
+    no_gift = expected(market, product(gift_appeal=0.0), CREATIVE, None, ctx(adopters=500.0, holiday=1.0)).demand
     assert holiday > 1.5 * plain
     assert no_gift == pytest.approx(plain)
 
 
 def test_season_and_competitor(market):
-    base = market.expected(product(), CREATIVE, None, ctx(adopters=500.0)).demand
-    peak = market.expected(product(), CREATIVE, None, ctx(adopters=500.0, season=1.3)).demand
-    rival = market.expected(product(), CREATIVE, None, ctx(adopters=500.0, competitor_strength=1.0, competitor_price_ratio=0.9)).demand
-    cheap_rival = market.expected(product(), CREATIVE, None, ctx(adopters=500.0, competitor_strength=1.0, competitor_price_ratio=0.6)).demand
+    base = expected(market, product(), CREATIVE, None, ctx(adopters=500.0)).demand
+    peak = expected(market, product(), CREATIVE, None, ctx(adopters=500.0, season=1.3)).demand
+    rival = expected(market, product(), CREATIVE, None, ctx(adopters=500.0, competitor_strength=1.0, competitor_price_ratio=0.9)).demand
+    cheap_rival = expected(market, product(), CREATIVE, None, ctx(adopters=500.0, competitor_strength=1.0, competitor_price_ratio=0.6)).demand
     assert peak > base > rival > cheap_rival
 
 
 def test_bundle_uplift_and_take_rate(market):
     partner = PartnerParams(affinity=0.7, cannibalisation=0.25)
-    none = market.expected(product(), CREATIVE, None, ctx(adopters=500.0))
-    small = market.expected(product(), CREATIVE, partner, ctx(adopters=500.0, bundle_discount=0.1))
-    big = market.expected(product(), CREATIVE, partner, ctx(adopters=500.0, bundle_discount=0.3))
+    none = expected(market, product(), CREATIVE, None, ctx(adopters=500.0))
+    small = expected(market, product(), CREATIVE, partner, ctx(adopters=500.0, bundle_discount=0.1))
+    big = expected(market, product(), CREATIVE, partner, ctx(adopters=500.0, bundle_discount=0.3))
     assert none.bundle_uplift == 1.0 and none.bundle_take == 0.0
     assert big.demand > small.demand > none.demand
     assert 0 < small.bundle_take < big.bundle_take < 0.7
@@ -119,17 +126,17 @@ def test_bundle_uplift_and_take_rate(market):
 
 def test_flash_spike_then_dip(market):
     dip_weeks = market.scenario.truth.flash.dip_weeks
-    base = market.expected(product(), CREATIVE, None, ctx(adopters=500.0)).demand
-    flash = market.expected(product(), CREATIVE, None, ctx(adopters=500.0, flash=1.0, price_ratio=0.7)).demand
-    after = market.expected(product(), CREATIVE, None, ctx(adopters=500.0, weeks_since_flash=1.0)).demand
-    later = market.expected(product(), CREATIVE, None, ctx(adopters=500.0, weeks_since_flash=dip_weeks + 1.0)).demand
+    base = expected(market, product(), CREATIVE, None, ctx(adopters=500.0)).demand
+    flash = expected(market, product(), CREATIVE, None, ctx(adopters=500.0, flash=1.0, price_ratio=0.7)).demand
+    after = expected(market, product(), CREATIVE, None, ctx(adopters=500.0, weeks_since_flash=1.0)).demand
+    later = expected(market, product(), CREATIVE, None, ctx(adopters=500.0, weeks_since_flash=dip_weeks + 1.0)).demand
     assert flash > 2 * base
     assert after < base
     assert later == pytest.approx(base)
 
 
 def test_unlaunched_sells_nothing_but_ads_run(market):
-    r = market.expected(product(), CREATIVE, None, ctx(launched=0.0, adstock=5000.0))
+    r = expected(market, product(), CREATIVE, None, ctx(launched=0.0, adstock=5000.0))
     assert r.demand == 0.0 and r.impressions > 0
 
 
@@ -144,12 +151,12 @@ def test_batch_equals_scalar(market):
     )  # fmt: skip
     pr = product(repeat_rate=0.03)
     partner = PartnerParams(affinity=0.6, cannibalisation=0.2)
-    batch = market.expected(
-        ProductParams(*(np.full(n, v) for v in pr)), CreativeParams(np.full(n, 0.02)),
+    batch = expected(market, 
+        ProductParams(*(np.full(n, v) for v in pr[:-1]), None), CreativeParams(np.full(n, 0.02)),
         PartnerParams(np.full(n, 0.6), np.full(n, 0.2)), ctx(**fields),
     )  # fmt: skip
     for i in range(n):
-        one = market.expected(pr, CREATIVE, partner, ctx(**{k: float(v[i]) for k, v in fields.items()}))
+        one = expected(market, pr, CREATIVE, partner, ctx(**{k: float(v[i]) for k, v in fields.items()}))
         for name in ("demand", "impressions", "ctr", "bundle_uplift", "bundle_take", "first_purchase_share"):
             assert getattr(batch, name)[i] == pytest.approx(getattr(one, name), rel=1e-12, abs=1e-12)
 
@@ -170,7 +177,7 @@ def test_closed_form_optimal_price():
     c = prod.unit_cost / prod.reference_price
     x_star = c + (1 + lambert_w(math.exp(t.price_alpha - t.price_beta * c - 1))) / t.price_beta
     grid = np.linspace(0.6, 1.4, 8001)
-    demand = m.expected(ProductParams(*(np.full(grid.size, v) for v in enc)), CreativeParams(0.01), None, ctx(price_ratio=grid)).demand
+    demand = expected(m, ProductParams(*(np.full(grid.size, v) for v in enc[:-1]), None), CreativeParams(0.01), None, ctx(price_ratio=grid)).demand
     profit = demand * (grid - c) * prod.reference_price
     assert grid[np.argmax(profit)] == pytest.approx(x_star, abs=2e-4)
     assert x_star == pytest.approx(0.74767, abs=1e-5)  # the figure the scenario file states
@@ -188,6 +195,6 @@ def test_constant_pool_ignores_adoption():
     s = scenario_from_dict(data)
     m = StructuralMarket(s)
     enc = m.encode([s.products[0].text], "product")[0]
-    assert m.expected(enc, CreativeParams(0.01), None, ctx(adopters=0.0)).demand == pytest.approx(
-        m.expected(enc, CreativeParams(0.01), None, ctx(adopters=5000.0)).demand
+    assert expected(m, enc, CreativeParams(0.01), None, ctx(adopters=0.0)).demand == pytest.approx(
+        expected(m, enc, CreativeParams(0.01), None, ctx(adopters=5000.0)).demand
     )

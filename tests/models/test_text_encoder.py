@@ -1,69 +1,34 @@
-"""Text pooling: clause splitting, the ``segments`` vector (whole, clause mean, clause max), and a
-clause-pooled predictor that fine-tunes with LoRA, saves, and loads with the same outputs."""
+"""The text encoder: mean pooling over real tokens, the fast tokenizer path, and cards it cannot read."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from launchsim.errors import PredictorError
-from launchsim.models.finetune import FinetuneConfig, finetune
 from launchsim.models.predictor import LaunchPredictor
-from launchsim.models.text_encoder import TextEncoder, text_segments
+from launchsim.models.text_encoder import TextEncoder
 
 
-def test_text_segments_split_clauses_and_keep_short_texts_whole():
-    assert text_segments("Norvik premium kettle with fast boil: a perfect gift; trending now.") == [
-        "Norvik premium kettle with fast boil", "a perfect gift", "trending now",
-    ]  # fmt: skip
-    assert text_segments("Retro sneaker, suede. A collectible drop.") == ["Retro sneaker, suede", "A collectible drop"]
-    assert text_segments("Discover the Norvik kettle.") == ["Discover the Norvik kettle"]
-    assert text_segments("") == [""]
-
-
-def test_segment_pooling_appends_the_mean_and_max_of_clause_vectors(tiny_bert):
+def test_mean_pooling_averages_the_real_tokens(tiny_bert):
+    # A text's vector is the mean of its token states over real tokens: padding in a batch changes nothing.
     torch.manual_seed(0)
-    pooled = TextEncoder(tiny_bert, pooling="segments")
-    plain = TextEncoder(tiny_bert)
+    encoder = TextEncoder(tiny_bert)
     texts = ["Norvik premium kettle with fast boil: a perfect gift; trending now.", "Discover the Norvik kettle."]
-    vectors = pooled.encode(texts)
-    hidden = plain.dim
-    assert pooled.dim == 3 * hidden and vectors.shape == (2, 3 * hidden)
-    whole = plain.encode(texts)
-    clauses = plain.encode(text_segments(texts[0]))
-    torch.testing.assert_close(vectors[:, :hidden], whole, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(vectors[0, hidden : 2 * hidden], clauses.mean(0), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(vectors[0, 2 * hidden :], clauses.max(0).values, atol=1e-5, rtol=1e-5)
-    one = plain.encode(["Discover the Norvik kettle"])[0]  # a one-clause text: its clause mean is its clause max
-    torch.testing.assert_close(vectors[1, hidden : 2 * hidden], one, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(vectors[1, 2 * hidden :], one, atol=1e-5, rtol=1e-5)
+    together = encoder.encode(texts)
+    alone = torch.cat([encoder.encode([t]) for t in texts])
+    assert together.shape == (2, encoder.dim) == (2, 32)
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
 
 
-def test_unknown_pooling_fails_clearly(tiny_bert):
-    with pytest.raises(PredictorError, match="text pooling 'cls'"):
-        TextEncoder(tiny_bert, pooling="cls")
-
-
-def test_clause_pooled_predictor_fine_tunes_saves_and_loads(tiny_bert, tiny_logs, tmp_path):
-    cfg = FinetuneConfig(
-        encoder=str(tiny_bert), mode="lora", lora_rank=2, head_epochs=2, encoder_epochs=1, polish_epochs=1,
-        hidden=16, latent=4, products_per_batch=8, text_pooling="segments", device="cpu",
-    )  # fmt: skip
-    predictor = finetune(tiny_logs[tiny_logs["split"] == "train"], cfg)
-    assert predictor.card["encoder"]["pooling"] == "segments" and predictor.card["text_dim"] == 3 * 32
-    folder = predictor.save(tmp_path / "pred")
-    loaded = LaunchPredictor.load(folder, device="cpu")
-    assert loaded.encoder.pooling == "segments"
-    rows = tiny_logs[tiny_logs["split"] == "paraphrase"].head(40)
-    for key in ("demand", "ctr"):
-        np.testing.assert_allclose(loaded.predict_frame(rows)[key], predictor.predict_frame(rows)[key], rtol=1e-4)
+def test_a_card_with_another_pooling_fails_clearly(tiny_predictor, tmp_path):
+    folder = tiny_predictor.save(tmp_path / "pred")
     card = json.loads((folder / "card.json").read_text())
-    del card["encoder"]["pooling"]  # a card written before the field existed reads as mean pooling
+    card["encoder"]["pooling"] = "segments"
     (folder / "card.json").write_text(json.dumps(card))
-    with pytest.raises(PredictorError, match="text_dim 96 but encoder"):
+    with pytest.raises(PredictorError, match="pooling 'segments', expected 'mean'"):
         LaunchPredictor.load(folder, device="cpu")
 
 

@@ -71,7 +71,6 @@ MALFORMED = {
     "truth_name_mismatch": ("truth.partners", {"merino_beany": {"affinity": 0.5}}, "truth.partners.merino_beany", "did you mean 'merino_beanie'"),
     "deadline_after_horizon": ("launch.deadline_week", 40, "launch.deadline_week", "before the horizon"),
     "weekly_estimate_of_a_launch": ("products.0.market_estimate_basis", "weekly", "products.0.market_estimate_basis", "found 'weekly', expected 'total': its truth (diffusion: bass)"),
-    "negative_signups": ("products.0.prelaunch_signups", -3, "products.0.prelaunch_signups", "found -3, expected greater than or equal to 0"),
     "unsorted_competitor": ("competitor.events", [{"week": 9, "price": 1.0, "strength": 1.0}, {"week": 2, "price": 1.0, "strength": 1.0}], "competitor.events", "strictly increasing"),
 }  # fmt: skip
 
@@ -137,33 +136,18 @@ def test_hash_ignores_formatting(default_data):
 
 
 def test_the_estimate_basis_keeps_the_hashes_of_scenarios_that_do_not_set_it(default_data):
-    # A sweep keys its trials by scenario hash: adding the field must not turn finished trials into new ones
-    # (the coat's hash stayed 6da195ab193d897e, as recorded before the field existed, until its file gained
-    # prelaunch_signups in the twelfth session). So a scenario that
-    # leaves it at its default hashes as if the field did not exist.
+    # A sweep keys its trials by scenario hash: a field added with a default must not turn finished trials
+    # into new ones. So a scenario that leaves it at its default hashes as if the field did not exist
+    # (the coat's hash, as recorded before the field existed).
     dump = scenario_from_dict(default_data).model_dump(mode="json")
     del dump["products"][0]["market_estimate_basis"]
     before = hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:16]
-    assert scenario_hash(scenario_from_dict(default_data)) == before
+    assert scenario_hash(scenario_from_dict(default_data)) == before == "6da195ab193d897e"
     assert scenario_hash(scenario_from_dict(_set(default_data, "products.0.market_estimate_basis", "total"))) == before
-    weekly = _set(_set(default_data, "products.0.prelaunch_signups", _DELETE), "products.0.market_estimate_basis", "weekly")
+    weekly = _set(default_data, "products.0.market_estimate_basis", "weekly")
     weekly["truth"]["products"]["alpine_loft_parka"]["diffusion"] = "constant"
     constant = _set(weekly, "products.0.market_estimate_basis", "total")
     assert scenario_hash(scenario_from_dict(weekly)) != scenario_hash(scenario_from_dict(constant))
-    # Likewise a product that states no pre-launch sign-ups (added in the twelfth session).
-    silent = _set(default_data, "products.0.prelaunch_signups", _DELETE)
-    dump = scenario_from_dict(silent).model_dump(mode="json")
-    del dump["products"][0]["market_estimate_basis"], dump["products"][0]["prelaunch_signups"]
-    assert scenario_hash(scenario_from_dict(silent)) == hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:16]
-    assert scenario_hash(scenario_from_dict(silent)) != scenario_hash(scenario_from_dict(default_data))
-
-
-def test_signups_belong_to_a_launch():
-    board = load_scenario("home_cutting_board_closed_form")
-    assert board.products[0].prelaunch_signups is None  # a steady staple has no launch
-    with pytest.raises(ScenarioError, match=r"products\.0\.prelaunch_signups: found a count for a weekly pool \(a steady staple\), expected none"):
-        apply_overrides(board, ["products.0.prelaunch_signups=300"])
-    assert apply_overrides(board, ["products.0.market_estimate_basis=total", "products.0.prelaunch_signups=300"]).products[0].prelaunch_signups == 300
 
 
 def test_a_weekly_estimate_needs_a_truth_without_adoption_state():

@@ -1,0 +1,360 @@
+"""A launch market's step, written once: the rules of launch, price, flash sale, bundle, ads and stock,
+the profit, and the observation, for one market on Python numbers or for N markets on arrays.
+
+The functions take an ops backend ``x`` (``models.ops``): ``SCALAR`` for the single env
+(``LaunchMarketEnv``), NumPy or torch for the batched VecEnv (``BatchedMarketVecEnv``, whose CUDA graph
+captures the torch form). A market is described by ``MarketConstants`` (numbers, or one column per
+market) and ``MarketTables`` (per step and per action index); its state is a ``MarketState`` that each
+step replaces (never mutates), so that a copy of it is a snapshot.
+
+Where each part of a step lives:
+- action -> lever values: ``envs.actions.decode``;
+- launch timing, flash sale, bundle, ad spend, the context the market reads, stock-out, profit and the
+  next state: ``step`` below;
+- the expected response: the responder of a response model (``models.structural_market`` or
+  ``models.heads`` with ``models.context_features``), bound to the markets once;
+- sampled counts from the step's uniforms: ``models.outcomes``;
+- the observation: ``observe`` below.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from launchsim.envs.actions import ActionLayout, DecodeTables, decode
+from launchsim.envs.spaces import OBS, OBS_HIGH, OBS_LOW, OBSERVATION_NAMES
+from launchsim.envs.timeline import Timeline
+from launchsim.models.ops import NEVER
+from launchsim.models.outcomes import expected_outcome, sample_outcome
+from launchsim.models.response import MarketContext, MarketTexts
+from launchsim.scenarios.schema import Scenario
+
+# Per-step columns the dynamics (and the observation's deadline) read, in this order.
+DYNAMICS_COLUMNS = ("season", "holiday", "competitor_strength", "competitor_price_ratio", "flash_open", "deadline_left")
+# Observation columns that depend only on the market and the step (tabulated): the rest come from the state.
+TABLED_OBSERVATION = (
+    "progress", "steps_left", "week_sin", "week_cos", "season", "holiday_now", "holiday_next", "competitor_present",
+    "competitor_price", "competitor_strength", "flash_open", "deadline_left", "launch_allowed", "bundles_open",
+)  # fmt: skip
+
+
+class MarketConstants(NamedTuple):
+    """What a market's step reads that never changes: numbers for one market, one column per market for a batch."""
+
+    n: Any  # steps in the horizon (float, for the observation's ratios)
+    n_i: Any  # the same, whole
+    k: Any  # weeks per step
+    ref: Any  # reference price
+    cost: Any  # unit cost
+    stock0: Any
+    budget0: Any
+    decay: Any  # adstock carried over per step
+    flash_ratio: Any  # price / reference price in a flash sale
+    flash_max: Any  # flash sales allowed (whole)
+    holding: Any  # holding cost per unit and step
+    salvage: Any  # per unit left at the end
+    launch_cost: Any
+    log_stock: Any  # log1p(max(stock0, 1)): the observation's scale of sales
+    earliest: Any  # earliest launch step (whole)
+    deadline: Any  # launch deadline step (whole; NEVER without one)
+    market_estimate: Any  # the seller's estimate of addressable buyers (0 = unknown)
+    reads_adopters: Any  # 1.0 when the market reads its buyers so far, 0.0 for a weekly pool
+    stock_scale: Any  # the observation's divisors: max(stock0, 1), the budget (1 without), max(flash uses, 1)
+    budget_scale: Any
+    flash_scale: Any
+    table_row: Any  # where the market's rows start in the per-step tables (0 for one market)
+
+
+class MarketTables(NamedTuple):
+    """Per step and per action index: lists for one market, arrays (rows of every market, one after
+    another; columns per option) for a batch."""
+
+    dynamics: Any  # row (table_row + t) -> DYNAMICS_COLUMNS
+    observation: Any  # row (table_row + t) -> the observation with its TABLED_OBSERVATION columns filled
+    steps: int  # rows per market in the per-step tables (steps in the horizon + 1)
+    partner_open: Any  # (option * steps + t) -> whether the option's partner is available
+    discount: Any  # per bundle option (0 for option 0, no bundle)
+    item_price: Any
+    item_cost: Any
+
+
+class MarketState(NamedTuple):
+    """A market's state between steps (numbers, or one column per market)."""
+
+    t: Any
+    launched: Any
+    launch_step: Any
+    since_flash: Any
+    flash_left: Any
+    stock: Any
+    budget: Any
+    adstock: Any
+    adopters: Any
+    last_sales: Any
+    last_clicks: Any
+    last_price: Any
+
+
+class Market(NamedTuple):
+    """One (scenario, product) as plain Python: its constants, tables, decoding tables and texts."""
+
+    constants: MarketConstants
+    tables: MarketTables
+    decode: DecodeTables
+    option_items: list[int]  # catalogue item per bundle option (-1 for none)
+
+
+def describe_market(scenario: Scenario, product: int, nvec: np.ndarray | None = None, steps: int | None = None) -> Market:
+    """The constants and tables of one (scenario, product) for an action space ``nvec`` (default its own)
+    and per-step tables of ``steps`` rows (default its horizon + 1)."""
+    tl = Timeline.from_scenario(scenario)
+    layout = ActionLayout(scenario, "multidiscrete")
+    nvec = layout.nvec if nvec is None else np.asarray(nvec)
+    prod, n = scenario.products[product], tl.n_steps
+    steps = n + 1 if steps is None else steps
+    ref, stock0, budget0 = float(prod.reference_price), float(prod.stock), float(scenario.ads.budget)
+    flash = scenario.pricing.flash_sale
+    flash_max = flash.max_uses if flash else 0
+    constants = MarketConstants(
+        n=float(n), n_i=n, k=float(scenario.step_weeks), ref=ref, cost=float(prod.unit_cost), stock0=stock0, budget0=budget0,
+        decay=float(scenario.ads.carryover) ** scenario.step_weeks, flash_ratio=1.0 - flash.discount if flash else 1.0,
+        flash_max=flash_max, holding=float(scenario.reward.holding_cost_per_unit_week) * scenario.step_weeks,
+        salvage=float(scenario.reward.salvage_value_per_unit), launch_cost=float(scenario.launch.launch_cost),
+        log_stock=math.log1p(max(stock0, 1.0)), earliest=tl.earliest_launch_step, deadline=tl.deadline_step,
+        market_estimate=float(prod.market_estimate or 0.0), reads_adopters=float(prod.reads_adopters),
+        stock_scale=max(stock0, 1.0), budget_scale=budget0 if budget0 > 0 else 1.0, flash_scale=float(max(flash_max, 1)), table_row=0,
+    )  # fmt: skip
+    options = [-1, *(o.item for o in layout.bundle_options)]
+    option_of = [options[min(o, layout.nvec[2] - 1)] for o in range(int(nvec[2]))]  # shared index -> own option
+    discounts = [0.0, *(o.discount for o in layout.bundle_options)]
+    own_option = [min(o, layout.nvec[2] - 1) for o in range(int(nvec[2]))]
+    dynamics, observation = [], np.zeros((steps, len(OBSERVATION_NAMES)), dtype=np.float32)
+    for t in range(steps):
+        tc = min(t, n - 1)  # after the last step, describe the last week
+        deadline_left = min(max(tl.deadline_step - t, 0), n) / n if tl.deadline_step < NEVER else 1.0
+        dynamics.append((tl.season[tc], tl.holiday[tc], tl.competitor_strength[tc], tl.competitor_price[tc] / ref, float(tl.flash_open[tc]), deadline_left))
+        angle = 2.0 * math.pi * (tl.week_of_year[tc] - 1) / 52.0
+        own = layout.bundle_options
+        row = {
+            "progress": t / n, "steps_left": (n - t) / n, "week_sin": math.sin(angle), "week_cos": math.cos(angle),
+            "season": tl.season[tc], "holiday_now": tl.holiday[tc], "holiday_next": tl.holiday[tc + 1] if tc + 1 < n else 0.0,
+            "competitor_present": 1.0 if tl.competitor_strength[tc] > 0 else 0.0, "competitor_price": tl.competitor_price[tc] / ref,
+            "competitor_strength": tl.competitor_strength[tc], "flash_open": 1.0 if tl.flash_open[tc] else 0.0,
+            "deadline_left": deadline_left,
+            "launch_allowed": 1.0 if t >= tl.earliest_launch_step else 0.0,
+            "bundles_open": sum(tl.partner_open[o.item][tc] for o in own) / len(own) if own else 0.0,
+        }  # fmt: skip
+        for name in TABLED_OBSERVATION:
+            observation[t, OBS[name]] = row[name]
+    partner_open = [item >= 0 and t < n and tl.partner_open[item][t] for item in option_of for t in range(steps)]
+    item_price = [scenario.catalogue[i].price if i >= 0 else 0.0 for i in option_of]
+    item_cost = [scenario.catalogue[i].unit_cost if i >= 0 else 0.0 for i in option_of]
+    tables = MarketTables(
+        dynamics=dynamics, observation=observation, steps=steps, partner_open=partner_open,
+        discount=[discounts[o] for o in own_option], item_price=[float(v) for v in item_price], item_cost=[float(v) for v in item_cost],
+    )  # fmt: skip
+    return Market(constants, tables, layout.decode_tables(nvec), option_of)
+
+
+def stack_markets(x: Any, markets: Sequence[Market], pid: Any) -> tuple[MarketConstants, MarketTables, DecodeTables]:
+    """N markets as arrays of backend ``x``: slot i is ``markets[pid[i]]`` (markets built with the same
+    ``steps`` and action space). Per-step tables stay one block per distinct market (``table_row``)."""
+    pid = np.asarray(pid)
+    steps = markets[0].tables.steps
+    whole = {"n_i", "flash_max", "earliest", "deadline"}
+
+    def column(values: list[Any], float_type: bool = True) -> Any:
+        """Per-slot values of the markets (floats in the state's type, else whole numbers or flags)."""
+        return x.asarray(np.asarray(values, dtype=np.float64 if float_type else None)[pid], float_type=float_type)
+
+    consts = {f: column([getattr(m.constants, f) for m in markets], f not in whole) for f in MarketConstants._fields if f != "table_row"}
+    constants = MarketConstants(**consts, table_row=x.asarray((pid * steps).astype(np.int64)))
+    tabs = [m.tables for m in markets]
+    tables = MarketTables(
+        dynamics=x.asarray(np.concatenate([np.asarray(t.dynamics, dtype=np.float64) for t in tabs]), float_type=True),
+        observation=x.asarray(np.concatenate([t.observation for t in tabs])),
+        steps=steps,
+        partner_open=column([t.partner_open for t in tabs], False),
+        discount=column([t.discount for t in tabs]), item_price=column([t.item_price for t in tabs]),
+        item_cost=column([t.item_cost for t in tabs]),
+    )  # fmt: skip
+    dec = [m.decode for m in markets]
+    decode_tables = DecodeTables(**{
+        f: column([getattr(d, f) for d in dec], f not in ("is_flash", "native_max", "has_flash")) for f in DecodeTables._fields
+    })  # fmt: skip
+    return constants, tables, decode_tables
+
+
+def market_texts(model: Any, scenario: Scenario, product: int, option_items: Sequence[int]) -> MarketTexts:
+    """A market's texts as a response model encodes them, its bundle options by (shared) action index."""
+    creatives = model.encode([c.text for c in scenario.ads.creatives], "creative")
+    partners = model.encode([c.text for c in scenario.catalogue], "partner") if scenario.catalogue else []
+    layout = ActionLayout(scenario, "multidiscrete")
+    discounts = [0.0, *(o.discount for o in layout.bundle_options)]
+    own = [min(o, layout.nvec[2] - 1) for o in range(len(option_items))]
+    options = [(partners[item] if item >= 0 else None, discounts[o]) for item, o in zip(option_items, own)]
+    return MarketTexts(model.encode([scenario.products[product].text], "product")[0], creatives, options)
+
+
+def initial_state(c: MarketConstants) -> MarketState:
+    """The state of one market at the start of an episode."""
+    return MarketState(0, False, NEVER, NEVER, c.flash_max, c.stock0, c.budget0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def reset_state(x: Any, c: MarketConstants, state: MarketState, mask: Any) -> MarketState:
+    """The state with the markets in ``mask`` back at the start of an episode (new arrays: the old ones stay intact)."""
+    start = initial_state(c)
+    return MarketState(*(x.where(mask, s, v) for s, v in zip(start, state)))
+
+
+class StepResult(NamedTuple):
+    state: MarketState
+    profit: Any
+    terminated: Any
+    quantities: dict[str, Any]  # the step's parts, for infos and tables
+    unfinished: Any  # Poisson counts a CUDA graph's fixed walk left unfinished (0 elsewhere)
+
+
+def step(
+    x: Any, c: MarketConstants, tab: MarketTables, a: DecodeTables, state: MarketState, actions: Any, action_type: str,
+    responder: Any, u: Any, demand_scale: Any = None, sampled: bool = True, with_impressions: bool = True,
+    explain: bool = False, graph_walk: bool = False,
+) -> StepResult:  # fmt: skip
+    """One decision step of every market: the levers of ``actions``, the market's response from
+    ``responder``, counts from the step's uniforms ``u`` (or the expectations with ``sampled`` False),
+    stock, profit and the next state. ``demand_scale`` multiplies expected demand (domain randomisation).
+    ``explain`` adds why a lever was not applied (``refused_*`` flags) to the quantities."""
+    d = decode(x, a, actions, action_type)
+    t = state.t
+    row = tab.dynamics[c.table_row + t]
+    season, holiday, comp_strength, comp_price, flash_open = x.col(row, 0), x.col(row, 1), x.col(row, 2), x.col(row, 3), x.col(row, 4)
+
+    # Launch timing: a launch before the earliest week is refused; at the deadline the market launches.
+    before = state.launched
+    launch_now = x.not_(before) & x.where(d.launch, t >= c.earliest, t >= c.deadline)
+    launched = before | launch_now
+    launch_cost = x.where(launch_now, c.launch_cost, 0.0)
+
+    # Price, flash sale and bundle only mean something once on sale.
+    flash = launched & d.flash & (flash_open > 0) & (state.flash_left > 0)
+    ratio = x.where(flash, c.flash_ratio, d.price_ratio)
+    partner_open = x.take(tab.partner_open, d.bundle * tab.steps + t)
+    active = launched & (d.bundle > 0) & partner_open
+    option = x.where(active, d.bundle, 0)
+    discount = x.take(tab.discount, option)
+
+    # Ads: a share of what is left; adstock carries over. Paused when sold out, as ad platforms pause
+    # ads for out-of-stock items.
+    paused = state.stock <= 0.0
+    spend = x.where(paused, 0.0, x.minimum(x.maximum(d.ad_share, 0.0), 1.0) * state.budget)
+    adstock = c.decay * state.adstock + spend
+
+    on_sale_ratio = x.where(launched, ratio, 0.0)
+    ctx = MarketContext(
+        launched=x.f(launched), step_weeks=c.k, season=season, holiday=holiday, price_ratio=x.where(launched, ratio, 1.0),
+        reference_price=c.ref, flash=x.f(flash), weeks_since_flash=x.f(state.since_flash), competitor_strength=comp_strength,
+        competitor_price_ratio=comp_price, adstock=adstock, adopters=state.adopters * c.reads_adopters,
+        bundle_discount=discount, market_estimate=c.market_estimate,
+    )  # fmt: skip
+    resp = responder.respond(ctx, d.creative, option)
+    take = x.where(active, resp.bundle_take, 0.0)
+    mu = resp.demand if demand_scale is None else resp.demand * demand_scale
+    unfinished = 0
+    if sampled:
+        out, unfinished = sample_outcome(x, u, mu, take, resp.impressions, resp.ctr, responder.overdispersion, with_impressions, graph_walk)
+    else:
+        out = expected_outcome(x, mu, take, resp.impressions, resp.ctr)
+
+    # A stock-out serves solo and bundle buyers in proportion (whole units when sampled).
+    demand, bundle_demand = out.demand, out.bundle_demand
+    sold = x.minimum(demand, state.stock)
+    wanted = demand > 0
+    share = x.where(wanted, bundle_demand * sold / x.where(wanted, demand, 1.0), 0.0)
+    bundled = x.where(sold >= demand, bundle_demand, x.floor(share) if sampled else share)
+    stock = state.stock - sold
+
+    # Profit and its parts; option 0 (no bundle) has partner price, cost and discount 0.
+    price = on_sale_ratio * c.ref
+    revenue = price * (sold - bundled) + price * (1.0 - discount) * bundled
+    item_price, item_cost = x.take(tab.item_price, option), x.take(tab.item_cost, option)
+    partner_revenue = item_price * (1.0 - discount) * bundled
+    partner_cost = item_cost * bundled
+    cannibalised = resp.cannibalisation * bundled * (item_price - item_cost)
+    cogs = c.cost * sold
+    holding = c.holding * stock
+    t_next = t + 1
+    terminated = t_next >= c.n_i
+    salvage = x.where(terminated, c.salvage * stock, 0.0)
+    profit = revenue + partner_revenue - cogs - partner_cost - cannibalised - spend - holding - launch_cost + salvage
+
+    new_state = MarketState(
+        t=t_next, launched=launched, launch_step=x.where(launch_now, t, state.launch_step),
+        since_flash=x.where(flash, 0, x.minimum(state.since_flash + 1, NEVER)), flash_left=state.flash_left - x.i64(flash),
+        stock=stock, budget=state.budget - spend, adstock=adstock, adopters=state.adopters + sold * resp.first_purchase_share,
+        last_sales=sold, last_clicks=out.clicks, last_price=on_sale_ratio,
+    )  # fmt: skip
+    quantities = {
+        "launched": launched, "price": price, "flash_sale": flash, "bundle_option": option, "bundle_discount": discount,
+        "creative": d.creative, "ad_spend": spend, "ads_paused": paused, "impressions": out.impressions, "clicks": out.clicks,
+        "demand": demand, "expected_demand": mu, "units_sold": sold, "bundled_units": bundled, "stock_left": stock,
+        "budget_left": new_state.budget, "revenue": revenue, "partner_revenue": partner_revenue, "cogs": cogs,
+        "partner_cogs": partner_cost, "cannibalised_margin": cannibalised, "holding_cost": holding, "launch_cost": launch_cost,
+        "salvage": salvage, "profit": profit,
+    }  # fmt: skip
+    if explain:
+        quantities.update(
+            forced_launch=launch_now & x.not_(d.launch),
+            refused_launch=x.not_(before) & d.launch & (t < c.earliest),
+            refused_flash=launched & d.flash & x.not_(flash),
+            refused_bundle=launched & (d.bundle > 0) & x.not_(partner_open),
+            refused_unlaunched=x.not_(launched) & (d.flash | (d.bundle > 0)),
+            context=ctx, response=resp,
+        )  # fmt: skip
+    return StepResult(new_state, profit, terminated, quantities, unfinished)
+
+
+_STATE_COLUMNS = tuple(OBS[name] for name in (
+    "deadline_left", "launched", "weeks_since_launch", "adoption", "stock", "budget_left", "adstock", "last_sales", "last_clicks",
+    "last_price", "flash_uses_left", "since_flash",
+))  # fmt: skip
+
+
+def observe(x: Any, c: MarketConstants, tab: MarketTables, state: MarketState, out: Any) -> Any:
+    """The observation of every market (``OBSERVATION_NAMES``): the tabled columns of the step with the
+    state's columns written over them (into the float32 buffer ``out`` for a batch); a clipped copy."""
+    t, launched = state.t, state.launched
+    row = c.table_row + t
+    return x.fill_row(tab.observation, row, _STATE_COLUMNS, [
+        x.where(launched, 0.0, x.col(tab.dynamics[row], 5)),  # deadline_left
+        x.f(launched),
+        x.where(launched, x.f(t - state.launch_step) / c.n, 0.0),
+        state.adopters / c.stock_scale,
+        state.stock / c.stock_scale,
+        state.budget / c.budget_scale,  # 0 without a budget
+        state.adstock / c.budget_scale,
+        x.log1p(state.last_sales) / c.log_stock,
+        x.log1p(state.last_clicks) / 16.0,
+        state.last_price,
+        x.f(state.flash_left) / c.flash_scale,  # 0 without flash sales
+        x.minimum(x.f(state.since_flash), c.n) / c.n,
+    ], out, OBS_LOW, OBS_HIGH)  # fmt: skip
+
+
+def action_masks(x: Any, c: MarketConstants, tab: MarketTables, a: DecodeTables, state: MarketState, nvec: Sequence[int]) -> Any:
+    """(N, sum(nvec)) valid values of every MultiDiscrete dimension of the (shared) space ``nvec``,
+    concatenated (sb3-contrib's MaskablePPO format), on arrays (one market: arrays of one row). An index
+    beyond a market's own range is masked, so a duplicate made by clipping is never offered."""
+    t, launched = state.t, state.launched
+    tc = x.minimum(t, tab.steps - 1)
+    flash_ok = (x.col(tab.dynamics[c.table_row + tc], 4) > 0) & (state.flash_left > 0)
+    index = [x.arange(int(width))[None, :] for width in nvec]
+    offered = [index[dim] <= x.col(a.native_max, dim)[:, None] for dim in range(len(nvec))]
+    price = offered[1] & (x.not_(a.is_flash) | flash_ok[:, None])
+    options = index[2] + 0 * t[:, None]
+    bundle = offered[2] & (x.take(tab.partner_open, options * tab.steps + tc[:, None]) | (options == 0))
+    launch = x.stack([x.not_(launched) & (t < c.deadline), launched | (t >= c.earliest)])
+    return x.cat_cols([launch, price, bundle, offered[3], offered[4]])
