@@ -120,11 +120,8 @@ def decode(x: Any, a: DecodeTables, actions: Any, action_type: ActionType) -> De
     actions, ``a`` the tables stacked per market)."""
     if action_type == "multidiscrete":
         act = x.index_actions(actions, a.native_max)  # each index clipped to the market's own range
-        price = x.col(act, 1)
-        return Decision(
-            launch=x.col(act, 0) > 0, price_ratio=x.take(a.price, price), flash=x.take(a.is_flash, price),
-            bundle=x.col(act, 2), ad_share=x.take(a.spend, x.col(act, 3)), creative=x.col(act, 4),
-        )  # fmt: skip
+        price = x.col(act, 1)  # launch, price ratio, flash, bundle, ad share, creative:
+        return Decision(x.col(act, 0) > 0, x.take(a.price, price), x.take(a.is_flash, price), x.col(act, 2), x.take(a.spend, x.col(act, 3)), x.col(act, 4))
     v = x.box_actions(actions)  # clipped to [-1, 1]
     unit = lambda j: (x.col(v, j) + 1.0) / 2.0  # noqa: E731
     return Decision(

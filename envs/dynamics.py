@@ -291,17 +291,17 @@ def step(
     salvage = x.where(terminated, c.salvage * stock, 0.0)
     profit = revenue + partner_revenue - cogs - partner_cost - cannibalised - spend - holding - launch_cost + salvage
 
-    new_state = MarketState(
-        t=t_next, launched=launched, launch_step=x.where(launch_now, t, state.launch_step),
-        since_flash=x.where(flash, 0, x.minimum(state.since_flash + 1, NEVER)), flash_left=state.flash_left - x.i64(flash),
-        stock=stock, budget=state.budget - spend, adstock=adstock, adopters=state.adopters + sold * resp.first_purchase_share,
-        last_sales=sold, last_clicks=out.clicks, last_price=on_sale_ratio,
+    budget = state.budget - spend
+    new_state = MarketState(  # t, launched, launch step, steps since a flash sale, flash sales left, stock, budget, adstock, ...
+        t_next, launched, x.where(launch_now, t, state.launch_step), x.where(flash, 0, x.minimum(state.since_flash + 1, NEVER)),
+        state.flash_left - x.i64(flash), stock, budget, adstock, state.adopters + sold * resp.first_purchase_share,
+        sold, out.clicks, on_sale_ratio,  # last sales, last clicks, last price
     )  # fmt: skip
     quantities = {
         "launched": launched, "price": price, "flash_sale": flash, "bundle_option": option, "bundle_discount": discount,
         "creative": d.creative, "ad_spend": spend, "ads_paused": paused, "impressions": out.impressions, "clicks": out.clicks,
         "demand": demand, "expected_demand": mu, "units_sold": sold, "bundled_units": bundled, "stock_left": stock,
-        "budget_left": new_state.budget, "revenue": revenue, "partner_revenue": partner_revenue, "cogs": cogs,
+        "budget_left": budget, "revenue": revenue, "partner_revenue": partner_revenue, "cogs": cogs,
         "partner_cogs": partner_cost, "cannibalised_margin": cannibalised, "holding_cost": holding, "launch_cost": launch_cost,
         "salvage": salvage, "profit": profit,
     }  # fmt: skip

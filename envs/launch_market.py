@@ -188,15 +188,13 @@ class LaunchMarketEnv(gym.Env):
             demand_scale=self._demand_scale if self.demand_spread > 0.0 else None, sampled=self.outcomes == "sampled", explain=True,
         )  # fmt: skip
         self._state = r.state
-        q = r.quantities
-        self.last_context, self.last_response = q.pop("context"), q.pop("response")  # read by the log generator
-        ignored = [reason for flag, reason in _REFUSALS if q.pop(flag)]
+        info = r.quantities  # the step's own dict: completed in place
+        self.last_context, self.last_response = info.pop("context"), info.pop("response")  # read by the log generator
         s = self.scenario
-        item = m.option_items[q.pop("bundle_option")]
-        info = {
-            "week": t * s.step_weeks, **q, "bundle_partner": s.catalogue[item].name if item >= 0 else "",
-            "creative": s.ads.creatives[q["creative"]].name, "lost_sales": q["demand"] - q["units_sold"], "ignored": ignored,
-        }  # fmt: skip
+        item = m.option_items[info.pop("bundle_option")]
+        info["ignored"] = [reason for flag, reason in _REFUSALS if info.pop(flag)]
+        info["week"], info["bundle_partner"] = t * s.step_weeks, s.catalogue[item].name if item >= 0 else ""
+        info["creative"], info["lost_sales"] = s.ads.creatives[info["creative"]].name, info["demand"] - info["units_sold"]
         self._last_info = info
         return self._observe(), float(r.profit), r.terminated, False, info
 

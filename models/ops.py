@@ -23,6 +23,8 @@ import operator
 from typing import Any
 
 import numpy as np
+from scipy.special import cython_special
+from scipy.special import gammaincc as _gammaincc
 from scipy.special import ndtri as _ndtri
 
 _F64_EPS = float(np.finfo(np.float64).eps)
@@ -32,10 +34,6 @@ NEVER = 10_000  # a step index past any horizon: "no deadline", "never happened"
 
 def _scalar_where(cond: Any, a: Any, b: Any) -> Any:
     return a if cond else b
-
-
-def _ndtri_float(u: float) -> float:
-    return float(_ndtri(u))
 
 
 class ScalarOps:
@@ -52,7 +50,9 @@ class ScalarOps:
         self.f = self.f32 = float
         self.i64, self.any = int, bool
         self.copysign, self.erfc = math.copysign, math.erfc
-        self.ndtri = _ndtri_float
+        # scipy's special functions on one number through their C entry points (the ufuncs' own code, a
+        # tenth of the ufunc call's cost on a Python float)
+        self.ndtri, self.gammaincc = cython_special.ndtri, cython_special.gammaincc
         self.take = self.col = operator.getitem  # one market's entry of a per-market table; the j-th number of a record
         self.u_cap = 1.0 - U_EDGE
         self._orders: dict[tuple[int, ...], np.ndarray] = {}
@@ -77,6 +77,15 @@ class ScalarOps:
     def masked(self, mask: Any, fn: Any, args: tuple, otherwise: Any) -> Any:
         """``fn(ops, *args)`` where ``mask`` holds, else ``otherwise``; fn runs only where it is needed."""
         return fn(self, *args) if mask else otherwise
+
+    @staticmethod
+    def repeat_while(phases: tuple, state: tuple, args: tuple, max_steps: int, check_every: int = 1) -> tuple:
+        """For each (going, step) phase in turn, ``state = step(*state, *args)`` while ``going(*state, *args)``
+        (one number: a plain loop)."""
+        for going, step in phases:
+            while going(*state, *args):
+                state = step(*state, *args)
+        return state
 
     def lgamma(self, v: float) -> float:
         """log Gamma(v) of a whole number v >= 1, with the arithmetic of ``NumpyOps.lgamma``."""
@@ -123,7 +132,7 @@ class NumpyOps:
         self.dtype = np.dtype(dtype)
         self.exp, self.log, self.log1p, self.sqrt, self.floor, self.round = np.exp, np.log, np.log1p, np.sqrt, np.floor, np.round
         self.minimum, self.maximum, self.where, self.not_ = np.minimum, np.maximum, np.where, np.logical_not
-        self.copysign, self.erfc, self.ndtri = np.copysign, erfc, _ndtri
+        self.copysign, self.erfc, self.ndtri, self.gammaincc = np.copysign, erfc, _ndtri, _gammaincc
         self.u_cap = 1.0 - max(U_EDGE, float(np.finfo(self.dtype).eps))
         self._row_starts: dict[tuple[int, int], np.ndarray] = {}
 
@@ -208,6 +217,34 @@ class NumpyOps:
     @staticmethod
     def astype(v: np.ndarray, dtype: Any) -> np.ndarray:
         return v.astype(dtype, copy=False)
+
+    @classmethod
+    def repeat_while(cls, phases: tuple, state: tuple, args: tuple, max_steps: int, check_every: int = 1) -> tuple:
+        """For each (going, step) phase in turn, ``state = step(*state, *args)`` elementwise while
+        ``going(*state, *args)``, at most ``max_steps`` times: only the elements still going are carried
+        along (most stop after a step or two)."""
+        for going, step in phases:
+            state = cls._repeat(going, step, state, args, max_steps)
+        return state
+
+    @staticmethod
+    def _repeat(going: Any, step: Any, state: tuple, args: tuple, max_steps: int) -> tuple:
+        idx = np.flatnonzero(going(*state, *args))
+        if not len(idx):
+            return state
+        out = [np.array(v, copy=True) for v in state]
+        sub = [v[idx] for v in state]
+        sub_args = [a[idx] if isinstance(a, np.ndarray) and a.shape == out[0].shape else a for a in args]
+        for _ in range(max_steps):
+            sub = step(*sub, *sub_args)
+            for o, v in zip(out, sub):
+                o[idx] = v
+            go = going(*sub, *sub_args)
+            if not go.any():
+                break
+            idx, sub = idx[go], [v[go] for v in sub]
+            sub_args = [a[go] if isinstance(a, np.ndarray) and a.shape == go.shape else a for a in sub_args]
+        return tuple(out)
 
     def lgamma(self, v: np.ndarray) -> np.ndarray:
         """log Gamma(v) of whole numbers v >= 1 (log (v - 1)!): a table below 256, Stirling's series above
@@ -319,6 +356,7 @@ class TorchOps:
         self.floor, self.round, self.where, self.not_ = torch.floor, torch.round, torch.where, torch.logical_not
         self.copysign, self.erfc, self.sigmoid = torch.copysign, torch.special.erfc, torch.sigmoid
         self.softplus, self.ndtri, self.lgamma = torch.nn.functional.softplus, torch.special.ndtri, torch.lgamma
+        self.gammaincc = torch.special.gammaincc
         self._col_index: dict[tuple[int, ...], Any] = {}
         self.u_cap = 1.0 - max(U_EDGE, float(torch.finfo(self.dtype).eps))
 
@@ -410,6 +448,19 @@ class TorchOps:
 
     def cat_flat(self, parts: list[Any]) -> Any:
         return self.torch.cat(parts)
+
+    def repeat_while(self, phases: tuple, state: tuple, args: tuple, max_steps: int, check_every: int = 1) -> tuple:
+        """For each (going, step) phase in turn, ``state = step(*state, *args)`` elementwise while
+        ``going(*state, *args)``, at most ``max_steps`` times, every element in lockstep under masks; the
+        device is asked whether any still goes only every ``check_every`` steps (never with 0: no host
+        sync, as a CUDA graph needs)."""
+        for going, step in phases:
+            for i in range(max_steps):
+                moving = going(*state, *args)
+                if check_every and i % check_every == 0 and not bool(moving.any()):
+                    break
+                state = tuple(self.torch.where(moving, new, old) for new, old in zip(step(*state, *args), state))
+        return state
 
     # Matrix work (a predictor's MLPs) in ``dtype`` on ``device``.
 

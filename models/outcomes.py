@@ -25,7 +25,6 @@ import math
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.special import gammaincc
 
 from launchsim.models.ops import SCALAR
 
@@ -96,7 +95,7 @@ def poisson_quantile(x: Any, u: Any, mu: Any, max_walk: int = 64, graph_walk: bo
         m = x.where(pos, mu, 1.0)
         k0 = _guess(x, u, m)
         walk = (GRAPH_WALK, 0) if graph_walk else (max_walk, 4)  # a graph cannot ask the device whether any still moves
-        k, cdf, pmf = _walk(x, u, m, k0, x.torch.special.gammaincc(k0 + 1.0, m), *walk)
+        k, cdf, pmf = _walk(x, u, m, k0, x.gammaincc(k0 + 1.0, m), *walk)
         if graph_walk:
             left = x.sum(_moving(u, k, cdf, pmf) & pos)
         k = x.where(pos, k, 0.0)
@@ -111,7 +110,7 @@ def _quantile_gathered(x: Any, u: Any, m: Any, max_walk: int) -> Any:
     k, cdf, pmf = _walk(x, u, m, k0, _cheap_cdf(x, a, m), max_walk)
     tol = 4e-3 / (a * x.sqrt(a)) + (1e-8 + 64.0 * x.eps(u))  # truncation, rounding, and the walk's own rounding
     sure = (u < cdf - tol) & ((k == 0) | (u > cdf - pmf + tol)) & (a >= _CHEAP_MIN) & (a <= _CHEAP_MAX)
-    exact = lambda x, u, m, k0: _walk(x, u, m, k0, gammaincc(k0 + 1.0, m), max_walk)[0]  # noqa: E731
+    exact = lambda x, u, m, k0: _walk(x, u, m, k0, x.gammaincc(k0 + 1.0, m), max_walk)[0]  # noqa: E731
     return x.masked(x.not_(sure), exact, (u, m, k0), k)
 
 
@@ -119,7 +118,7 @@ def _quantile_one(u: float, mu: float) -> float:
     """``poisson_quantile`` of one positive mean: the guess, the exact anchor and the walk of the batch forms."""
     u = min(u, 1.0 - _U_EDGE)  # beyond this, float cdf sums cannot resolve u
     k = _guess(SCALAR, u, mu)
-    return float(_walk(SCALAR, u, mu, k, float(gammaincc(k + 1.0, mu)), _ENDLESS)[0])
+    return float(_walk(SCALAR, u, mu, k, SCALAR.gammaincc(k + 1.0, mu), _ENDLESS)[0])
 
 
 _ENDLESS = 1 << 62  # one number's walk always ends: no bound
@@ -127,7 +126,8 @@ _ENDLESS = 1 << 62  # one number's walk always ends: no bound
 
 def _guess(x: Any, u: Any, m: Any) -> Any:
     """The walk's start: a Cornish-Fisher count from the normal quantile of u."""
-    z = normal_quantile(x, x.maximum(u, _U_EDGE))
+    u = x.maximum(u, _U_EDGE)
+    z = x.choose(abs(u - 0.5) > 0.5 - _ACKLAM_LOW, _normal_tail, _normal_central, (u,))  # normal_quantile(x, u)
     return x.maximum(x.floor(m + x.sqrt(m) * z + (z * z - 1.0) / 6.0), 0.0)
 
 
@@ -139,28 +139,33 @@ def _moving(u: Any, k: Any, cdf: Any, pmf: Any) -> Any:
 def _walk(x: Any, u: Any, m: Any, k: Any, cdf: Any, max_walk: int, check_every: int = 1) -> tuple[Any, Any, Any]:
     """From the guess k with P(X <= k) = cdf, step up (while u is above the CDF) then down (while u is
     at or below the CDF at k - 1) by the pmf, to the smallest k with u <= cdf; returns k, the CDF and the
-    pmf there. Each step moves only the elements still moving (``masked``: a batch on a CPU carries just
-    those, a GPU steps all in lockstep under masks); ``check_every`` 0 never asks whether any still
-    moves (no device sync: a CUDA graph)."""
+    pmf there. ``repeat_while`` moves only the elements still moving (one number loops; a batch on a CPU
+    carries just those; a GPU steps all in lockstep under masks, asking whether any still moves every
+    ``check_every`` steps, never with 0: no device sync inside a CUDA graph)."""
     pmf = x.exp(k * x.log(m) - m - x.lgamma(k + 1.0))  # log k! = log Gamma(k + 1)
-    for up in (True, False):
-        one_unit = _up if up else _down
-        for step in range(max_walk):
-            moving = ((u > cdf) & (pmf > 0)) if up else ((k > 0) & (u <= cdf - pmf))
-            if check_every and not (step % check_every or x.any(moving)):
-                break
-            k, pmf, cdf = x.masked(moving, one_unit, (k, pmf, cdf, m), (k, pmf, cdf))
+    k, pmf, cdf = x.repeat_while(_WALK, (k, pmf, cdf), (u, m), max_walk, check_every)
     return k, cdf, pmf
 
 
-def _up(x: Any, k: Any, pmf: Any, cdf: Any, m: Any) -> tuple[Any, Any, Any]:
+def _going_up(k: Any, pmf: Any, cdf: Any, u: Any, m: Any) -> Any:
+    return (u > cdf) & (pmf > 0)
+
+
+def _up(k: Any, pmf: Any, cdf: Any, u: Any, m: Any) -> tuple[Any, Any, Any]:
     k = k + 1.0
     pmf = pmf * m / k
     return k, pmf, cdf + pmf
 
 
-def _down(x: Any, k: Any, pmf: Any, cdf: Any, m: Any) -> tuple[Any, Any, Any]:
+def _going_down(k: Any, pmf: Any, cdf: Any, u: Any, m: Any) -> Any:
+    return (k > 0) & (u <= cdf - pmf)
+
+
+def _down(k: Any, pmf: Any, cdf: Any, u: Any, m: Any) -> tuple[Any, Any, Any]:
     return k - 1.0, pmf * k / m, cdf - pmf
+
+
+_WALK = ((_going_up, _up), (_going_down, _down))  # up, then down (rounding can leave a step down after steps up)
 
 
 # The normal quantile only sets where the walk starts (the count is the walk's), so Acklam's rational

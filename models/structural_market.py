@@ -127,9 +127,9 @@ class StructuralResponder:
 
     def respond(self, ctx: MarketContext, creative: Any, option: Any) -> MarketResponse:
         x = self.x
-        partner = PartnerParams(x.take(self.affinity, option), x.take(self.cannibalisation, option))
         s = self.scenario
-        return structural_response(x, self.product, CreativeParams(x.take(self.ctr, creative)), partner, s.ads, s.bundle, s.flash, ctx)
+        partner = (x.take(self.affinity, option), x.take(self.cannibalisation, option))
+        return structural_response(x, self.product, (x.take(self.ctr, creative),), partner, s.ads, s.bundle, s.flash, ctx)
 
 
 def _record_columns(records: list[Any], column: Any) -> SimpleNamespace:
@@ -142,14 +142,15 @@ def structural_response(
     x: Any, pr: ProductParams, creative: CreativeParams, partner: PartnerParams, ads: Any, bundle: Any, flash: Any, ctx: MarketContext
 ) -> MarketResponse:
     """The market's equations for one market (Python numbers, ``x`` = ``SCALAR``) or a batch (the
-    parameters and the scenario-level ``ads``, ``bundle`` and ``flash`` truth as per-market columns)."""
+    parameters and the scenario-level ``ads``, ``bundle`` and ``flash`` truth as per-market columns).
+    ``creative`` is (ctr,) and ``partner`` (affinity, cannibalisation), as records or plain tuples."""
     k = ctx.step_weeks
     # Ads: adstock (per week) through Hill saturation into impressions, then clicks.
     weekly_stock = ctx.adstock / k
     a_h = weekly_stock**ads.hill_shape
     hill = a_h / (a_h + ads.half_saturation**ads.hill_shape)
     impressions = k * ads.max_impressions * hill
-    ctr = x.minimum(creative.ctr * pr.ad_responsiveness, 0.5)
+    ctr = x.minimum(creative[0] * pr.ad_responsiveness, 0.5)
 
     # Price: logit share against the competitor and the outside option, relative to the
     # share at the reference price with no competitor (so the Bass rates describe that case).
@@ -163,7 +164,7 @@ def structural_response(
     holiday = 1.0 + pr.gift_appeal * ctx.holiday
     in_dip = (ctx.weeks_since_flash >= 1) * (ctx.weeks_since_flash <= flash.dip_weeks)
     flash_factor = (1.0 + flash.spike * ctx.flash) * (1.0 - flash.dip * in_dip)
-    affinity, cannibalisation = partner.affinity, partner.cannibalisation
+    affinity, cannibalisation = partner
     d = ctx.bundle_discount
     has_bundle = d > 0
     bundle_uplift = 1.0 + has_bundle * affinity * (bundle.lift_base + bundle.lift_per_discount * d)
