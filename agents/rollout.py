@@ -7,8 +7,6 @@ from typing import Any, Protocol
 import gymnasium as gym
 import pandas as pd
 
-from launchsim.scenarios.schema import Scenario
-
 
 class Policy(Protocol):
     """Anything with SB3's ``predict``: trained models, heuristics, (later) oracle and lookup tables."""
@@ -53,29 +51,3 @@ def episode_summary(weekly: pd.DataFrame) -> dict[str, float]:
         "launch_week": float(on_sale["week"].iloc[0]) if len(on_sale) else float("nan"),
         "mean_price": float(on_sale["price"].mean()) if len(on_sale) else float("nan"),
     }
-
-
-def simulate(
-    scenario: Scenario,
-    policy_name: str,
-    product: int | str = 0,
-    seed: int = 0,
-    episodes: int = 1,
-    outcomes: str = "sampled",
-    response_model: Any = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run a heuristic in a market (structural unless ``response_model`` is given): the first
-    episode's weekly table and one summary row per episode."""
-    from launchsim.agents.heuristics import make_heuristic
-    from launchsim.envs.launch_market import LaunchMarketEnv
-    from launchsim.scenarios import product_index
-
-    index = product_index(scenario, product)
-    env = LaunchMarketEnv(scenario, product=index, outcomes=outcomes, response_model=response_model)  # type: ignore[arg-type]
-    policy = make_heuristic(policy_name, scenario, product=index, seed=seed)
-    first, summaries = None, []
-    for episode in range(episodes):
-        weekly = run_episode(env, policy, seed=seed + episode)
-        first = weekly if first is None else first
-        summaries.append({"episode": episode, "seed": seed + episode, **episode_summary(weekly)})
-    return first, pd.DataFrame(summaries)

@@ -7,7 +7,6 @@ as keyword arguments; ``LaunchSim/LearnedMarket-v2`` is the first with ``market=
 """
 
 from gymnasium.envs.registration import register, registry
-
 from launchsim.envs.actions import ActionLayout, Decision
 from launchsim.envs.launch_market import ENV_VERSION, LaunchMarketEnv
 from launchsim.envs.spaces import OBSERVATION_NAMES

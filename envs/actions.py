@@ -17,7 +17,6 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from gymnasium import spaces
-
 from launchsim.models.ops import SCALAR
 from launchsim.scenarios.schema import Scenario
 

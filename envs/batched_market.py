@@ -29,16 +29,31 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.utils import seeding
-from stable_baselines3.common.vec_env import VecEnv
-
 from launchsim.envs.actions import ActionType
-from launchsim.envs.dynamics import MarketState, action_masks, describe_market, market_texts, observe, reset_state, stack_markets, step
+from launchsim.envs.dynamics import (
+    MarketState,
+    action_masks,
+    describe_market,
+    market_texts,
+    observe,
+    reset_state,
+    stack_markets,
+    step,
+)
 from launchsim.envs.launch_market import checked_demand_spread, demand_scale_generator, draw_demand_scales
-from launchsim.envs.spaces import CRITIC_FIELDS, OBSERVATION_NAMES, log_demand_draw, observation_space, product_traits, union_nvec
+from launchsim.envs.spaces import (
+    CRITIC_FIELDS,
+    OBSERVATION_NAMES,
+    log_demand_draw,
+    observation_space,
+    product_traits,
+    union_nvec,
+)
 from launchsim.models.ops import NumpyOps, TorchOps
 from launchsim.models.outcomes import NOISE_SLOTS
 from launchsim.models.structural_market import StructuralMarket, StructuralResponder
 from launchsim.scenarios.schema import Scenario
+from stable_baselines3.common.vec_env import VecEnv
 
 # The step runs on NumPy views of the state on a CPU; False runs the torch code a GPU uses (tests).
 NUMPY_ON_CPU = True

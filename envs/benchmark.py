@@ -17,7 +17,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
 from launchsim.scenarios import DEFAULT_SCENARIO
 
 
@@ -49,9 +48,8 @@ def run_benchmarks(n_steps: int = 50_000, repeats: int = 5, progress: Callable[[
     CPU) backends, raw and through ``gym.make``, and CartPole-v1 as a yardstick."""
     from launchsim.envs import ENV_IDS  # importing envs registers the LaunchSim ids
     from launchsim.envs.launch_market import LaunchMarketEnv
-
-    from launchsim.models.predictor import LaunchPredictor
     from launchsim.models.learned_market import DEFAULT_PREDICTOR_DIR
+    from launchsim.models.predictor import LaunchPredictor
 
     learned = LaunchPredictor.load(DEFAULT_PREDICTOR_DIR, device="cpu")
     cases = {
@@ -284,11 +282,10 @@ def run_vec_benchmarks(
     """DummyVecEnv vs the batched VecEnv (learned market; float32 and bfloat16 heads) and the head alone
     at each size; PPO rollout collection and end-to-end learning with both; encoder texts/s; peak memory."""
     import torch
-
     from launchsim.envs.batched_market import BatchedMarketVecEnv
     from launchsim.envs.vector import make_market_vec_env
-    from launchsim.models.predictor import LaunchPredictor
     from launchsim.models.learned_market import DEFAULT_PREDICTOR_DIR
+    from launchsim.models.predictor import LaunchPredictor
     from launchsim.scenarios import load_scenario
 
     scenario = load_scenario(DEFAULT_SCENARIO)

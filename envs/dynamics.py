@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-
 from launchsim.envs.actions import ActionLayout, DecodeTables, decode
 from launchsim.envs.spaces import OBS, OBS_HIGH, OBS_LOW, OBSERVATION_NAMES
 from launchsim.envs.timeline import Timeline
@@ -358,3 +357,28 @@ def action_masks(x: Any, c: MarketConstants, tab: MarketTables, a: DecodeTables,
     bundle = offered[2] & (x.take(tab.partner_open, options * tab.steps + tc[:, None]) | (options == 0))
     launch = x.stack([x.not_(launched) & (t < c.deadline), launched | (t >= c.earliest)])
     return x.cat_cols([launch, price, bundle, offered[3], offered[4]])
+
+
+class ObservedMasks:
+    """A market's action masks rebuilt from its observation, for a policy that sees only observations (a
+    trained MaskablePPO acting in the native env): ``action_masks`` on the state the observation shows."""
+
+    def __init__(self, scenario: Scenario, product: int, nvec: np.ndarray | None = None):
+        from launchsim.models.ops import NumpyOps
+
+        m = describe_market(scenario, product, nvec)
+        self._x = NumpyOps()
+        self._nvec = ActionLayout(scenario, "multidiscrete").nvec if nvec is None else np.asarray(nvec)
+        self._c, self._tab, self._a = stack_markets(self._x, [m], np.zeros(1, dtype=np.int64))
+        self._n = m.constants.n_i
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """The masks (sum(nvec),) of one observation."""
+        c = self._c
+        t = min(int(round(float(obs[OBS["progress"]]) * self._n)), self._n - 1)
+        flash_left = int(round(float(obs[OBS["flash_uses_left"]]) * float(c.flash_scale[0])))
+        state = MarketState(
+            np.array([t]), np.array([obs[OBS["launched"]] > 0.5]), *(np.zeros(1, dtype=np.int64) for _ in range(2)),
+            np.array([flash_left]), *(np.zeros(1) for _ in range(7)),
+        )  # fmt: skip
+        return action_masks(self._x, c, self._tab, self._a, state, self._nvec)[0]

@@ -8,10 +8,17 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-
 from launchsim.envs.actions import ActionLayout, ActionType
-from launchsim.envs.dynamics import action_masks, describe_market, initial_state, market_texts, observe, stack_markets, step
-from launchsim.envs.spaces import CRITIC_FIELDS, OBSERVATION_NAMES, log_demand_draw, observation_space
+from launchsim.envs.dynamics import (
+    action_masks,
+    describe_market,
+    initial_state,
+    market_texts,
+    observe,
+    stack_markets,
+    step,
+)
+from launchsim.envs.spaces import CRITIC_FIELDS, log_demand_draw, observation_space
 from launchsim.envs.timeline import Timeline
 from launchsim.models.ops import SCALAR, NumpyOps
 from launchsim.models.outcomes import draw_noise

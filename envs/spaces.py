@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-
 from launchsim.envs.actions import ActionLayout
 from launchsim.scenarios.schema import Scenario
 

@@ -13,14 +13,13 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import gymnasium as gym
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
-
 from launchsim.envs.actions import ActionType
 from launchsim.envs.batched_market import BatchedMarketVecEnv
 from launchsim.envs.launch_market import LaunchMarketEnv
 from launchsim.envs.spaces import market_pairs, product_traits, union_nvec
 from launchsim.scenarios.schema import Scenario
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 MarketKind = Literal["learned", "structural"]
 

@@ -45,7 +45,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from launchsim.agents.rollout import simulate
+    from launchsim.agents.evaluation.simulate import simulate
     from launchsim.scenarios import load_scenario
 
     scenario = load_scenario(args.scenario)
@@ -123,7 +123,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from launchsim.models.log_generator import generate_logs, write_logs
+    from launchsim.envs.log_generator import generate_logs, write_logs
 
     logs = generate_logs(
         args.train, args.heldout, args.paraphrase, seed=args.seed, heterogeneity=args.heterogeneity, reference=args.reference,
@@ -190,7 +190,12 @@ def cmd_predictors_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from launchsim.agents.training import DEFAULT_TRAINING_OUTCOMES, TrainConfig, default_run_dir, hyperparams_from_file, resume, summary_lines, train
+    from launchsim.agents.run_folder import DEFAULT_TRAINING_OUTCOMES, TrainConfig, default_run_dir, hyperparams_from_file
+    from launchsim.agents.training.runs import (
+        resume,
+        summary_lines,
+        train,
+    )
 
     out = args.resume or args.out or default_run_dir(args.scenario, args.algo, args.seed)
     try:
@@ -218,8 +223,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from launchsim.agents.evaluation import evaluate, report_rows, write_report
-    from launchsim.agents.policy_source import check_policy_spec
+    from launchsim.agents.evaluation.evaluate import evaluate, report_rows, write_report
+    from launchsim.agents.policies.source import check_policy_spec
     from launchsim.scenarios import load_scenario
     from launchsim.scenarios.overrides import apply_overrides
 
@@ -263,7 +268,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from launchsim.agents.replay import replay, summary_table, write_replay
+    from launchsim.agents.evaluation.replay import replay, summary_table, write_replay
     from launchsim.scenarios import load_scenario
     from launchsim.scenarios.overrides import apply_overrides
 
@@ -285,10 +290,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from launchsim.agents.replay import build_policy
-    from launchsim.agents.sensitivity import LEVER_LABELS, console_table, plan_sensitivity, sensitivity_table, write_sensitivity
-    from launchsim.scenarios import product_index
-    from launchsim.scenarios import load_scenario
+    from launchsim.agents.policies.source import build_policy
+    from launchsim.agents.evaluation.sensitivity import (
+        LEVER_LABELS,
+        console_table,
+        plan_sensitivity,
+        sensitivity_table,
+        write_sensitivity,
+    )
+    from launchsim.scenarios import load_scenario, product_index
 
     scenario = load_scenario(args.scenario)
     index = product_index(scenario, args.product)
@@ -318,10 +328,10 @@ def _markets_predictor(args: argparse.Namespace) -> Any:
 
 
 def cmd_export_table(args: argparse.Namespace) -> int:
-    from launchsim.agents.lookup_table import TableGrid, export_table, read_table
-    from launchsim.agents.replay import build_policy
-    from launchsim.scenarios import product_index
-    from launchsim.scenarios import load_scenario
+    from launchsim.agents.policies.source import build_policy
+    from launchsim.agents.policies.table import TableGrid, read_table
+    from launchsim.agents.tables import export_table
+    from launchsim.scenarios import load_scenario, product_index
 
     scenario = load_scenario(args.scenario)
     index = product_index(scenario, args.product)
@@ -348,8 +358,8 @@ def cmd_export_table(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from launchsim.agents.sweep import require_ray, run_sweep, summary_lines
-    from launchsim.agents.sweep_config import load_sweep
+    from launchsim.agents.sweep.config import load_sweep
+    from launchsim.agents.sweep.run import require_ray, run_sweep, summary_lines
 
     config, path = load_sweep(args.config)
     require_ray()
@@ -360,7 +370,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from launchsim.agents.heuristics import HEURISTICS
+    from launchsim.agents.policies.heuristics import HEURISTICS
     from launchsim.scenarios import DEFAULT_SCENARIO
 
     parser = argparse.ArgumentParser(prog="run_sim.py", description="Launch-strategy simulator.")

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-
 from launchsim.models.ops import NumpyOps
 
 FEATURES_VERSION = 3

@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from launchsim.errors import PredictorError
 from launchsim.models.card import ENSEMBLE_FORMAT, ENSEMBLE_VERSION, combined_identity, load_card
 from launchsim.models.predictor import LaunchPredictor
 from launchsim.models.response import MarketContext, MarketResponse, MarketTexts, TextRole
 
+from launchsim.errors import PredictorError
 
 
 class PredictorEnsemble:

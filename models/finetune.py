@@ -23,15 +23,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
+from launchsim.models.card import CARD_FORMAT, CARD_VERSION
+from launchsim.models.context_features import FEATURE_NAMES, FEATURES_VERSION
+from launchsim.models.heads import PredictorHeads
+from launchsim.models.predictor import DEFAULT_BASE, LaunchPredictor
+from launchsim.models.text_encoder import TextEncoder
+from launchsim.models.training_data import TARGETS, TrainingData, gather
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from launchsim.models.context_features import FEATURE_NAMES, FEATURES_VERSION
-from launchsim.models.predictor import DEFAULT_BASE, LaunchPredictor
-from launchsim.models.heads import PredictorHeads
-from launchsim.models.card import CARD_FORMAT, CARD_VERSION
-from launchsim.models.text_encoder import TextEncoder
-from launchsim.models.training_data import TARGETS, TrainingData, gather
 
 @dataclass
 class FinetuneConfig:

@@ -23,11 +23,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch import nn
-
 from launchsim.models.context_features import FEATURE_NAMES, feature_columns, log_adstock
 from launchsim.models.ops import SCALAR, NumpyOps, TorchOps
 from launchsim.models.response import MarketContext, MarketResponse, MarketTexts
+from torch import nn
 
 
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:

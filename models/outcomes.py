@@ -25,7 +25,6 @@ import math
 from typing import Any, NamedTuple
 
 import numpy as np
-
 from launchsim.models.ops import SCALAR
 
 NOISE_SLOTS = 5

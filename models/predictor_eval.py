@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from launchsim.models.context_features import context_features
 from launchsim.models.predictor import LaunchPredictor
 

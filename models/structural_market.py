@@ -14,10 +14,10 @@ from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import numpy as np
-
-from launchsim.errors import PredictorError
 from launchsim.models.response import MarketContext, MarketResponse, MarketTexts, TextRole
 from launchsim.scenarios.schema import Scenario
+
+from launchsim.errors import PredictorError
 
 
 class ScenarioParams(NamedTuple):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-
 from launchsim.models.context_features import FEATURE_NAMES, context_features
 
 TARGETS = ("units", "new_customers", "impressions", "clicks", "bundled_units")

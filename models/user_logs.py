@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from launchsim.scenarios.schema import EstimateBasis
 
 from launchsim.errors import LogsError
-from launchsim.scenarios.schema import EstimateBasis
 
 ALIASES = {
     "sku": "product_id", "product": "product_id", "item_id": "product_id",

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from launchsim.scenarios.schema import Scenario
 from pydantic import BaseModel, ValidationError
 
 from launchsim.errors import ScenarioError
-from launchsim.scenarios.schema import Scenario
 
 SCENARIO_DIR = Path(__file__).resolve().parent
 DEFAULT_SCENARIO = SCENARIO_DIR / "apparel_winter_coat_holiday.yaml"

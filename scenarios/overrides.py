@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import yaml
-
-from launchsim.errors import ScenarioError
 from launchsim.scenarios.loader import scenario_from_dict
 from launchsim.scenarios.schema import Scenario
+
+from launchsim.errors import ScenarioError
 
 _RELATIVE = re.compile(r"^([*/+-])\s*([0-9.]+(?:[eE][+-]?[0-9]+)?)$")
 

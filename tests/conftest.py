@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from launchsim.models import product_text as pt
-from launchsim.models.log_generator import generate_logs
+from launchsim.envs.log_generator import generate_logs
 
 from launchsim.scenarios import DEFAULT_SCENARIO, list_scenarios, load_scenario
 

@@ -40,7 +40,7 @@ def test_paraphrased_descriptions_use_unseen_wording(tiny_logs):
 
 
 def test_logs_generation_is_seeded():
-    from launchsim.models.log_generator import generate_logs
+    from launchsim.envs.log_generator import generate_logs
 
     a = generate_logs(3, 0, 0, seed=9, progress=False)
     b = generate_logs(3, 0, 0, seed=9, progress=False)
