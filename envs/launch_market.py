@@ -136,9 +136,7 @@ class LaunchMarketEnv(gym.Env):
         if market not in MARKETS:
             raise ValueError(f"market must be one of {MARKETS}, found {market!r}")
         self.demand_spread = checked_demand_spread(demand_spread)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            gym.logger.warn(f"render_mode {render_mode!r} is not supported (supported: {self.metadata['render_modes']}); render() returns None")
-        self.outcomes, self.render_mode = outcomes, render_mode
+        self.outcomes, self.render_mode = outcomes, render_mode  # another mode than ansi: render() warns and returns None
         if response_model is None and market == "learned":
             from launchsim.models.learned_market import load_shared
 

@@ -301,25 +301,3 @@ def plot_replay(result: ReplayResult, path: Path | str) -> Path:
     return Path(path)
 
 
-def summary_table(summary: dict[str, Any]):
-    """A rich table of every market's metric deltas with their 95% intervals, for the console."""
-    from rich.table import Table
-
-    what = " ".join(summary["overrides"])
-    if summary.get("versus"):
-        what = f"{what} versus {summary['versus']}".strip()
-    table = Table(title=f"{summary['scenario']} · baseline vs {what} · {summary['episodes']} paired episodes")
-    for col in ("market", "metric", "baseline", "override", "delta", "95% CI"):
-        table.add_column(col, justify="left" if col in ("market", "metric") else "right", no_wrap=True)
-    for market, metrics in summary["markets"].items():
-        for metric, m in metrics.items():
-            ci = m["delta_ci95"]
-            table.add_row(
-                market, metric, _fmt(m["baseline_mean"]), _fmt(m["override_mean"]), _fmt(m["delta_mean"]),
-                "n/a" if ci is None else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]",
-            )  # fmt: skip
-    return table
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.2f}"

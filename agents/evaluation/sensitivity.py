@@ -25,7 +25,7 @@ from launchsim.scenarios.schema import Scenario
 from launchsim.errors import PolicyError
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    pass
 
 # The weekly table's columns that a recorded plan reads back (agents/recorded_plan.py).
 PLAN_COLUMNS = ("week", "launched", "price", "flash_sale", "bundle_partner", "bundle_discount", "creative", "ad_spend")
@@ -172,26 +172,3 @@ def plot_sensitivity(rows: pd.DataFrame, path: Path | str) -> Path:
     return Path(path)
 
 
-def console_table(wide: pd.DataFrame, title: str) -> Table:
-    """A rich table of ``sensitivity_table``'s rows for the console; changes that pay in bold."""
-    from rich.table import Table
-
-    if wide.empty:
-        title += " · no week to move (never on regular sale with stock, or a single level)"
-    table = Table(title=title)
-    for col in wide.columns:
-        table.add_column(str(col), justify="right", no_wrap=True)
-    for row in wide.itertuples(index=False):
-        cells = []
-        for col, value in zip(wide.columns, row):
-            if col == "disagree":
-                cells.append("yes" if value else "")
-            elif col == "week":
-                cells.append(f"{value:g}")
-            elif isinstance(value, float) and np.isnan(value):
-                cells.append("")
-            else:
-                text = f"{value:,.2f}"
-                cells.append(f"[bold]{text}[/bold]" if col.endswith("level") and value > 0 else text)
-        table.add_row(*cells)
-    return table

@@ -10,7 +10,7 @@ from typing import Any
 from launchsim.agents.policies.heuristics import HEURISTICS, make_heuristic
 from launchsim.agents.policies.oracle import make_oracle
 from launchsim.agents.policies.table import TABLE_SUFFIXES, TablePolicy
-from launchsim.agents.policies.trained import load_trained_policy
+from launchsim.agents.policies.trained import load_sb3_model, load_trained_policy
 from launchsim.agents.rollout import Policy
 from launchsim.scenarios import product_index
 from launchsim.scenarios.schema import Scenario
@@ -45,6 +45,8 @@ def resolve_policy(
     path = Path(text)
     if path.is_dir():
         return _load_run(path, scenario, index, predictor)
+    if path.suffix.lower() == ".zip":
+        return load_sb3_model(path, scenario, index)
     return _load_table(path, scenario, index)
 
 
@@ -57,17 +59,17 @@ def check_policy_spec(spec: str | Path) -> None:
     path = Path(text)
     if path.is_dir():
         return
-    if path.suffix.lower() in TABLE_SUFFIXES:
+    if path.suffix.lower() in (*TABLE_SUFFIXES, ".zip"):
         if not path.is_file():
-            raise PolicyError(f"{path}: no such lookup-table file")
+            raise PolicyError(f"{path}: no such {'model' if path.suffix.lower() == '.zip' else 'lookup-table'} file")
         return
     if path.exists():
         expected = ", ".join(TABLE_SUFFIXES)
-        raise PolicyError(f"{path}: not a policy: expected a training run folder or a lookup table ({expected})")
+        raise PolicyError(f"{path}: not a policy: expected a training run folder, an SB3 model (.zip) or a lookup table ({expected})")
     try:
         lookup(dict.fromkeys(policy_names()), text, "policy")
     except PolicyError as err:
-        raise PolicyError(f"{err}, or a training run folder, or a lookup table file") from None
+        raise PolicyError(f"{err}, or a training run folder, an SB3 model file or a lookup table file") from None
 
 
 def build_policy(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 from launchsim.agents.run_folder import (
     FINAL_MODEL,
     FINAL_STATS,
@@ -23,12 +24,13 @@ from launchsim.agents.run_folder import (
     run_predictor,
     traits_identity,
 )
-from launchsim.agents.sb3.algorithms import Algorithm, unflatten_action
+from launchsim.agents.sb3.algorithms import Algorithm, resolve_hyperparams, unflatten_action
+from launchsim.agents.sb3.loading import detect_algorithm, load_model, read_vecnormalize_pickle, serialized_entries
 from launchsim.envs.dynamics import ObservedMasks
 from launchsim.agents.sb3.normalizer_stats import ObservationScaler
 from launchsim.envs.actions import ActionLayout
-from launchsim.envs.spaces import OBSERVATION_NAMES, clip_action
-from launchsim.scenarios import load_scenario
+from launchsim.envs.spaces import OBSERVATION_NAMES, observation_space, clip_action
+from launchsim.scenarios import load_scenario, product_index
 from launchsim.scenarios.schema import Scenario
 
 from launchsim.errors import TrainingError
@@ -73,9 +75,7 @@ class TrainedPolicy:
             obs = self.normalizer.normalize_obs(obs).astype(np.float32)
         extra = {}
         if self.algorithm.action_masks:
-            extra["action_masks"] = np.stack(
-                [self._masks(row) for row in batch]
-            )
+            extra["action_masks"] = np.stack([self._masks(row) for row in batch])
         action, state = self.model.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic, **extra)
         if self.algorithm.flatten_actions:
             action = unflatten_action(action, self.shared_nvec)
@@ -92,8 +92,6 @@ def load_trained_policy(
 
     Product traits always come from the run's own predictor; ``predictor`` only saves loading it
     again when it is that same predictor (same identity)."""
-    from launchsim.scenarios import product_index
-
     run = open_run(run_dir)
     scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     index = product_index(scenario, product)
@@ -104,7 +102,7 @@ def load_trained_policy(
         if found is None:
             raise TrainingError(f"{run.dir}: no {FINAL_MODEL} and no checkpoint yet")
         zip_path, stats_path, _ = found
-    model = run.algorithm.load_class().load(zip_path, device="cpu")
+    model = load_model(run.algorithm, zip_path, *run_spaces(run), params=run.params)
     normalizer = ObservationScaler(stats_path) if stats_path.exists() else None
     traits = None
     if run.env["product_features"]:
@@ -126,3 +124,33 @@ def load_trained_policy(
         model, run.algorithm, scenario, index, normalizer=normalizer, traits=traits, shared_nvec=shared,
         critic_fields=run.env.get("critic_fields", 0),
     )  # fmt: skip
+
+
+def run_spaces(run: Any) -> tuple[spaces.Space, spaces.Space]:
+    """The observation and action spaces a run's model was trained on, from its recorded env layout."""
+    critic = int(run.env.get("critic_fields", 0))
+    observation = observation_space(int(run.env["observation_size"]) - len(OBSERVATION_NAMES) - critic, critic)
+    if run.algorithm.action_type == "box":
+        return observation, spaces.Box(-1.0, 1.0, (6,), np.float32)
+    nvec = np.asarray(run.env["action_nvec"], dtype=np.int64)
+    return observation, spaces.Discrete(int(np.prod(nvec))) if run.algorithm.flatten_actions else spaces.MultiDiscrete(nvec)
+
+
+def load_sb3_model(zip_path: str | Path, scenario: Scenario, product: int | str = 0) -> TrainedPolicy:
+    """A plain SB3 model file trained on the native env of ``scenario`` (its registered id, rl-baselines3-zoo,
+    or a user's own script) as a policy: the algorithm read from the file, its VecNormalize statistics
+    used when they lie beside it (``vecnormalize.json`` in launchsim's form, or SB3's ``vecnormalize.pkl``,
+    also in rl-baselines3-zoo's folder named after the model), nothing unpickled."""
+    zip_path = Path(zip_path)
+    index = product_index(scenario, product)
+    algorithm = detect_algorithm(serialized_entries(zip_path), zip_path)
+    layout = ActionLayout(scenario, algorithm.action_type)
+    action = spaces.Discrete(int(np.prod(layout.nvec))) if algorithm.flatten_actions else layout.space
+    plain = {**resolve_hyperparams(algorithm.name), "critic_sees_demand_draw": False, "policy": "MlpPolicy"}  # an SB3 default policy
+    model = load_model(algorithm, zip_path, observation_space(), action, params=plain)
+    normalizer = None
+    for candidate in (zip_path.with_name("vecnormalize.json"), zip_path.with_name("vecnormalize.pkl"), zip_path.with_suffix("") / "vecnormalize.pkl"):
+        if candidate.is_file():
+            normalizer = ObservationScaler(read_vecnormalize_pickle(candidate) if candidate.suffix == ".pkl" else candidate)
+            break
+    return TrainedPolicy(model, algorithm, scenario, index, normalizer=normalizer)

@@ -38,8 +38,8 @@ def restore_normalizer(venv: VecEnv, path: Path) -> VecNormalize:
 class ObservationScaler:
     """The observation half of a saved VecNormalize, for a policy that plays single envs."""
 
-    def __init__(self, path: Path):
-        data = json.loads(Path(path).read_text())
+    def __init__(self, stats: Path | dict[str, Any]):
+        data = stats if isinstance(stats, dict) else json.loads(Path(stats).read_text())
         self.norm_obs = bool(data["norm_obs"])
         self.clip_obs, self.epsilon = float(data["clip_obs"]), float(data["epsilon"])
         self.obs_rms = _rms(data["obs_rms"])

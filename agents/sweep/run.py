@@ -201,25 +201,6 @@ def evaluation_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def summary_lines(result: SweepResult) -> list[str]:
-    """What the CLI prints: counts, the best run per scenario, failures, and where the tables are."""
-    t = result.table
-    lines = [
-        f"{len(t)} trials: {int((t['status'] == 'ok').sum())} ok, {result.failed} failed "
-        f"({result.ran} run now, {result.skipped} completed earlier)",
-        "best run per scenario (ground-truth profit):",
-    ]
-    for row in result.best.itertuples():
-        lines.append(
-            f"  {row.scenario}: {row.algorithm} seed {row.seed} {row.hyperparams} -> {row.truth_profit:,.0f}"
-            f" (ratio to oracle {row.ratio_to_oracle:.3f}) {row.run_dir}"
-        )
-    for row in t[t["status"] == "failed"].itertuples():
-        lines.append(f"  failed: {row.trial} {row.scenario} {row.algorithm} seed {row.seed} after {row.attempts} attempt(s): {row.error}")
-    lines.append(f"table: {result.out / 'results.md'} and {result.out / 'results.parquet'}")
-    return lines
-
-
 def best_per_scenario(table: pd.DataFrame) -> pd.DataFrame:
     """The completed trial with the highest ground-truth profit in each scenario."""
     ok = table[(table["status"] == "ok") & table["truth_profit"].notna()]

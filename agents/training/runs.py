@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from launchsim.agents.evaluation.evaluate import evaluate
 from launchsim.agents.policies.trained import TrainedPolicy, load_trained_policy
+from launchsim.agents.sb3.loading import load_model
 from launchsim.agents.run_folder import (
     CONFIG_FILE,
     EVAL_SEED,
@@ -112,7 +113,7 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     venv = _make_env(
         config, algorithm, run.params, run.scenarios, predictor, seed=config.seed + step, kind=run.env["kind"], stats=stats_path
     )
-    model = algorithm.load_class().load(zip_path, env=venv, device="cpu", tensorboard_log=_tensorboard_dir(run.dir))
+    model = load_model(algorithm, zip_path, venv.observation_space, venv.action_space, params=run.params, env=venv, tensorboard_log=_tensorboard_dir(run.dir))
     model.set_random_seed(config.seed + step)
     buffer = run.dir / "checkpoints" / "replay_buffer.pkl"
     if algorithm.off_policy and buffer.exists():
@@ -121,28 +122,6 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     record_event(run.dir, "resume", from_checkpoint=zip_path.name, steps_done=int(model.num_timesteps), steps=run.steps)
     _learn(run, model, venv, predictor, progress, fresh=False)
     return _finish(run, model, venv, predictor)
-
-
-def summary_lines(evaluation: dict[str, Any]) -> list[str]:
-    """A few readable lines of an evaluation.json: truth profit, oracle ratio, best heuristic, gap."""
-    lines = [f"evaluation ({evaluation['evaluator']}, {evaluation['episodes']} episodes per market):"]
-    for m in evaluation["markets"]:
-        head = f"  {m['scenario']} / {m['product_name']}:"
-        if "truth" not in m:
-            lines.append(f"{head} profit in the training market {m['training_market']['profit_mean']:,.0f}")
-            continue
-        lo, hi = m["truth"]["profit_ci95"]
-        heur = {k: v["profit_mean"] for k, v in (m.get("heuristics") or {}).items()}
-        best = max(heur, key=heur.get) if heur else None
-        text = f"{head} truth profit {m['truth']['profit_mean']:,.0f} (95% CI {lo:,.0f} to {hi:,.0f})"
-        if m.get("oracle"):
-            text += f"; oracle {m['oracle']['profit_mean']:,.0f} (ratio {m['ratio_to_oracle']:.3f})"
-        if best:
-            text += f"; best heuristic {best} {heur[best]:,.0f}"
-        if m.get("learned"):
-            text += f"; learned market {m['learned']['profit_mean']:,.0f} (sim-to-real gap {m['sim_to_real_gap']:.1%})"
-        lines.append(text)
-    return lines
 
 
 # ---------------------------------------------------------------------------- the learning loop

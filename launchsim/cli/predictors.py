@@ -1,0 +1,104 @@
+"""Commands on the learned market's predictors: ``logs``, ``finetune``, ``ensemble``, ``predictors-eval``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from launchsim.cli import render
+from launchsim.cli.market import _adder
+from launchsim.cli.options import positive_int
+from launchsim.files import write_json
+
+
+def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
+    add = _adder(sub)
+    p = add("logs", "generate historical launch logs from the structural market", [shared["seed"]])
+    p.add_argument("--out", required=True, help="a .parquet or .csv file")
+    p.add_argument("--train", type=positive_int, default=2000, help="training products")
+    p.add_argument("--heldout", type=int, default=300, help="held-out products (same wording)")
+    p.add_argument("--paraphrase", type=int, default=300, help="held-out products in wording never seen in training")
+    p.add_argument("--heterogeneity", type=float, default=0.05, help="per-product noise the text does not carry")
+    p.add_argument("--reference", action="store_true", help="add the demand of a model that knows everything but the market size to the held-out rows")
+    p.set_defaults(func=cmd_logs)
+
+    p = add("finetune", "fine-tune a BERT predictor on logs (generated, or your own CSV/Parquet)", [shared["seed"], shared["device"]])
+    p.add_argument("--logs", required=True, help="a logs file; its schema in docs/PREDICTORS.md")
+    p.add_argument("--out", required=True, help="the predictor folder to write")
+    p.add_argument("--encoder", help="a local BERT-family folder (default: the embedded all-MiniLM-L6-v2)")
+    p.add_argument("--mode", choices=["frozen", "lora", "full"], default="lora", help="how the encoder trains")
+    p.add_argument("--lora-rank", type=positive_int, default=16)
+    p.add_argument("--head-epochs", type=int, default=150)
+    p.add_argument("--encoder-epochs", type=int, default=3)
+    p.add_argument("--polish-epochs", type=int, default=40)
+    p.add_argument("--hidden", type=positive_int, default=256, help="width of the demand head")
+    p.add_argument("--no-zero-fill", action="store_true", help="do not count a product's missing weeks as zero units")
+    p.set_defaults(func=cmd_finetune)
+
+    p = add("ensemble", "combine predictor folders into one learned market (the mean of their responses)", [])
+    p.add_argument("--members", nargs="+", required=True, metavar="DIR", help="two or more predictor folders")
+    p.add_argument("--out", required=True, help="the ensemble folder to write (it stores the members' paths relative to it)")
+    p.set_defaults(func=cmd_ensemble)
+
+    p = add("predictors-eval", "R², deviance and calibration on held-out products next to text baselines", [shared["predictor"], shared["seed"], shared["device"]])
+    p.add_argument("--logs", required=True, help="a logs file")
+    p.add_argument("--json", required=True, help="the metrics file to write")
+    p.add_argument("--png", help="the plot file (default: next to --json)")
+    p.add_argument("--no-zero-fill", action="store_true", help="do not count a product's missing weeks as zero units")
+    p.set_defaults(func=cmd_predictors_eval)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from launchsim.envs.log_generator import generate_logs, write_logs
+
+    logs = generate_logs(args.train, args.heldout, args.paraphrase, seed=args.seed, heterogeneity=args.heterogeneity, reference=args.reference)
+    path = write_logs(logs, args.out)
+    counts = logs.groupby("split")["product_id"].nunique().to_dict()
+    print(f"{len(logs):,} product-weeks of {sum(counts.values()):,} products ({counts}) written to {path}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from launchsim.models.finetune import FinetuneConfig, finetune
+    from launchsim.models.predictor_eval import with_splits
+    from launchsim.models.user_logs import read_logs
+
+    logs = with_splits(read_logs(args.logs, zero_fill=not args.no_zero_fill))
+    train = logs[logs["split"] == "train"].reset_index(drop=True)
+    held = logs["product_id"][logs["split"] != "train"].nunique()
+    print(f"training on {train['product_id'].nunique():,} products ({len(train):,} rows); {held:,} products held out")
+    cfg = FinetuneConfig(
+        encoder=args.encoder, mode=args.mode, lora_rank=args.lora_rank, head_epochs=args.head_epochs,
+        encoder_epochs=args.encoder_epochs, polish_epochs=args.polish_epochs, hidden=args.hidden, seed=args.seed,
+        device=args.device,
+    )  # fmt: skip
+    predictor = finetune(train, cfg, source=str(args.logs))
+    out = predictor.save(args.out)
+    print(f"predictor written to {out} (identity {predictor.identity}); trained heads: {', '.join(predictor.card['targets_trained'])}")
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from launchsim.models.ensemble import PredictorEnsemble
+
+    out = PredictorEnsemble.write(args.out, args.members)
+    ensemble = PredictorEnsemble.load(out, device="cpu")  # loads every member: a broken one fails here, not in a run
+    print(f"ensemble of {len(ensemble.members)} predictors written to {out} (identity {ensemble.identity})")
+    return 0
+
+
+def cmd_predictors_eval(args: argparse.Namespace) -> int:
+    from launchsim.models.learned_market import DEFAULT_MARKET_DIR, load_predictor
+    from launchsim.models.predictor_eval import evaluate, plot_report, strip_predictions
+    from launchsim.models.user_logs import read_logs
+
+    predictor = load_predictor(args.predictor, device=args.device)
+    logs = read_logs(args.logs, zero_fill=not args.no_zero_fill)
+    report = evaluate(predictor, logs, seed=args.seed)
+    png = plot_report(report, logs, args.png or Path(args.json).with_suffix(".png"))
+    result = {"predictor": str(args.predictor or DEFAULT_MARKET_DIR), "identity": predictor.identity, "logs": str(args.logs), **strip_predictions(report)}
+    write_json(args.json, result)
+    print("\n".join(render.predictor_eval_lines(result)))
+    print(f"written to {args.json} and {png}")
+    return 0

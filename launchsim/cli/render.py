@@ -1,0 +1,201 @@
+"""What the commands print: tables and summary lines on the console (rich), made from the results the
+package functions return."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 150)
+
+
+def weekly_table(weekly: pd.DataFrame, title: str) -> Any:
+    """A simulated episode week by week."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    columns = {
+        "week": "{:.0f}", "launched": "{}", "price": "{:.2f}", "bundle_partner": "{}", "ad_spend": "{:,.0f}",
+        "impressions": "{:,.0f}", "clicks": "{:,.0f}", "demand": "{:,.0f}", "units_sold": "{:,.0f}",
+        "stock_left": "{:,.0f}", "profit": "{:,.0f}", "cumulative_profit": "{:,.0f}",
+    }  # fmt: skip
+    for col in columns:
+        table.add_column(col.replace("_", " "), justify="right", no_wrap=True)
+    for _, row in weekly.iterrows():
+        table.add_row(*(fmt.format(row[col]) for col, fmt in columns.items()))
+    return table
+
+
+def evaluation_table(result: dict[str, Any], rows: list[tuple[str, dict[str, Any]]], episodes: int, seed: int) -> Any:
+    """Every policy's profit next to the oracle's."""
+    from rich.table import Table
+
+    table = Table(title=f"{result['scenario']} · {result['product_name']} · {episodes} episodes from seed {seed}")
+    for col in ("policy", "profit (mean)", "95% CI", "ratio to oracle"):
+        table.add_column(col, justify="left" if col == "policy" else "right", no_wrap=True)
+    oracle_profit = result["oracle"]["profit_mean"]
+    for label, s in rows:
+        low, high = s["profit_ci95"]
+        ratio = f"{s['profit_mean'] / oracle_profit:.3f}" if oracle_profit else "n/a"
+        table.add_row(label, f"{s['profit_mean']:,.0f}", f"[{low:,.0f}, {high:,.0f}]", ratio)
+    return table
+
+
+def evaluation_line(result: dict[str, Any]) -> str:
+    line = f"ratio_to_oracle {result['ratio_to_oracle']:.3f}"
+    if result.get("sim_to_real_gap") is not None:
+        line += f"; sim_to_real_gap {result['sim_to_real_gap']:.3f}"
+    return line + f"; best heuristic {result['best_heuristic']['name']}"
+
+
+def fidelity_line(fid: dict[str, Any]) -> str:
+    """A lookup table's fidelity to its source policy, in one line."""
+    ratio = "n/a (source profit ≤ 0)" if fid["profit_ratio"] is None else f"{100 * fid['profit_ratio']:.2f}%"
+    ci = fid["delta_ci95"]
+    return (
+        f"fidelity in the ground-truth market over {fid['episodes']} episodes (seeds {fid['seeds'][0]}..{fid['seeds'][1]}): "
+        f"table {fid['table_profit_mean']:,.2f} vs source {fid['source_profit_mean']:,.2f} profit ({ratio}; "
+        f"delta {fid['delta_mean']:,.2f}" + ("" if ci is None else f", 95% CI [{ci[0]:,.2f}, {ci[1]:,.2f}]") + "); "
+        f"actions agree in {100 * fid['agreement']:.2f}% of {fid['states']} visited states "
+        f"(levers in effect; all five levers: {100 * fid['raw_agreement']:.2f}%)"
+    )
+
+
+def predictor_eval_lines(result: dict[str, Any]) -> list[str]:
+    """Demand and CTR quality per split and model."""
+    lines = []
+    for split, models in result["splits"].items():
+        lines.append(f"{split} ({result['rows'][split]['products']} products):")
+        for name, m in models.items():
+            r2 = m.get("demand_r2", m["demand_r2_vs_observed"])
+            ctr = m.get("ctr_r2", m.get("ctr_r2_vs_observed"))
+            ctr_text = "    n/a" if ctr is None else f"{ctr:7.4f}"
+            level = m.get("demand_level_log_sd")
+            level_text = "" if level is None else f"  product level log-sd {level:.3f}"
+            lines.append(f"  {name:<18} demand R² {r2:7.4f}  CTR R² {ctr_text}  deviance explained {m['demand_deviance_explained']:7.4f}{level_text}")
+    return lines
+
+
+def bench_lines(result: dict[str, Any]) -> list[str]:
+    """The benchmark's figures, one line each."""
+    lines = []
+    if "single_env" in result:
+        for name, r in result["single_env"].items():
+            lines.append(f"{name:<40} {r['steps_per_s']:>12,.0f} steps/s  (min {r['min']:,.0f}, max {r['max']:,.0f})")
+        lines.append(
+            f"launch market / CartPole-v1 (raw): structural {result['ratio_launch_market_to_cartpole_raw']:.2f}, "
+            f"learned {result['ratio_learned_market_to_cartpole_raw']:.2f}"
+        )
+    vec = result.get("vec")
+    if vec:
+        for r in vec["vec_env"]:
+            graph = " (CUDA graph)" if r.get("cuda_graph") else ""
+            refill = f", {r['steps_per_s_with_refill']:,.0f} with the uniforms' refill" if "steps_per_s_with_refill" in r else ""
+            if r.get("device_step_steps_per_s"):
+                refill += f"; the graph alone {r['device_step_steps_per_s']:,.0f}"
+            lines.append(f"{r['env']:<12} {r['market']:<10} head {r['head']:<16} N={r['n']:>9,} {r['steps_per_s']:>14,.0f} steps/s{graph}{refill}")
+        for r in vec["ppo"]:
+            lines.append(f"PPO {r['phase']:<8} {r['env']:<8} N={r['n']:>6,} {r['steps_per_s']:>10,.0f} steps/s")
+        enc = vec["encoder"]
+        lines.append(
+            f"encoder ({enc['dtype']}, batch {enc['batch']}): {enc['texts_per_s']:,.0f} texts/s end to end, tokenizer alone "
+            f"{enc['tokenizer_texts_per_s']:,.0f}, forward alone {enc['forward_texts_per_s']:,.0f}; peak memory {vec['memory']}"
+        )
+    return lines
+
+
+def replay_table(summary: dict[str, Any]) -> Any:
+    """A rich table of every market's metric deltas with their 95% intervals, for the console."""
+    from rich.table import Table
+
+    what = " ".join(summary["overrides"])
+    if summary.get("versus"):
+        what = f"{what} versus {summary['versus']}".strip()
+    table = Table(title=f"{summary['scenario']} · baseline vs {what} · {summary['episodes']} paired episodes")
+    for col in ("market", "metric", "baseline", "override", "delta", "95% CI"):
+        table.add_column(col, justify="left" if col in ("market", "metric") else "right", no_wrap=True)
+    for market, metrics in summary["markets"].items():
+        for metric, m in metrics.items():
+            ci = m["delta_ci95"]
+            table.add_row(
+                market, metric, _fmt(m["baseline_mean"]), _fmt(m["override_mean"]), _fmt(m["delta_mean"]),
+                "n/a" if ci is None else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]",
+            )  # fmt: skip
+    return table
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.2f}"
+
+
+def sensitivity_table(wide: pd.DataFrame, title: str) -> Any:
+    """A rich table of ``sensitivity_table``'s rows for the console; changes that pay in bold."""
+    from rich.table import Table
+
+    if wide.empty:
+        title += " · no week to move (never on regular sale with stock, or a single level)"
+    table = Table(title=title)
+    for col in wide.columns:
+        table.add_column(str(col), justify="right", no_wrap=True)
+    for row in wide.itertuples(index=False):
+        cells = []
+        for col, value in zip(wide.columns, row):
+            if col == "disagree":
+                cells.append("yes" if value else "")
+            elif col == "week":
+                cells.append(f"{value:g}")
+            elif isinstance(value, float) and np.isnan(value):
+                cells.append("")
+            else:
+                text = f"{value:,.2f}"
+                cells.append(f"[bold]{text}[/bold]" if col.endswith("level") and value > 0 else text)
+        table.add_row(*cells)
+    return table
+
+
+def sweep_lines(result: Any) -> list[str]:
+    """What the CLI prints: counts, the best run per scenario, failures, and where the tables are."""
+    t = result.table
+    lines = [
+        f"{len(t)} trials: {int((t['status'] == 'ok').sum())} ok, {result.failed} failed "
+        f"({result.ran} run now, {result.skipped} completed earlier)",
+        "best run per scenario (ground-truth profit):",
+    ]
+    for row in result.best.itertuples():
+        lines.append(
+            f"  {row.scenario}: {row.algorithm} seed {row.seed} {row.hyperparams} -> {row.truth_profit:,.0f}"
+            f" (ratio to oracle {row.ratio_to_oracle:.3f}) {row.run_dir}"
+        )
+    for row in t[t["status"] == "failed"].itertuples():
+        lines.append(f"  failed: {row.trial} {row.scenario} {row.algorithm} seed {row.seed} after {row.attempts} attempt(s): {row.error}")
+    lines.append(f"table: {result.out / 'results.md'} and {result.out / 'results.parquet'}")
+    return lines
+
+
+def training_lines(evaluation: dict[str, Any]) -> list[str]:
+    """A few readable lines of an evaluation.json: truth profit, oracle ratio, best heuristic, gap."""
+    lines = [f"evaluation ({evaluation['evaluator']}, {evaluation['episodes']} episodes per market):"]
+    for m in evaluation["markets"]:
+        head = f"  {m['scenario']} / {m['product_name']}:"
+        if "truth" not in m:
+            lines.append(f"{head} profit in the training market {m['training_market']['profit_mean']:,.0f}")
+            continue
+        lo, hi = m["truth"]["profit_ci95"]
+        heur = {k: v["profit_mean"] for k, v in (m.get("heuristics") or {}).items()}
+        best = max(heur, key=heur.get) if heur else None
+        text = f"{head} truth profit {m['truth']['profit_mean']:,.0f} (95% CI {lo:,.0f} to {hi:,.0f})"
+        if m.get("oracle"):
+            text += f"; oracle {m['oracle']['profit_mean']:,.0f} (ratio {m['ratio_to_oracle']:.3f})"
+        if best:
+            text += f"; best heuristic {best} {heur[best]:,.0f}"
+        if m.get("learned"):
+            text += f"; learned market {m['learned']['profit_mean']:,.0f} (sim-to-real gap {m['sim_to_real_gap']:.1%})"
+        lines.append(text)
+    return lines
