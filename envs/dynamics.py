@@ -253,11 +253,9 @@ def step(
     adstock = c.decay * state.adstock + spend
 
     on_sale_ratio = x.where(launched, ratio, 0.0)
-    ctx = MarketContext(
-        launched=x.f(launched), step_weeks=c.k, season=season, holiday=holiday, price_ratio=x.where(launched, ratio, 1.0),
-        reference_price=c.ref, flash=x.f(flash), weeks_since_flash=x.f(state.since_flash), competitor_strength=comp_strength,
-        competitor_price_ratio=comp_price, adstock=adstock, adopters=state.adopters * c.reads_adopters,
-        bundle_discount=discount, market_estimate=c.market_estimate,
+    ctx = MarketContext(  # in field order (positional: this runs every step)
+        x.f(launched), c.k, season, holiday, x.where(launched, ratio, 1.0), c.ref, x.f(flash), x.f(state.since_flash),
+        comp_strength, comp_price, adstock, state.adopters * c.reads_adopters, discount, c.market_estimate,
     )  # fmt: skip
     resp = responder.respond(ctx, d.creative, option)
     take = x.where(active, resp.bundle_take, 0.0)

@@ -237,6 +237,12 @@ class LaunchMarketEnv(gym.Env):
 
     # ------------------------------------------------------------------ pickling
 
+    def __copy__(self) -> LaunchMarketEnv:
+        """A snapshot (the state is replaced, never changed, at each step), sharing the bound market."""
+        twin = type(self).__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        return twin
+
     def __getstate__(self) -> dict[str, Any]:
         """A learned market loaded from a folder travels as that folder (reloaded once per process), the
         structural one is rebuilt from the scenario: the env pickles small (``SubprocVecEnv``)."""

@@ -98,8 +98,8 @@ class ScalarOps:
     @staticmethod
     def index_actions(actions: Any, highest: list[int]) -> list[int]:
         """Action indices as whole numbers, each clipped to [0, its dimension's highest index]."""
-        values = actions.tolist() if isinstance(actions, np.ndarray) else list(actions)
-        return [hi if a > hi else (a if a > 0 else 0) for a, hi in zip(map(int, values), highest)]
+        values = actions.tolist() if isinstance(actions, np.ndarray) else [int(a) for a in actions]
+        return [hi if a > hi else (a if a > 0 else 0) for a, hi in zip(values, highest)]
 
     @staticmethod
     def box_actions(actions: Any) -> list[float]:

@@ -15,6 +15,7 @@ own statistics objects (``read_vecnormalize_pickle``) and refuses anything else.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import pickle
@@ -104,7 +105,12 @@ def _rebuilt_entries(algorithm: Algorithm, params: dict[str, Any], observation_s
     }
     if "action_noise" in kwargs:
         entries["action_noise"] = kwargs["action_noise"]
+    # train_freq (off-policy): as trained, else the class's default; SB3 turns it into its TrainFreq record
+    entries["train_freq"] = kwargs.get("train_freq", inspect.signature(algorithm.load_class()).parameters.get("train_freq", _NONE).default)
     return entries
+
+
+_NONE = inspect.Parameter("none", inspect.Parameter.KEYWORD_ONLY, default=1)
 
 
 # ---------------------------------------------------------------------- VecNormalize pickles

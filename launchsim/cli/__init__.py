@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from launchsim.cli.options import EXIT_USER_ERROR
 from launchsim.errors import LaunchSimError
-
-EXIT_USER_ERROR = 2
 MAIN_JOB = (
     "Start here: 'launchsim train' trains PPO on the default scenario in the learned market and judges it in the "
     "ground truth (under 10 minutes on 2 CPU cores). 'launchsim COMMAND --help' shows a command's options and defaults."

@@ -8,13 +8,13 @@ import warnings
 from typing import Any
 
 from launchsim.cli import render
-from launchsim.cli.options import HelpFormatter, positive_int
+from launchsim.cli.options import EXIT_USER_ERROR, command_adder, positive_int
 from launchsim.errors import LaunchSimError, PredictorError
 from launchsim.files import atomic_write, write_json
 
 
 def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
-    add = _adder(sub)
+    add = command_adder(sub)
     p = add("validate", "check scenario files; exit 2 if any is invalid", [])
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.set_defaults(func=cmd_validate)
@@ -36,15 +36,7 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-def _adder(sub: Any) -> Any:
-    def add(name: str, help_text: str, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text, parents=parents, formatter_class=HelpFormatter)
-
-    return add
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
-    from launchsim.cli import EXIT_USER_ERROR
     from launchsim.scenarios import load_scenario
 
     failed = 0

@@ -41,6 +41,7 @@ def number_from(low: float, high: float) -> Callable[[str], float]:
 
 spread = number_from(0.0, 2.0)  # a demand spread (sigma of a log-normal multiplier)
 
+EXIT_USER_ERROR = 2  # a user error: one line per problem, no traceback
 DEFAULT_MARKET_HELP = "the shipped ensemble of two fits, models/default_ensemble"
 
 
@@ -67,3 +68,12 @@ def parents(default_scenario: str, heuristics: list[str]) -> dict[str, argparse.
         "markets": group((("--markets",), {"nargs": "+", "choices": ["structural", "learned"], "default": ["structural", "learned"], "help": "the markets played"})),
         "overrides": group((("--set",), {"action": "append", "default": [], "metavar": "PATH=VALUE", "help": "a scenario override, e.g. ads.budget=*0.5 or competitor.events.0.week=-3 (repeatable)"})),
     }
+
+
+def command_adder(sub: Any) -> Callable[..., argparse.ArgumentParser]:
+    """``add(name, help, parents)``: a subcommand's parser with the shared help format."""
+
+    def add(name: str, help_text: str, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, parents=parents, formatter_class=HelpFormatter)
+
+    return add

@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from launchsim.cli import render
-from launchsim.cli.market import _adder
-from launchsim.cli.options import positive_int, spread
+from launchsim.cli.options import command_adder, positive_int, spread
 from launchsim.errors import PredictorError
 from launchsim.files import write_json
 
 
 def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
-    add = _adder(sub)
+    add = command_adder(sub)
     p = add("train", "train an SB3 agent in the learned (or structural) market and judge it in the ground truth", [shared["seed"], shared["predictor"], shared["device"]])
     p.add_argument("--scenario", nargs="+", default=[shared["scenario"].get_default("scenario")], help="one or more scenario files or names (several: one policy for all)")
     p.add_argument("--algo", default="ppo", help="ppo, a2c, dqn, sac, td3 or maskable_ppo")

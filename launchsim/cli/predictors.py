@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from launchsim.cli import render
-from launchsim.cli.market import _adder
-from launchsim.cli.options import positive_int
+from launchsim.cli.options import command_adder, positive_int
 from launchsim.files import write_json
 
 
 def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
-    add = _adder(sub)
+    add = command_adder(sub)
     p = add("logs", "generate historical launch logs from the structural market", [shared["seed"]])
     p.add_argument("--out", required=True, help="a .parquet or .csv file")
     p.add_argument("--train", type=positive_int, default=2000, help="training products")
