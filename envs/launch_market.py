@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -193,7 +194,7 @@ class LaunchMarketEnv(gym.Env):
             demand_scale=self._demand_scale if self.demand_spread > 0.0 else None, sampled=self.outcomes == "sampled", explain=True,
         )  # fmt: skip
         self._state = r.state
-        info = r.quantities  # the step's own dict: completed in place
+        info = StepInfo(r.quantities)
         self.last_context, self.last_response = info.pop("context"), info.pop("response")  # read by the log generator
         s = self.scenario
         item = m.option_items[info.pop("bundle_option")]
@@ -266,6 +267,16 @@ class LaunchMarketEnv(gym.Env):
                 self.market = load_shared(reload_from)
             self._bind()
 
+
+class StepInfo(dict):
+    """A step's ``info``. Its values are numbers, strings and the list of ignored parts, so a deep copy
+    (SB3's DummyVecEnv deep-copies every env's info on every step) is one pass over the keys."""
+
+    def __deepcopy__(self, memo):
+        return StepInfo({k: v if type(v) in _IMMUTABLE else copy.deepcopy(v, memo) for k, v in self.items()})
+
+
+_IMMUTABLE = frozenset((bool, int, float, str, type(None)))
 
 _REFUSALS = (
     ("refused_launch", "launch: before launch.earliest_week"),

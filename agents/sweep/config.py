@@ -33,7 +33,7 @@ from pydantic import (
 
 from launchsim.errors import LaunchSimError, SweepError, TrainingError
 
-SWEEP_DIR = Path(__file__).resolve().parent  # the shipped sweep files (example.yaml, scaling.yaml)
+SWEEP_DIR = Path(__file__).resolve().parent  # the shipped sweep files (all_scenarios, example, scaling)
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
 
 
@@ -171,7 +171,7 @@ class TrialSpec:
 
 
 def load_sweep(name_or_path: str | Path) -> tuple[SweepConfig, Path]:
-    """Read and check a sweep file (a path, or the name of a shipped one: ``example``, ``scaling``); SweepError
+    """Read and check a sweep file (a path, or the name of a shipped one: ``all_scenarios``, ``example``, ``scaling``); SweepError
     lists every problem, one line each."""
     path = _resolve_sweep_path(name_or_path)
     try:

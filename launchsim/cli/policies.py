@@ -61,7 +61,7 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_export_table)
 
     p = add("sweep", "train and evaluate scenarios x algorithms x seeds on Ray (here or on a cluster)", [])
-    p.add_argument("--config", required=True, help="a sweep YAML file, or a shipped one: example, scaling")
+    p.add_argument("--config", required=True, help="a sweep YAML file, or a shipped one: all_scenarios, example, scaling")
     p.add_argument("--address", help="join this Ray cluster (ray://HOST:10001, or HOST:6379 on a cluster node); default: start Ray here")
     p.add_argument("--max-concurrent", type=positive_int, help="at most this many trials at once (default: as resources allow)")
     p.add_argument("--out", help="the sweep folder (default: runs/sweeps/NAME); re-running skips completed trials")
