@@ -45,8 +45,8 @@ FINAL_MODEL, FINAL_STATS = "model.zip", "vecnormalize.json"
 EVALUATION_FILE = "evaluation.json"
 
 
-# Expected weekly outcomes in training since the thirteenth session: with PPO's critic reading the demand
-# draw, 38 of 39 pair-seeds meet issue 5's target against 37 sampled (docs/EVALUATION.md); evaluation samples.
+# Training steps on expected weekly outcomes (evaluation samples): with PPO's critic reading the demand draw,
+# more (scenario, seed) pairs reach 90% of the oracle than on sampled counts (docs/EVALUATION.md).
 DEFAULT_TRAINING_OUTCOMES = "expected"
 
 

@@ -64,12 +64,14 @@ class PredictorEnsemble:
         return EnsembleResponder(members, self.demand_overdispersion)
 
     def predict_frame(self, logs: Any, batch_rows: int = 65536) -> dict[str, Any]:
-        """Expected demand, CTR and impressions per logs row: the members' mean (CTR weighted by impressions)."""
+        """Expected demand, first-purchase share, CTR and impressions per logs row: the members' mean (the
+        share weighted by demand, CTR by impressions)."""
         preds = [m.predict_frame(logs, batch_rows) for m in self.members]
         demand = np.mean([p["demand"] for p in preds], axis=0)
+        first_share = _weighted([p["first_share"] for p in preds], [p["demand"] for p in preds])
         impressions = np.mean([p["impressions"] for p in preds], axis=0)
         ctr = _weighted([p["ctr"] for p in preds], [p["impressions"] for p in preds])
-        return {"demand": demand, "ctr": ctr, "impressions": impressions}
+        return {"demand": demand, "first_share": first_share, "ctr": ctr, "impressions": impressions}
 
     # ------------------------------------------------------------------ saving and loading
 

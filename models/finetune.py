@@ -24,11 +24,13 @@ import numpy as np
 import pandas as pd
 import torch
 from launchsim.models.card import CARD_FORMAT, CARD_VERSION
-from launchsim.models.context_features import FEATURE_NAMES, FEATURES_VERSION
+from launchsim.models.closed_loop import rollout
+from launchsim.models.context_features import FEATURE_NAMES, FEATURES_VERSION, context_features
 from launchsim.models.heads import PredictorHeads
 from launchsim.models.predictor import DEFAULT_BASE, LaunchPredictor
 from launchsim.models.text_encoder import TextEncoder
 from launchsim.models.training_data import TARGETS, TrainingData, gather
+from launchsim.models.user_logs import season_profile, with_season
 from torch.nn import functional as F
 from tqdm import tqdm
 
@@ -58,6 +60,9 @@ class FinetuneConfig:
     dropout: float = 0.3
     weight_decay: float = 1e-2
     max_length: int = 64
+    # Buyers so far as the env computes them for a new product (the heads' own rollout, models.closed_loop)
+    # rather than as observed, from this share of the heads' epochs on; 1.0 trains on observed ones only.
+    closed_loop_from: float = 1.0
     seed: int = 0
     device: str | None = None
 
@@ -95,12 +100,40 @@ def _forward(heads: PredictorHeads, table: torch.Tensor, data: TrainingData, row
     return heads(product, gather(table, data.creative[rows]), gather(table, data.partner[rows]), data.feats[rows], data.discount[rows])
 
 
-def _train_heads(heads: PredictorHeads, table: torch.Tensor, data: TrainingData, epochs: int, cfg: FinetuneConfig, desc: str) -> dict[str, float]:
+def closed_loop_features(heads: PredictorHeads, table: torch.Tensor, data: TrainingData, logs: pd.DataFrame) -> torch.Tensor:
+    """Every row's context features with buyers so far from the heads' own predictions of the product's
+    earlier weeks (the closed loop the env runs for a new product), instead of the observed ones."""
+    was_training = heads.training
+    heads.eval()
+    device = data.feats.device
+
+    @torch.no_grad()
+    def predict(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        rows = torch.as_tensor(frame.index.to_numpy(copy=True), device=device)
+        feats = context_features(frame, heads.feature_names).to(device)
+        out = heads(gather(table, data.desc[rows]), gather(table, data.creative[rows]), gather(table, data.partner[rows]), feats, data.discount[rows])
+        demand = (out["log_demand"].exp() * data.launched[rows]).double().cpu().numpy()
+        share = torch.sigmoid(out["first_share_logit"]).double().cpu().numpy() if data.has("new_customers") else np.ones(len(frame))
+        return {"demand": demand, "first_share": share}
+
+    adopters = rollout(logs, predict).adopters
+    heads.train(was_training)
+    return context_features(logs.assign(adopters=adopters), heads.feature_names).to(device)
+
+
+def _train_heads(
+    heads: PredictorHeads, table: torch.Tensor, data: TrainingData, epochs: int, cfg: FinetuneConfig, desc: str, logs: pd.DataFrame,
+    closed_loop: bool = False,
+) -> dict[str, float]:  # fmt: skip
+    """``closed_loop``: from ``cfg.closed_loop_from`` of the epochs on, each epoch reads the features of a
+    fresh closed-loop rollout (``closed_loop_features``)."""
     opt = torch.optim.AdamW(heads.parameters(), lr=cfg.lr_heads, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * ((data.n + cfg.batch_rows - 1) // cfg.batch_rows)))
     last: dict[str, float] = {}
     heads.train()
-    for _ in tqdm(range(epochs), desc=desc, leave=False):
+    for epoch in tqdm(range(epochs), desc=desc, leave=False):
+        if closed_loop and epoch >= cfg.closed_loop_from * epochs:
+            data.feats = closed_loop_features(heads, table, data, logs)
         totals: dict[str, float] = {}
         for rows in torch.randperm(data.n, device=data.feats.device).split(cfg.batch_rows):
             terms = losses(_forward(heads, table, data, rows), data, rows)
@@ -115,7 +148,9 @@ def _train_heads(heads: PredictorHeads, table: torch.Tensor, data: TrainingData,
     return last
 
 
-def _train_encoder(encoder: TextEncoder, heads: PredictorHeads, data: TrainingData, cfg: FinetuneConfig, device: torch.device) -> None:
+def _train_encoder(
+    encoder: TextEncoder, heads: PredictorHeads, data: TrainingData, cfg: FinetuneConfig, device: torch.device, logs: pd.DataFrame
+) -> None:
     params = [p for p in encoder.parameters() if p.requires_grad]
     lr = cfg.lr_encoder if cfg.mode == "lora" else cfg.lr_encoder / 100
     opt = torch.optim.AdamW([{"params": params, "lr": lr}, {"params": heads.parameters(), "lr": cfg.lr_heads / 4}])
@@ -130,6 +165,8 @@ def _train_encoder(encoder: TextEncoder, heads: PredictorHeads, data: TrainingDa
     for epoch in range(cfg.encoder_epochs):
         # refreshed each epoch: creatives and partners
         table = encoder.encode(data.texts, desc=f"re-encoding texts, epoch {epoch + 1}").to(device)
+        if cfg.closed_loop_from < 1.0:
+            data.feats = closed_loop_features(heads, table, data, logs)
         groups = [data.product_rows[i] for i in torch.randperm(len(data.product_rows))]
         for start in tqdm(range(0, len(groups), cfg.products_per_batch), desc=f"fine-tuning encoder, epoch {epoch + 1}", leave=False):
             chunk = groups[start : start + cfg.products_per_batch]
@@ -153,20 +190,26 @@ def _train_encoder(encoder: TextEncoder, heads: PredictorHeads, data: TrainingDa
 def finetune(logs: pd.DataFrame, cfg: FinetuneConfig, source: str = "<logs>") -> LaunchPredictor:
     """Fine-tune a predictor on logs in the canonical schema and return it (unsaved)."""
     set_seed(cfg.seed)
+    profile = None
+    if logs.attrs.get("season_derived"):  # a season index from these training rows only, kept on the card
+        profile = np.round(season_profile(logs), 6)
+        logs = with_season(logs, profile)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    logs = logs.sort_values(["product_id", "week"], kind="stable").reset_index(drop=True)  # the closed loop's order
     data = TrainingData(logs).to(device)  # the current FEATURE_NAMES
+    closed = cfg.closed_loop_from < 1.0
     encoder = TextEncoder(cfg.encoder, max_length=cfg.max_length).to(device)
     heads = PredictorHeads(encoder.dim, cfg.hidden, cfg.latent, cfg.creative_latent, cfg.dropout, ctr_hidden=cfg.ctr_hidden).to(device)
     _init_bias(heads, logs)
     table = encoder.encode(data.texts, desc="encoding texts").to(device)
-    head_loss = _train_heads(heads, table, data, cfg.head_epochs, cfg, "training heads on frozen embeddings")
+    head_loss = _train_heads(heads, table, data, cfg.head_epochs, cfg, "training heads on frozen embeddings", logs, closed)
     if cfg.mode != "frozen" and cfg.encoder_epochs > 0:
         if cfg.mode == "lora":
             encoder.add_lora(cfg.lora_rank)
             encoder.to(device)
-        _train_encoder(encoder, heads, data, cfg, device)
+        _train_encoder(encoder, heads, data, cfg, device, logs)
         table = encoder.encode(data.texts, desc="encoding texts with the fine-tuned encoder").to(device)
-        head_loss = _train_heads(heads, table, data, cfg.polish_epochs, cfg, "polishing heads on fine-tuned embeddings")
+        head_loss = _train_heads(heads, table, data, cfg.polish_epochs, cfg, "polishing heads on fine-tuned embeddings", logs, closed)
     card = {
         "format": CARD_FORMAT,
         "version": CARD_VERSION,
@@ -187,7 +230,11 @@ def finetune(logs: pd.DataFrame, cfg: FinetuneConfig, source: str = "<logs>") ->
         "features_version": FEATURES_VERSION,
         "text_fields": ["description", "creative_text", "partner_text"],
         "targets_trained": sorted(k for k in TARGETS if data.has(k)),
-        "training_data": {"source": source, "sha256": logs_hash(logs), "rows": len(logs), "products": int(logs["product_id"].nunique())},
+        "training_data": {
+            "source": source, "sha256": logs_hash(logs), "rows": len(logs), "products": int(logs["product_id"].nunique()),
+            **_units_means(logs),
+        },  # fmt: skip
+        "season_profile": None if profile is None else profile.tolist(),
         "train_loss": head_loss,
         "demand_overdispersion": _overdispersion(heads, table, data),
         "cannibalisation": 0.2,  # not identifiable from logs without partner sales; an assumption
@@ -249,6 +296,15 @@ def set_seed(seed: int) -> None:
     from transformers import set_seed as hf_set_seed
 
     hf_set_seed(seed)
+
+
+def _units_means(logs: pd.DataFrame) -> dict[str, float | None]:
+    """Mean units per on-sale week and per sale week of the training rows (what a backtest's deviance is
+    explained against)."""
+    if "units" not in logs:
+        return {"units_mean": None, "units_mean_sale_weeks": None}
+    units = logs.loc[logs["launched"] > 0, "units"].dropna()
+    return {"units_mean": float(units.mean()), "units_mean_sale_weeks": float(units[units > 0].mean())}
 
 
 def _median_estimate(logs) -> float:

@@ -18,6 +18,7 @@ or on tensors (``models.ops``). Training (``forward``) and the env compose the s
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -117,9 +118,10 @@ class HeadsResponder:
         self.x, self.n = x, len(markets)
         self.feature_names, self.unknown_estimate = heads.feature_names, predictor.default_market_estimate
         self.cannibalisation = predictor.cannibalisation
+        self.learned_first_share = predictor.learned_first_share
         self.overdispersion = predictor.demand_overdispersion
         device = predictor.device if x.kind != "torch" else x.device
-        text = copy.deepcopy(heads).double().eval().to(device)  # text parts in float64, once
+        text = _float64_heads(heads, device)
         creatives = max(len(m.creatives) for m in markets)
         options = max(len(m.options) for m in markets)
         dim = heads.text_dim
@@ -140,8 +142,7 @@ class HeadsResponder:
             self.m = self.mi = NumpyOps()
             self.latent = latent[0].cpu().numpy()
             self.ctr, self.log_uplift, self.take, self.has_bundle = (v[0].tolist() for v in (ctr, bundle.log_uplift, take, has_bundle))
-            self.demand_layers = self._weights("demand", self.m, np.float64)
-            self.impressions_layers = self._weights("impressions", self.mi, np.float64)
+            self.demand_layers, self.impressions_layers = _numpy_layers(heads)
             return
         self.m = TorchOps(device, head_dtype, fused=device.type == "cpu")
         self.mi = NumpyOps() if x.kind == "numpy" else TorchOps(device, torch.float64)
@@ -172,7 +173,7 @@ class HeadsResponder:
         log_uplift, take, has_bundle = x.take(self.log_uplift, option), x.take(self.take, option), x.take(self.has_bundle, option)
         return MarketResponse(
             demand=launched * x.exp(log_demand + log_uplift),
-            first_purchase_share=x.sigmoid(first_logit),
+            first_purchase_share=x.sigmoid(first_logit) if self.learned_first_share else 1.0,
             impressions=impressions,
             ctr=x.take(self.ctr, creative),
             bundle_uplift=x.exp(log_uplift),
@@ -184,6 +185,37 @@ class HeadsResponder:
     def _impressions(self, x: Any, ad_log: Any, step_weeks: Any) -> Any:
         """The impressions MLP on (log adstock, step weeks), in float64."""
         return x.exp(x.col(self.mi.mlp(self.impressions_layers, self.mi.mlp_input([ad_log, step_weeks], x)), 0))
+
+
+# One float64 copy of a predictor's heads per device, and one set of NumPy float64 weights, shared by
+# every single-market responder of that predictor (a DummyVecEnv of 4,096 markets holds one, not 4,096).
+# Copies are remade when a weight changes (fine-tuning between two envs).
+_FLOAT64: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _copies(heads: PredictorHeads) -> dict[str, Any]:
+    state = tuple((p.data_ptr(), p._version) for p in heads.parameters())
+    entry = _FLOAT64.get(heads)
+    if entry is None or entry["state"] != state:
+        entry = _FLOAT64[heads] = {"state": state}
+    return entry
+
+
+def _float64_heads(heads: PredictorHeads, device: Any) -> PredictorHeads:
+    """The heads in float64 on ``device`` (the text parts are computed in float64), copied once."""
+    per_device = _copies(heads)
+    key = str(device)
+    if key not in per_device:
+        per_device[key] = copy.deepcopy(heads).double().eval().to(device)
+    return per_device[key]
+
+
+def _numpy_layers(heads: PredictorHeads) -> tuple[list, list]:
+    """The demand and impressions MLPs' weights as float64 NumPy arrays (one market), converted once."""
+    per_device = _copies(heads)
+    if "numpy" not in per_device:
+        per_device["numpy"] = tuple([NumpyOps.weights(w, b, np.float64) for w, b in _linears(seq)] for seq in (heads.demand, heads.impressions))
+    return per_device["numpy"]
 
 
 _NOT_ON_SALE = (0.0, 0.0)  # a market not on sale sells nothing: its demand MLP is not run

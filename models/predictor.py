@@ -51,6 +51,8 @@ class LaunchPredictor:
         self.feature_names = tuple(card.get("feature_names", FEATURE_NAMES))
         # What an unknown market estimate (0) reads as: the median estimate of the training logs.
         self.default_market_estimate = float(card.get("default_market_estimate", 0.0))
+        # Logs without first purchases count every unit as one (models.user_logs): so does the market then.
+        self.learned_first_share = "new_customers" in card.get("targets_trained", ["new_customers"])
         self.encoder.eval()
         self.heads.eval()
 
@@ -72,16 +74,17 @@ class LaunchPredictor:
 
     @torch.inference_mode()
     def predict_frame(self, logs: Any, batch_rows: int = 65536) -> dict[str, Any]:
-        """Expected demand, CTR and impressions for every row of canonical logs (numpy arrays)."""
+        """Expected demand, its first-purchase share, CTR and impressions for every row of canonical logs (numpy arrays)."""
         data = TrainingData(logs, self.feature_names).to(self.device)
         table = torch.stack(self.encode(data.texts)) if data.texts else torch.zeros(0, self.heads.text_dim, device=self.device)
-        parts: dict[str, list] = {"demand": [], "ctr": [], "impressions": []}
+        parts: dict[str, list] = {"demand": [], "first_share": [], "ctr": [], "impressions": []}
         for rows in torch.arange(data.n, device=self.device).split(batch_rows):
             out = self.heads(
                 gather(table, data.desc[rows]), gather(table, data.creative[rows]), gather(table, data.partner[rows]),
                 data.feats[rows], data.discount[rows],
             )  # fmt: skip
             parts["demand"].append((out["log_demand"].exp() * data.launched[rows]).cpu())
+            parts["first_share"].append(torch.sigmoid(out["first_share_logit"]).cpu() if self.learned_first_share else torch.ones(len(rows)))
             parts["ctr"].append(torch.sigmoid(out["ctr_logit"]).cpu())
             parts["impressions"].append(((data.adstock[rows] > 0) * out["log_impressions"].exp()).cpu())
         return {k: torch.cat(v).numpy().astype(np.float64) for k, v in parts.items()}

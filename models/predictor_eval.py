@@ -17,6 +17,9 @@ import numpy as np
 import pandas as pd
 from launchsim.models.context_features import context_features
 from launchsim.models.predictor import LaunchPredictor
+from launchsim.models.user_logs import season_profile, with_season
+
+from launchsim.files import save_figure
 
 HELDOUT_SHARE = 5  # user logs: one product in five (by a hash of its id) is held out
 
@@ -52,6 +55,7 @@ def poisson_deviance_explained(y: np.ndarray, mu: np.ndarray) -> float:
 def calibration(y: np.ndarray, mu: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
     """Mean predicted vs mean observed units in each decile of predicted demand."""
     order = np.argsort(mu, kind="stable")
+    bins = min(bins, len(order))  # fewer rows than bins: one row each, no empty bin
     return [
         {"decile": i + 1, "predicted": float(mu[ix].mean()), "observed": float(y[ix].mean()), "rows": int(len(ix))}
         for i, ix in enumerate(np.array_split(order, bins))
@@ -109,6 +113,9 @@ class Baseline:
 def evaluate(predictor: LaunchPredictor, logs: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
     """Metrics of the predictor and both baselines on every non-training split of ``logs``."""
     logs = with_splits(logs)
+    if logs.attrs.get("season_derived"):  # the season index of the training rows, not of the scored ones
+        card = getattr(predictor, "card", None) or predictor.members[0].card
+        logs = with_season(logs, card.get("season_profile") or season_profile(logs[logs["split"] == "train"]))
     train = logs[logs["split"] == "train"]
     models: dict[str, Any] = {"numeric_only_gbm": Baseline(False, seed).fit(train), "tfidf_gbm": Baseline(True, seed).fit(train)}
     report: dict[str, Any] = {"splits": {}, "rows": {}}
@@ -196,9 +203,4 @@ def plot_report(report: dict[str, Any], logs: pd.DataFrame, path: str | Path) ->
         ax.plot([0, top], [0, top], "k--", lw=1)
         ax.set(xlabel="mean predicted units (decile)", ylabel="mean observed units", title=f"{split}: calibration by decile")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -126,19 +126,29 @@ def canonical_logs(raw: pd.DataFrame, source: str = "<logs>", zero_fill: bool = 
         df["adopters"] = first.fillna(0).groupby(df["product_id"]).cumsum() - first.fillna(0)
     if "market_estimate_basis" in df:  # a weekly pool has no adoption state: the env passes its market 0
         df.loc[df["market_estimate_basis"] == "weekly", "adopters"] = 0.0
-    if "season" not in df:
-        df["season"] = season_from_weeks(df, df["week_of_year"])
+    derived = "season" not in df
+    if derived:
+        df = with_season(df, season_profile(df))
+    df.attrs["season_derived"] = derived  # a model scored on other logs takes its season from its training logs
     return df
 
 
-def season_from_weeks(df: pd.DataFrame, week_of_year: pd.Series) -> pd.Series:
-    """A season index per week of year from the logs themselves: mean units per product-week,
-    relative to the overall mean (1.0 = average week); 1.0 where no units are logged."""
+def season_profile(df: pd.DataFrame) -> np.ndarray:
+    """A season index for each week of year (52 values) from logs: mean units per product-week in that
+    week, relative to the mean over weeks (1.0 = an average week), 3-week smoothed; 1.0 for a week
+    without rows, and everywhere when the logs have no units."""
     if "units" not in df:
-        return pd.Series(1.0, index=df.index)
-    by_week = df.groupby(week_of_year)["units"].mean()
-    profile = (by_week / by_week.mean()).rolling(3, center=True, min_periods=1).mean()
-    return week_of_year.map(profile).fillna(1.0).astype(float)
+        return np.ones(52)
+    by_week = df.groupby("week_of_year")["units"].mean()
+    smooth = (by_week / by_week.mean()).rolling(3, center=True, min_periods=1).mean()
+    return smooth.reindex(range(1, 53)).fillna(1.0).to_numpy(np.float64)
+
+
+def with_season(df: pd.DataFrame, profile: np.ndarray) -> pd.DataFrame:
+    """The logs with their ``season`` read from a profile of 52 weekly values."""
+    out = df.copy()
+    out["season"] = np.asarray(profile, dtype=np.float64)[out["week_of_year"].to_numpy(int) - 1]
+    return out
 
 
 def _weeks(col: pd.Series, source: str) -> tuple[pd.Series, pd.Series]:

@@ -55,7 +55,7 @@ def tiny_bert(tmp_path_factory, tiny_logs):
 
 def build_tiny_bert(folder: Path, texts: list[str]) -> Path:
     """Save a 2-layer, 32-wide BERT with random weights and a vocabulary of the generator's phrases and
-    ``texts`` into ``folder`` (also used by docs/snippets/gpu_step_breakdown.py)."""
+    ``texts`` into ``folder``."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 

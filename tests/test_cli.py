@@ -69,9 +69,10 @@ def test_logs_finetune_and_eval_commands(tmp_path, tiny_bert):
     pred = tmp_path / "pred"
     result = run(
         "finetune", "--logs", str(logs), "--out", str(pred), "--encoder", str(tiny_bert), "--head-epochs", "2",
-        "--encoder-epochs", "1", "--polish-epochs", "1", "--hidden", "16", "--lora-rank", "2",
+        "--encoder-epochs", "1", "--polish-epochs", "1", "--hidden", "16", "--lora-rank", "2", "--closed-loop-from", "0.5",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert json.loads((pred / "card.json").read_text())["config"]["closed_loop_from"] == 0.5
     assert (pred / "card.json").exists() and (pred / "adapter").is_dir() and (pred / "heads.safetensors").exists()
     out = tmp_path / "eval.json"
     result = run("predictors-eval", "--predictor", str(pred), "--logs", str(logs), "--json", str(out))
@@ -87,6 +88,32 @@ def test_finetune_bad_logs_exits_2(tmp_path):
     result = run("finetune", "--logs", str(bad), "--out", str(tmp_path / "p"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {bad}: column 'price', row 2: not a number (found 'free')"
+
+
+def test_backtest_command_on_user_logs_and_bad_logs(tmp_path, tiny_ensemble_dirs):
+    first, _, _ = tiny_ensemble_dirs
+    weeks = pd.date_range("2011-01-03", periods=6, freq="7D").strftime("%Y-%m-%d")
+    rows = [f"p{i},{'mug' if i % 2 else 'candle'} number {i},{day},{3 + i % 5 + w},{4.5 + i % 3}" for i in range(30) for w, day in enumerate(weeks)]
+    logs = tmp_path / "retail.csv"
+    logs.write_text("sku,description,week_start,units,median_price\n" + "\n".join(rows) + "\n")
+    out, report = tmp_path / "backtest.json", tmp_path / "report"
+    result = run("backtest", "--predictor", str(first), "--logs", str(logs), "--heldout-only", "--json", str(out), "--report", str(report), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["heldout_only"] and data["products"] < 30 and data["train_logs"] == "the rest of --logs"
+    assert set(data["protocols"]["closed_loop"]) == {"predictor", "numeric_gbm", "tfidf_gbm", "encoder_gbm"}
+    assert (report / "backtest.png").exists() and "| closed loop | predictor |" in (report / "report.md").read_text()
+    assert "closed loop" in result.stdout and "R² log1p" in result.stdout
+    train = tmp_path / "train.csv"
+    train.write_text(logs.read_text())
+    result = run("backtest", "--predictor", str(first), "--logs", str(logs), "--train-logs", str(train), "--json", str(out), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["products"] == 30
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sku,description,week_start,units,median_price\na,mug,2011-01-03,2,1.5\na,mug,2011-01-10,-1,1.5\n")
+    result = run("backtest", "--predictor", str(first), "--logs", str(bad), "--json", str(out))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {bad}: column 'units', row 2: expected a count ≥ 0 (found -1.0)"
 
 
 def test_simulate_in_the_learned_market(tmp_path, tiny_bert):

@@ -24,6 +24,8 @@ from launchsim.scenarios import Scenario, load_scenario, product_index
 from launchsim.scenarios.overrides import apply_overrides
 from scipy import stats
 
+from launchsim.files import save_figure
+
 TRAJECTORY_COLUMNS = ["week", "price", "ad_spend", "units_sold", "stock_left", "cumulative_profit"]
 METRICS = {  # result key -> episode_summary key
     "revenue": "revenue",
@@ -293,8 +295,7 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     axes[-1].axis("off")
     axes[-1].legend(handles, names, loc="center", fontsize=10)
     fig.suptitle(f"{result['scenario']} · structural market · seed {result['seeds'][0]}")
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png)
 
     changed = "".join(f"- `--set {o}`\n" for o in result.get("overrides", []))
     md.write_text(

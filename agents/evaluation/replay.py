@@ -37,6 +37,7 @@ from launchsim.scenarios.overrides import apply_overrides
 from launchsim.scenarios.schema import Scenario
 
 from launchsim.errors import PolicyError
+from launchsim.files import save_figure
 
 MARKETS = ("structural", "learned")
 METRICS = ("profit", "revenue", "units_sold", "lost_sales", "ad_spend", "stock_left", "launch_week", "mean_price")
@@ -295,9 +296,6 @@ def plot_replay(result: ReplayResult, path: Path | str) -> Path:
     if result.summary.get("versus"):
         what = (what + f" · versus {result.summary['versus']}").strip(" ·")
     fig.suptitle(f"{result.summary['scenario']}: baseline vs {what}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 

@@ -23,6 +23,7 @@ from launchsim.scenarios import product_index
 from launchsim.scenarios.schema import Scenario
 
 from launchsim.errors import PolicyError
+from launchsim.files import save_figure
 
 if TYPE_CHECKING:
     pass
@@ -166,9 +167,6 @@ def plot_sensitivity(rows: pd.DataFrame, path: Path | str) -> Path:
         if ax.get_legend_handles_labels()[0]:  # no line where the plan already sits at that edge of the levels
             ax.legend()
     axes[0].set_ylabel("change in episode profit")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 

@@ -77,9 +77,9 @@ def require_ray() -> Any:
 
 
 @contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[Any]:
+def ray_runtime(address: str | None = None, num_cpus: int | None = None) -> Iterator[Any]:
     """Join the cluster at ``address``, or start Ray on this machine (no dashboard, a small object
-    store, nothing reachable from outside); reuse a session that is already running."""
+    store, nothing reachable from outside); join a Ray instance already running here."""
     ray = require_ray()
     if ray.is_initialized():
         yield ray
@@ -144,7 +144,7 @@ def run_sweep(
     pending = [t for t in trials if t.trial_id not in done]
     _log(progress, f"sweep {config.name}: {len(trials)} trials, {len(done)} already completed, {len(pending)} to run")
     if pending:
-        with ray_session(address) as ray:
+        with ray_runtime(address) as ray:
             if address:
                 _check_workers_import_project(ray)
             _schedule(ray, config, pending, out, max_concurrent, trial_fn or train_and_evaluate, progress)
@@ -390,7 +390,7 @@ def _row(record: dict[str, Any], spec: TrialSpec) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------- small helpers
+# ---------------------------------------------------------------- small functions
 
 
 def _number(value: Any) -> float:

@@ -27,7 +27,7 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
 
     p = add("bench", "steps/s: single envs vs CartPole, DummyVecEnv vs the batched VecEnv, PPO, the encoder", [])
     p.add_argument("--steps", type=positive_int, default=50_000, help="steps per single-env timing")
-    p.add_argument("--repeats", type=positive_int, default=5)
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed runs per figure (the median is reported)")
     p.add_argument("--sizes", type=positive_int, nargs="+", help="VecEnv sizes (default 64 1024 4096 on a CPU; 4096 65536 1048576 on CUDA)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="device of the batched VecEnv (default: cuda when present)")
     p.add_argument("--only", choices=["single", "vec"], help="run one part only")

@@ -57,7 +57,7 @@ def parents(default_scenario: str, heuristics: list[str]) -> dict[str, argparse.
     return {
         "scenario": group((("--scenario",), {"default": default_scenario, "help": "a scenario file or a shipped scenario name"})),
         "product": group((("--product",), {"default": "0", "help": "which product of the scenario to launch (index or name)"})),
-        "seed": group((("--seed",), {"type": int, "default": 0, "help": "random seed (episodes use seed, seed + 1, ...)"})),
+        "seed": group((("--seed",), {"type": int, "default": 0, "help": "random seed"})),
         "device": group((("--device",), {"help": "cpu or cuda for the predictor (default: cuda when present)"})),
         "predictor": group((("--predictor",), {"metavar": "DIR", "help": f"a predictor or ensemble folder for the learned market (default: {DEFAULT_MARKET_HELP})"})),
         "policy": group(

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from launchsim.cli import render
-from launchsim.cli.options import command_adder, positive_int
+from launchsim.cli.options import command_adder, number_from, positive_int
 from launchsim.files import write_json
 
 
@@ -27,13 +27,26 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--out", required=True, help="the predictor folder to write")
     p.add_argument("--encoder", help="a local BERT-family folder (default: the embedded all-MiniLM-L6-v2)")
     p.add_argument("--mode", choices=["frozen", "lora", "full"], default="lora", help="how the encoder trains")
-    p.add_argument("--lora-rank", type=positive_int, default=16)
-    p.add_argument("--head-epochs", type=int, default=150)
-    p.add_argument("--encoder-epochs", type=int, default=3)
-    p.add_argument("--polish-epochs", type=int, default=40)
+    p.add_argument("--lora-rank", type=positive_int, default=16, help="rank of the LoRA adapters (--mode lora)")
+    p.add_argument("--head-epochs", type=int, default=150, help="epochs of the heads on the frozen encoder's embeddings")
+    p.add_argument("--encoder-epochs", type=int, default=3, help="epochs of the encoder with the heads (lora, full)")
+    p.add_argument("--polish-epochs", type=int, default=40, help="epochs of the heads on the fine-tuned embeddings")
     p.add_argument("--hidden", type=positive_int, default=256, help="width of the demand head")
+    p.add_argument(
+        "--closed-loop-from", type=number_from(0.0, 1.0), default=1.0, metavar="SHARE",
+        help="from this share of the heads' epochs on, train demand on buyers so far as the env computes them for a new product (its own predictions) rather than as observed; 1 = observed only",
+    )  # fmt: skip
     p.add_argument("--no-zero-fill", action="store_true", help="do not count a product's missing weeks as zero units")
     p.set_defaults(func=cmd_finetune)
+
+    p = add("backtest", "score a predictor on logs as the env uses it (closed loop) and with observed history (open loop), next to baselines", [shared["predictor"], shared["seed"], shared["device"]])
+    p.add_argument("--logs", required=True, help="the logs to score, every product from its first week")
+    p.add_argument("--train-logs", help="the logs the predictor was trained on: the baselines are fitted on them")
+    p.add_argument("--heldout-only", action="store_true", help="score only the products finetune holds out of --logs (one in five by a hash of the id); the rest train the baselines unless --train-logs")
+    p.add_argument("--json", required=True, help="the metrics file to write")
+    p.add_argument("--report", metavar="DIR", help="also write report.md and backtest.png into this folder")
+    p.add_argument("--no-zero-fill", action="store_true", help="do not count a product's missing weeks as zero units")
+    p.set_defaults(func=cmd_backtest)
 
     p = add("ensemble", "combine predictor folders into one learned market (the mean of their responses)", [])
     p.add_argument("--members", nargs="+", required=True, metavar="DIR", help="two or more predictor folders")
@@ -46,6 +59,40 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--png", help="the plot file (default: next to --json)")
     p.add_argument("--no-zero-fill", action="store_true", help="do not count a product's missing weeks as zero units")
     p.set_defaults(func=cmd_predictors_eval)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from launchsim.models.backtest import backtest, plot_backtest, report_markdown, strip_predictions
+    from launchsim.models.learned_market import DEFAULT_MARKET_DIR, load_predictor
+    from launchsim.models.predictor_eval import is_heldout_product
+    from launchsim.models.user_logs import read_logs
+
+    logs = read_logs(args.logs, zero_fill=not args.no_zero_fill)
+    train = read_logs(args.train_logs, zero_fill=not args.no_zero_fill) if args.train_logs else None
+    if args.heldout_only:
+        held = is_heldout_product(logs["product_id"]).to_numpy()
+        if train is None:
+            train = logs[~held].reset_index(drop=True)
+        logs = logs[held].reset_index(drop=True)
+    predictor = load_predictor(args.predictor, device=args.device)
+    print(f"backtesting on {logs['product_id'].nunique():,} products ({len(logs):,} product-weeks)")
+    report = backtest(predictor, logs, train, seed=args.seed)
+    result = {
+        "predictor": str(args.predictor or DEFAULT_MARKET_DIR), "identity": predictor.identity, "logs": str(args.logs),
+        "train_logs": str(args.train_logs) if args.train_logs else ("the rest of --logs" if args.heldout_only else None),
+        "heldout_only": args.heldout_only, **strip_predictions(report),
+    }  # fmt: skip
+    write_json(args.json, result)
+    print("\n".join(render.backtest_lines(result)))
+    written = [str(args.json)]
+    if args.report:
+        out = Path(args.report)
+        out.mkdir(parents=True, exist_ok=True)
+        written.append(str(plot_backtest(report, logs, out / "backtest.png")))
+        (out / "report.md").write_text(report_markdown(result) + "\n")
+        written.append(str(out / "report.md"))
+    print(f"written to {', '.join(written)}")
+    return 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -69,8 +116,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     print(f"training on {train['product_id'].nunique():,} products ({len(train):,} rows); {held:,} products held out")
     cfg = FinetuneConfig(
         encoder=args.encoder, mode=args.mode, lora_rank=args.lora_rank, head_epochs=args.head_epochs,
-        encoder_epochs=args.encoder_epochs, polish_epochs=args.polish_epochs, hidden=args.hidden, seed=args.seed,
-        device=args.device,
+        encoder_epochs=args.encoder_epochs, polish_epochs=args.polish_epochs, hidden=args.hidden,
+        closed_loop_from=args.closed_loop_from, seed=args.seed, device=args.device,
     )  # fmt: skip
     predictor = finetune(train, cfg, source=str(args.logs))
     out = predictor.save(args.out)

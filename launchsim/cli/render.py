@@ -83,6 +83,22 @@ def predictor_eval_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def backtest_lines(result: dict[str, Any]) -> list[str]:
+    """R² log1p, deviance explained and mean predicted / observed per protocol and model, all weeks then sale weeks."""
+    lines = []
+    for weeks in ("all_weeks", "sale_weeks"):
+        lines.append(f"{weeks.replace('_', ' ')}:")
+        for protocol, models in result["protocols"].items():
+            for model, m in models.items():
+                w = m[weeks]
+                ratio = "n/a" if w["mean_predicted_over_observed"] is None else f"{w['mean_predicted_over_observed']:.3f}"
+                lines.append(
+                    f"  {protocol.replace('_', ' '):<11} {model:<12} R² log1p {w['r2_log1p']:7.4f}  "
+                    f"deviance explained {w['deviance_explained']:7.4f}  predicted / observed {ratio}"
+                )
+    return lines
+
+
 def bench_lines(result: dict[str, Any]) -> list[str]:
     """The benchmark's figures, one line each."""
     lines = []

@@ -16,8 +16,8 @@ from launchsim.models.heads import PredictorHeads
 
 
 def _tiny(tiny_bert, tiny_logs, **kw) -> LaunchPredictor:
-    kw.setdefault("device", "cpu")  # CPU also where a GPU is present: the tests compare exact values
-    cfg = FinetuneConfig(encoder=str(tiny_bert), mode="frozen", head_epochs=1, hidden=16, latent=4, **kw)
+    kw = {"device": "cpu", "head_epochs": 1, **kw}  # CPU also where a GPU is present: the tests compare exact values
+    cfg = FinetuneConfig(encoder=str(tiny_bert), mode="frozen", hidden=16, latent=4, **kw)
     return finetune(tiny_logs[tiny_logs["split"] == "train"], cfg)
 
 
@@ -69,3 +69,27 @@ def test_overdispersion_ignores_a_per_product_scale_error_and_finds_the_weekly_n
     assert overdispersion(y, mean, product) == pytest.approx(k, abs=0.02)
     assert overdispersion(y, mean * scale_error, product) == pytest.approx(k, abs=0.02)
     assert overdispersion(torch.poisson(mean, generator=gen), mean * scale_error, product) < 0.01
+
+
+def test_closed_loop_training_reads_buyers_from_the_heads_own_rollout(tiny_bert, tiny_logs):
+    # From closed_loop_from of the epochs on, the demand head is trained on the buyers so far that the
+    # env would compute for a new product: its own predicted first purchases, never the observed ones.
+    from launchsim.models.finetune import closed_loop_features
+    from launchsim.models.text_encoder import TextEncoder
+    from launchsim.models.training_data import TrainingData
+
+    observed = _tiny(tiny_bert, tiny_logs, head_epochs=2)
+    closed = _tiny(tiny_bert, tiny_logs, head_epochs=2, closed_loop_from=0.5)
+    assert closed.card["config"]["closed_loop_from"] == 0.5 and observed.card["config"]["closed_loop_from"] == 1.0
+    first = next(iter(closed.heads.parameters()))
+    assert not torch.equal(first, next(iter(observed.heads.parameters())))
+
+    logs = tiny_logs[tiny_logs["split"] == "train"].sort_values(["product_id", "week"], kind="stable").reset_index(drop=True)
+    data = TrainingData(logs)
+    table = TextEncoder(str(tiny_bert)).encode(data.texts)
+    feats = closed_loop_features(closed.heads, table, data, logs)
+    other = logs.assign(units=logs["units"] * 3 + 1, new_customers=logs["new_customers"] * 3 + 1, adopters=logs["adopters"] * 7 + 5)
+    torch.testing.assert_close(feats, closed_loop_features(closed.heads, table, TrainingData(other), other))
+    assert not torch.equal(feats, data.feats)  # the observed buyers differ from the rollout's
+    starts = torch.as_tensor((logs.groupby("product_id").cumcount() == 0).to_numpy())
+    torch.testing.assert_close(feats[starts], data.feats[starts])  # a product's first week: no buyers in either

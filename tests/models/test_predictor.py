@@ -252,3 +252,28 @@ def test_feature_versions_and_the_market_estimate(tiny_predictor):
         context_features(MarketContext(**base), ("season",))
     # A logs frame without the column reads as unknown (0).
     assert context_features(pd.DataFrame([base]))[0, -2].item() == 0.0
+
+
+def test_single_market_responders_of_one_predictor_share_its_weights_until_a_weight_changes(tiny_predictor):
+    # A DummyVecEnv holds one responder per market: they share one float64 copy of the heads, and a
+    # change to the predictor's weights (fine-tuning between two envs) is seen by the next responder.
+    import copy
+
+    from launchsim.models.heads import HeadsResponder
+    from launchsim.models.ops import SCALAR
+    from launchsim.models.response import MarketContext, MarketTexts
+
+    p = copy.deepcopy(tiny_predictor)
+    (prod,) = p.encode(["Norvik premium wool coat"])
+    texts = MarketTexts(prod, p.encode(["Meet the Norvik wool coat."], "creative"), [(None, 0.0)])
+    fields = {k: float(v[0]) for k, v in _contexts(1, np.random.default_rng(1)).items()}
+    ctx = MarketContext(**{**fields, "launched": 1.0})
+    a, b = HeadsResponder(p, SCALAR, [texts]), HeadsResponder(p, SCALAR, [texts])
+    assert a.demand_layers[0][0] is b.demand_layers[0][0]
+    before = a.respond(ctx, 0, 0).demand
+    with torch.no_grad():
+        p.heads.demand[-1].bias[0] += 1.0  # e^1 more demand
+    c = HeadsResponder(p, SCALAR, [texts])
+    assert c.demand_layers[0][0] is not a.demand_layers[0][0]
+    assert c.respond(ctx, 0, 0).demand == pytest.approx(before * np.e, rel=1e-9)
+    assert a.respond(ctx, 0, 0).demand == before

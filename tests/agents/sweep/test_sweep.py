@@ -217,13 +217,13 @@ def ray_local():
     pytest.importorskip("ray")
     import ray.cloudpickle
 
-    from launchsim.agents.sweep.run import ray_session
+    from launchsim.agents.sweep.run import ray_runtime
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the trial functions below
-    with ray_session(num_cpus=2) as session:
-        warm = session.remote(_import_project)
-        session.get([warm.remote() for _ in range(2)])  # two warm workers, so timings below are the trials'
-        yield session
+    with ray_runtime(num_cpus=2) as runtime:
+        warm = runtime.remote(_import_project)
+        runtime.get([warm.remote() for _ in range(2)])  # two warm workers, so timings below are the trials'
+        yield runtime
 
 
 def _import_project() -> None:

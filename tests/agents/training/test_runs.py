@@ -190,7 +190,7 @@ def test_demand_spread_and_outcomes_defaults_and_old_runs_keep_none(tmp_path):
     run = train(tiny_config(tmp_path / "run"), progress=False)
     document = yaml.safe_load((run / "config.yml").read_text())
     assert document["config"]["demand_spread"] == 0.0  # structural: resolved and recorded
-    assert document["config"]["outcomes"] == "expected"  # the default since the thirteenth session
+    assert document["config"]["outcomes"] == "expected"  # train's default
     del document["config"]["demand_spread"], document["config"]["outcomes"]  # a learned-market run folder from before the options
     document["config"]["market"] = "learned"
     (run / "config.yml").write_text(yaml.safe_dump(document))

@@ -1,0 +1,107 @@
+"""The backtest: the closed loop feeds a product's own predicted first purchases back as buyers so far,
+the open loop its observed ones; the baselines read only closed-loop inputs; the report's keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from launchsim.models.backtest import BASELINES, WEEK_SETS, backtest, closed_loop_inputs, metrics
+from launchsim.models.closed_loop import rollout
+from launchsim.models.user_logs import canonical_logs
+
+
+def _logs(rows: list[tuple[str, int, float]], **extra) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["product_id", "week", "units"])
+    frame["description"] = "a mug " + frame["product_id"]
+    frame["price"] = 10.0
+    for k, v in extra.items():
+        frame[k] = v
+    return canonical_logs(frame, zero_fill=False)
+
+
+def test_rollout_feeds_back_the_predicted_first_purchases_of_earlier_weeks():
+    logs = _logs([("a", 0, 5), ("a", 1, 9), ("a", 2, 1), ("b", 3, 2), ("b", 4, 2)])
+    seen = []
+
+    def predict(frame):
+        seen.append(frame[["product_id", "adopters"]].to_numpy().tolist())
+        return {"demand": 2.0 + frame["adopters"].to_numpy(), "first_share": np.full(len(frame), 0.5)}
+
+    units, adopters = rollout(logs, predict)
+    np.testing.assert_allclose(adopters, [0.0, 1.0, 2.5, 0.0, 1.0])
+    # a: 2, then 2 + 0.5*2 = 3, then 2 + 0.5*(2+3) = 4.5; b: 2, then 3 (each from its own first week)
+    np.testing.assert_allclose(units, [2.0, 3.0, 4.5, 2.0, 3.0])
+    assert seen[0] == [["a", 0.0], ["b", 0.0]]  # week k of every product at once
+    assert logs["adopters"].tolist() == [0.0, 5.0, 14.0, 0.0, 2.0]  # the logs themselves are not touched
+
+
+def test_rollout_passes_a_weekly_pool_no_buyers():
+    logs = _logs([("a", 0, 5), ("a", 1, 9)], market_estimate=100.0, market_estimate_basis="weekly")
+    units = rollout(logs, lambda f: {"demand": 2.0 + f["adopters"].to_numpy(), "first_share": np.ones(len(f))}).units
+    np.testing.assert_allclose(units, [2.0, 2.0])
+
+
+def test_closed_loop_inputs_hold_no_observed_sales():
+    logs = _logs([("a", 0, 5), ("a", 1, 9), ("b", 3, 2)])
+    changed = logs.assign(units=[50.0, 90.0, 20.0], adopters=[0.0, 50.0, 0.0])
+    np.testing.assert_array_equal(closed_loop_inputs(logs), closed_loop_inputs(changed))
+    assert closed_loop_inputs(logs)[:, -4].tolist() == [0.0, 1.0, 0.0]  # age: weeks since the product's first row
+
+
+def test_metrics_on_perfect_and_on_constant_predictions():
+    logs = _logs([("a", 0, 0), ("a", 1, 4), ("a", 2, 10), ("b", 3, 3)])
+    y = logs["units"].to_numpy()
+    perfect = metrics(logs, y.astype(float), {"all_weeks": 4.25, "sale_weeks": 17 / 3})
+    assert perfect["all_weeks"]["r2_log1p"] == pytest.approx(1.0)
+    assert perfect["all_weeks"]["deviance_explained"] == pytest.approx(1.0)
+    assert perfect["sale_weeks"]["rows"] == 3 and perfect["all_weeks"]["rows"] == 4
+    flat = metrics(logs, np.full(4, 4.25), {"all_weeks": 4.25, "sale_weeks": 17 / 3})
+    assert flat["all_weeks"]["deviance_explained"] == pytest.approx(0.0)
+    assert flat["all_weeks"]["mean_predicted_over_observed"] == pytest.approx(1.0)
+
+
+def test_backtest_reports_both_protocols_and_the_baselines(tiny_predictor, tiny_logs):
+    logs = canonical_logs(tiny_logs)  # as the logs reader gives them
+    train = logs[logs["split"] == "train"].reset_index(drop=True)
+    scored = logs[logs["split"] == "heldout"].reset_index(drop=True)
+    report = backtest(tiny_predictor, scored, train, encoder=tiny_predictor.encoder)
+    assert set(report["protocols"]) == {"closed_loop", "open_loop"}
+    assert set(report["protocols"]["closed_loop"]) == {"predictor", *BASELINES}
+    assert set(report["protocols"]["open_loop"]) == {"predictor"}
+    for models in report["protocols"].values():
+        for m in models.values():
+            assert set(m) == set(WEEK_SETS)
+            assert {"r2_log1p", "deviance_explained", "mean_predicted_over_observed", "product_level_log_sd", "calibration"} <= set(m["all_weeks"])
+            assert np.isfinite(m["all_weeks"]["r2_log1p"])
+    preds = report["_predictions"]
+    np.testing.assert_allclose(preds["open_loop"], tiny_predictor.predict_frame(scored)["demand"])
+    first = (scored.groupby("product_id").cumcount() == 0).to_numpy()  # no buyers yet in either protocol
+    np.testing.assert_allclose(preds["closed_loop"][first], preds["open_loop"][first], rtol=1e-6)
+    assert not np.allclose(preds["closed_loop"], preds["open_loop"])
+    on_sale = train.loc[train["launched"] > 0, "units"]
+    assert report["training_mean_units"] == pytest.approx({"all_weeks": on_sale.mean(), "sale_weeks": on_sale[on_sale > 0].mean()})
+
+
+def test_a_predictor_without_first_purchases_counts_every_unit_as_one(tiny_bert, tiny_logs):
+    from launchsim.envs import LaunchMarketEnv
+    from launchsim.models.finetune import FinetuneConfig, finetune
+    from launchsim.scenarios import load_scenario
+
+    logs = tiny_logs[tiny_logs["split"] == "train"].drop(columns=["new_customers"])
+    cfg = FinetuneConfig(encoder=str(tiny_bert), mode="frozen", head_epochs=2, hidden=16, latent=4, device="cpu")
+    predictor = finetune(logs, cfg)
+    assert "new_customers" not in predictor.card["targets_trained"] and not predictor.learned_first_share
+    np.testing.assert_array_equal(predictor.predict_frame(logs.head(20))["first_share"], 1.0)
+    env = LaunchMarketEnv(load_scenario("food_coffee_bundle"), response_model=predictor, outcomes="expected")
+    env.reset(seed=0)
+    info = env.step(np.array([1, 2, 0, 0, 0]))[4]
+    assert env._state.adopters == pytest.approx(info["units_sold"])
+
+
+def test_a_derived_season_comes_from_the_training_logs_not_the_scored_ones(tiny_predictor):
+    scored = _logs([("a", 0, 5), ("a", 1, 90), ("b", 1, 2)])
+    train = _logs([("c", 0, 1), ("c", 1, 1), ("d", 0, 1)])
+    assert scored.attrs["season_derived"]
+    report = backtest(tiny_predictor, scored, train, encoder=tiny_predictor.encoder)
+    assert report["season"] == "training logs"
