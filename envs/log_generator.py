@@ -25,6 +25,7 @@ from launchsim.models.ops import SCALAR
 from launchsim.models.response import MarketContext
 from launchsim.models.structural_market import NO_PARTNER, StructuralMarket, structural_response
 from launchsim.scenarios import Scenario, scenario_from_dict
+from launchsim.errors import LogsError
 from tqdm import tqdm
 
 HOLIDAYS = [
@@ -248,6 +249,6 @@ def write_logs(frame: pd.DataFrame, path: str | Path) -> Path:
     elif path.suffix == ".csv":
         frame.to_csv(tmp, index=False)
     else:
-        raise ValueError(f"logs must be written as .parquet or .csv, found {path.suffix!r}")
+        raise LogsError(f"{path}: logs are written as .parquet or .csv, found {path.suffix or 'no extension'!r}")
     tmp.replace(path)
     return path

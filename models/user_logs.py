@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from launchsim.scenarios.schema import EstimateBasis
+from launchsim.scenarios.schema import LARGEST, EstimateBasis
 
 from launchsim.errors import LogsError
 
@@ -33,6 +33,8 @@ ALIASES = {
 CARRIED_FORWARD = ("product_id", "description", "price", "price_ratio", "reference_price", "market_estimate_basis")
 BASES = typing.get_args(EstimateBasis)  # what a product's market_estimate counts, as in a scenario (docs/MARKET.md)
 TARGET_COLUMNS = ("units", "impressions", "clicks", "bundled_units", "new_customers")
+MAX_SPAN_WEEKS = 2600  # 50 years: a week further from the file's first one is a typo, not history
+NON_NEGATIVE = ("market_estimate", "adstock", "competitor_strength", "competitor_price_ratio", "weeks_since_flash", "adopters", "holiday", "flash")
 OPTIONAL = {  # column -> default when absent (None = derived, see read_logs)
     "creative_text": "", "partner_text": "", "launched": 1.0, "step_weeks": 1.0, "holiday": 0.0, "flash": 0.0,
     "weeks_since_flash": 1e4, "competitor_strength": 0.0, "competitor_price_ratio": 0.0, "adstock": 0.0,
@@ -63,6 +65,8 @@ def canonical_logs(raw: pd.DataFrame, source: str = "<logs>", zero_fill: bool = 
     """Validate a DataFrame of logs and bring it to the canonical schema (see module docstring)."""
     df = raw.rename(columns={k: v for k, v in ALIASES.items() if k in raw.columns and v not in raw.columns}).copy()
     df.index = pd.RangeIndex(len(df))
+    if df.empty:
+        raise LogsError(f"{source}: no rows (expected one row per product and week)")
     for col in ("product_id", "description", "week"):
         if col not in df:
             raise LogsError(f"{source}: column {col!r}: missing (expected columns include product_id, description, week, price, units)")
@@ -73,7 +77,9 @@ def canonical_logs(raw: pd.DataFrame, source: str = "<logs>", zero_fill: bool = 
     if "clicks" in df and "impressions" not in df:
         raise LogsError(f"{source}: column 'impressions': missing, but 'clicks' is given (CTR needs both)")
 
-    df["product_id"] = df["product_id"].astype(str)
+    ids = df["product_id"]
+    _check(source, "product_id", ids.isna() | (ids.astype(str).str.strip() == ""), "empty product id")
+    df["product_id"] = ids.astype(str).str.strip()
     text = df["description"]
     _check(source, "description", text.isna() | (text.astype(str).str.strip() == ""), "empty text")
     df["description"] = text.astype(str).str.strip()
@@ -85,6 +91,8 @@ def canonical_logs(raw: pd.DataFrame, source: str = "<logs>", zero_fill: bool = 
     for col in numeric:
         converted = pd.to_numeric(df[col], errors="coerce")
         _check(source, col, converted.isna() & df[col].notna(), "not a number", found=df[col])
+        _check(source, col, converted.notna() & ~np.isfinite(converted.astype(float)), "not a finite number", found=df[col])
+        _check(source, col, converted.abs() > LARGEST, f"too large (at most {LARGEST:.0e})", found=df[col])
         df[col] = converted.astype(float)
     for col in ("price", "price_ratio", "reference_price"):
         if col in df:
@@ -92,6 +100,13 @@ def canonical_logs(raw: pd.DataFrame, source: str = "<logs>", zero_fill: bool = 
     for col in TARGET_COLUMNS:
         if col in df:
             _check(source, col, df[col] < 0, "expected a count ≥ 0", found=df[col])
+    for col in NON_NEGATIVE:
+        if col in df:
+            _check(source, col, df[col] < 0, "expected a value ≥ 0", found=df[col])
+    if "launched" in df:
+        _check(source, "launched", ~df["launched"].isin([0.0, 1.0]) & df["launched"].notna(), "expected 0 (not on sale) or 1 (on sale)", found=df["launched"])
+    if "bundle_discount" in df:
+        _check(source, "bundle_discount", df["bundle_discount"] >= 1, "expected a discount below 1", found=df["bundle_discount"])
     if "clicks" in df:
         _check(source, "clicks", df["clicks"] > df["impressions"], "more clicks than impressions", found=df["clicks"])
     dup = df.duplicated(["product_id", "week"])
@@ -118,8 +133,8 @@ def canonical_logs(raw: pd.DataFrame, source: str = "<logs>", zero_fill: bool = 
     if "price" not in df:
         df["price"] = df["price_ratio"] * df["reference_price"]
     for col, default in OPTIONAL.items():
-        if col not in df and default is not None:
-            df[col] = default
+        if default is not None:  # an absent column, or an empty cell of a context column: its neutral default
+            df[col] = df[col].fillna(default) if col in df else default
     df = df.sort_values(["product_id", "week"]).reset_index(drop=True)
     if "adopters" not in df:  # cumulative first purchases before the week; units stand in without new_customers
         first = df["new_customers"] if "new_customers" in df else df.get("units", pd.Series(0.0, index=df.index))
@@ -156,13 +171,22 @@ def _weeks(col: pd.Series, source: str) -> tuple[pd.Series, pd.Series]:
     numeric = pd.to_numeric(col, errors="coerce")
     if numeric.notna().all():
         _check(source, "week", numeric < 0, "expected a week ≥ 0", found=col)
-        weeks = numeric.astype(int)
+        _check(source, "week", (numeric % 1 != 0) | (numeric > LARGEST), "expected a whole week number", found=col)
+        weeks = numeric.astype(np.int64)
+        _check_span(source, weeks - weeks.min(), col)
         return weeks - weeks.min(), ((weeks % 52) + 1).astype(int)
     dates = pd.to_datetime(col, errors="coerce")
     _check(source, "week", dates.isna(), "neither a week number nor a date", found=col)
     start = dates.min()
     weeks = ((dates - start).dt.days // 7).astype(int)
+    _check_span(source, weeks, col)
     return weeks, dates.dt.isocalendar().week.clip(upper=52).astype(int)
+
+
+def _check_span(source: str, weeks: pd.Series, found: pd.Series) -> None:
+    """The zero-fill lays out every week of a product's span: a week decades away is refused here."""
+    far = weeks > MAX_SPAN_WEEKS
+    _check(source, "week", far, f"more than {MAX_SPAN_WEEKS:,} weeks after the file's first week", found=found)
 
 
 def _zero_fill(df: pd.DataFrame) -> pd.DataFrame:

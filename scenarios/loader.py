@@ -105,12 +105,27 @@ def _read_yaml(path: Path) -> Any:
     except UnicodeDecodeError as err:
         raise ScenarioError([f"{path}: not a text file (byte {err.start} is not UTF-8), expected YAML"]) from err
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(top level)"
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ScenarioError([f"{path}: {where}: YAML syntax error: {problem}"]) from err
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (first on line {seen[key].line + 1})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
 
 
 # ---------------------------------------------------------------- pydantic errors
@@ -128,6 +143,8 @@ def _format_validation_error(err: ValidationError, source: str) -> list[str]:
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             message = f"unknown key{hint} (expected one of: {', '.join(allowed)})"
+        elif e["type"] == "string_pattern_mismatch":
+            message = f"found {_short(e.get('input'))}, expected a name without '/' or '\\' that does not start with '.' (it names folders and files)"
         else:
             expected = e["msg"].replace("Input should be ", "").replace("Value error, ", "")
             message = f"found {_short(e.get('input'))}, expected {expected[0].lower() + expected[1:]}"

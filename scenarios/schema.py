@@ -20,16 +20,23 @@ CATEGORIES: tuple[str, ...] = ("apparel", "home", "food", "beauty", "electronics
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
-PositiveMoney = Annotated[float, Field(gt=0)]
-Money = Annotated[float, Field(ge=0)]
+# A scenario's name names run folders and files: no path separator, no leading dot (no "..").
+FILE_NAME_PATTERN = r"^[^/\\.][^/\\]*$"
+FileName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80, pattern=FILE_NAME_PATTERN)]
+# Amounts and counts stop at a trillion: beyond it float64 arithmetic of a week's demand, stock and profit
+# loses units and the samplers' quantile walks stop converging.
+LARGEST = 1e12
+PositiveMoney = Annotated[float, Field(gt=0, le=LARGEST)]
+Money = Annotated[float, Field(ge=0, le=LARGEST)]
 Share = Annotated[float, Field(ge=0, le=1)]
 Week = Annotated[int, Field(ge=0)]
 
 
 class Strict(BaseModel):
-    """Base of every schema block: unknown keys are errors, values are not coerced from strings."""
+    """Base of every schema block: unknown keys are errors; values are not coerced (``'12.0'`` is not a
+    number, ``true`` is not a count; a whole number is a valid float); numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
 # ---------------------------------------------------------------- public part
@@ -40,7 +47,7 @@ class Season(Strict):
 
     peak_week_of_year: Annotated[int, Field(ge=1, le=52)] = 50
     amplitude: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    weekly_index: list[Annotated[float, Field(gt=0)]] | None = Field(
+    weekly_index: list[Annotated[float, Field(gt=0, le=100)]] | None = Field(
         default=None, min_length=52, max_length=52
     )
 
@@ -67,10 +74,10 @@ class Product(Strict):
     text: Text
     unit_cost: PositiveMoney
     reference_price: PositiveMoney
-    stock: Annotated[int, Field(ge=0)]
+    stock: Annotated[int, Field(ge=0, le=LARGEST)]
     # Public: the seller's estimate of the buyers the product can reach (market research). The learned
     # market reads it as the scale a text cannot carry; the structural market ignores it.
-    market_estimate: Annotated[float, Field(gt=0)] | None = None
+    market_estimate: PositiveMoney | None = None
     # What the estimate counts: "total", every buyer a launch can reach; "weekly", the buyers of each week
     # of a steady staple (a constant pool). A weekly pool has no adoption state, so the markets read no
     # buyers so far for it (its truth must be a constant pool without repeat purchases).
@@ -210,7 +217,7 @@ class Truth(Strict):
 class Scenario(Strict):
     """One launch problem: what the seller knows and decides, and the hidden market it happens in."""
 
-    name: Name
+    name: FileName
     description: Text
     category: Category
     horizon_weeks: Annotated[int, Field(ge=1, le=260)]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -315,3 +316,73 @@ def test_sweep_bad_config_and_missing_ray_exit_2(tmp_path, monkeypatch):
     result = run("sweep", "--config", str(good), "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert 'pip install "launchsim[ray]"' in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("simulate", "--seed", "-1"), "argument --seed: expected a whole number from 0 to 4294967295, found -1"),
+        (("simulate", "--seed", "4294967296"), "argument --seed: expected a whole number from 0 to 4294967295"),
+        (("simulate", "--market", "learned", "--device", "tpu"), "argument --device: expected cpu, cuda or cuda:N, found tpu"),
+        (("bench", "--device", "cuda:x"), "argument --device: expected cpu, cuda or cuda:N, found cuda:x"),
+    ],
+)
+def test_bad_seeds_and_devices_exit_2_naming_the_option(args, message):
+    result = run(*args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where no CUDA device exists")
+def test_cuda_without_a_cuda_device_exits_2():
+    result = run("simulate", "--market", "learned", "--device", "cuda")
+    assert result.returncode == 2 and "error: --device cuda: no CUDA device is available here" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_logs_to_an_unknown_format_and_a_finetune_with_nothing_to_train_exit_2(tmp_path):
+    result = run("logs", "--out", str(tmp_path / "x.txt"), "--train", "2")
+    assert result.returncode == 2 and "argument --out: expected a file name ending in .parquet or .csv, found" in result.stderr
+    assert not (tmp_path / "x.txt").exists()
+    from launchsim.models.predictor_eval import is_heldout_product
+
+    ids = [f"sku{i}" for i in range(200)]
+    held = [i for i, out in zip(ids, is_heldout_product(pd.Series(ids))) if out][:3]
+    logs = tmp_path / "held.csv"
+    logs.write_text("product_id,description,week,price,units\n" + "".join(f"{p},mug {p},{w},4.5,{w + 1}\n" for p in held for w in range(3)))
+    result = run("finetune", "--logs", str(logs), "--out", str(tmp_path / "p"))
+    assert result.returncode == 2 and "all 3 products fall in the hold-out" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path):
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("x")
+    cases = [
+        (("evaluate", "--json", str(tmp_path)), "is a folder, expected a file name"),
+        (("evaluate", "--json", str(a_file / "out.json")), "is a file, not a folder"),
+        (("replay", "--out", str(a_file)), "is a file, expected a folder"),
+        (("export-table", "--out", str(a_file / "sub" / "t.csv")), "is a file, not a folder"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+
+
+def test_ratios_to_an_oracle_without_a_positive_profit_are_not_reported():
+    # stock 0: nothing sells, the oracle's profit is ≤ 0; a ratio to it would read upside down.
+    from launchsim.agents.evaluation.evaluate import _ratio
+    from launchsim.cli.render import evaluation_line, training_lines
+
+    assert _ratio(-42_938.0, -10_070.0) is None and _ratio(5.0, 0.0) is None and _ratio(3.0, 4.0) == 0.75
+    result = {"ratio_to_oracle": None, "sim_to_real_gap": None, "best_heuristic": {"name": "list_price"}}
+    assert evaluation_line(result) == "ratio_to_oracle n/a (oracle profit ≤ 0); best heuristic list_price"
+    market = {"scenario": "s", "product_name": "p", "truth": {"profit_mean": -5.0, "profit_ci95": [-6.0, -4.0]}, "oracle": {"profit_mean": 0.0}, "ratio_to_oracle": None}
+    assert "(ratio n/a (oracle profit ≤ 0))" in training_lines({"evaluator": "e", "episodes": 2, "markets": [market]})[1]
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [(("export-table", "--out", "t.csv", "--fidelity-episodes", "-3"), "--fidelity-episodes"), (("logs", "--out", "l.csv", "--heldout", "-5"), "--heldout"),
+     (("finetune", "--logs", "l.csv", "--out", "p", "--head-epochs", "0"), "--head-epochs")],
+)  # fmt: skip
+def test_negative_counts_exit_2_naming_the_option(args, option):
+    result = run(*args)
+    assert result.returncode == 2 and f"argument {option}: expected a" in result.stderr and "Traceback" not in result.stderr

@@ -175,7 +175,8 @@ def summarise(summaries: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def _ratio(a: float, b: float) -> float | None:
-    return float(a / b) if b else None
+    """``a / b`` where the reference ``b`` is a positive profit (a ratio to a loss reads upside down)."""
+    return float(a / b) if b > 0 else None
 
 
 def _columns(weekly: pd.DataFrame) -> dict[str, list[float]]:

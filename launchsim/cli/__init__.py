@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from launchsim.cli.options import EXIT_USER_ERROR
+from launchsim.cli.options import EXIT_USER_ERROR, check_device
 from launchsim.errors import LaunchSimError
+
 MAIN_JOB = (
     "Start here: 'launchsim train' trains PPO on the default scenario in the learned market and judges it in the "
     "ground truth (under 10 minutes on 2 CPU cores). 'launchsim COMMAND --help' shows a command's options and defaults."
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_device(getattr(args, "device", None))
         return args.func(args)
     except LaunchSimError as err:
         for line in str(err).splitlines():

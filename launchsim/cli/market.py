@@ -8,7 +8,7 @@ import warnings
 from typing import Any
 
 from launchsim.cli import render
-from launchsim.cli.options import EXIT_USER_ERROR, command_adder, positive_int
+from launchsim.cli.options import EXIT_USER_ERROR, command_adder, device, output_file, positive_int
 from launchsim.errors import LaunchSimError, PredictorError
 from launchsim.files import atomic_write, write_json
 
@@ -22,17 +22,17 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
     p = add("simulate", "play a policy in a market and print the weekly table", [shared[k] for k in ("scenario", "product", "policy", "seed", "outcomes", "predictor", "device")])
     p.add_argument("--episodes", type=positive_int, default=1, help="episodes to average (seeds seed, seed+1, ...)")
     p.add_argument("--market", choices=["structural", "learned"], default="structural", help="the ground truth or the learned market")
-    p.add_argument("--csv", help="also write the weekly table of the first episode to this CSV file")
+    p.add_argument("--csv", type=output_file, help="also write the weekly table of the first episode to this CSV file")
     p.set_defaults(func=cmd_simulate)
 
     p = add("bench", "steps/s: single envs vs CartPole, DummyVecEnv vs the batched VecEnv, PPO, the encoder", [])
     p.add_argument("--steps", type=positive_int, default=50_000, help="steps per single-env timing")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed runs per figure (the median is reported)")
     p.add_argument("--sizes", type=positive_int, nargs="+", help="VecEnv sizes (default 64 1024 4096 on a CPU; 4096 65536 1048576 on CUDA)")
-    p.add_argument("--device", choices=["cpu", "cuda"], help="device of the batched VecEnv (default: cuda when present)")
+    p.add_argument("--device", type=device, help="device of the batched VecEnv: cpu, cuda or cuda:N (default: cuda when present)")
     p.add_argument("--only", choices=["single", "vec"], help="run one part only")
     p.add_argument("--texts", type=positive_int, default=512, help="generated descriptions for the encoder timing")
-    p.add_argument("--json", help="write the results as JSON to this file")
+    p.add_argument("--json", type=output_file, help="write the results as JSON to this file")
     p.set_defaults(func=cmd_bench)
 
 
@@ -95,11 +95,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.only != "vec":
         result = run_benchmarks(n_steps=args.steps, repeats=args.repeats, progress=progress)
     if args.only != "single":
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise LaunchSimError("--device cuda: torch sees no CUDA device here")
-        sizes = args.sizes or ([4096, 65536, 1048576] if device == "cuda" else [64, 1024, 4096])
-        result["vec"] = run_vec_benchmarks(sizes, device=device, dummy_max=4096, repeats=min(args.repeats, 3), texts=args.texts, progress=progress)
+        on = args.device or ("cuda" if torch.cuda.is_available() else "cpu")  # --device is checked as it is parsed
+        sizes = args.sizes or ([4096, 65536, 1048576] if on.startswith("cuda") else [64, 1024, 4096])
+        result["vec"] = run_vec_benchmarks(sizes, device=on, dummy_max=4096, repeats=min(args.repeats, 3), texts=args.texts, progress=progress)
     print("\n".join(render.bench_lines(result)))
     if args.json:
         write_json(args.json, result)

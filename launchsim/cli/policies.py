@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from launchsim.cli import render
-from launchsim.cli.options import command_adder, positive_int, spread
+from launchsim.cli.options import command_adder, count, output_file, output_folder, positive_int, spread
 from launchsim.errors import PredictorError
 from launchsim.files import write_json
 
@@ -25,7 +25,7 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--vec-kind", choices=["batched", "dummy"], help="VecEnv kind (default: batched on a GPU or from 64 envs, else SB3's DummyVecEnv)")
     p.add_argument("--demand-spread", type=spread, metavar="SIGMA", help="each training episode's demand times exp(N(0, SIGMA^2)) (default: 0.34, the shipped market's demand-level error, in the learned market; 0 in the structural; 0 turns it off)")
     p.add_argument("--outcomes", choices=["sampled", "expected"], help="the training market's weekly outcomes (default: expected); evaluation always samples")
-    p.add_argument("--out", help="the run folder (default: runs/ALGO_SCENARIO_seedK)")
+    p.add_argument("--out", type=output_folder, help="the run folder (default: runs/ALGO_SCENARIO_seedK)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from its last checkpoint (its own settings apply)")
     p.add_argument("--hyperparams", metavar="FILE.yaml", help="hyperparameters keyed by algorithm, over the shipped ones")
     p.add_argument("--checkpoint-every", type=positive_int, help="steps between checkpoints (default: a tenth of the run)")
@@ -36,35 +36,35 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
     p = add("evaluate", "judge a policy in the ground truth next to the oracle and the heuristics, and in the learned market", [shared[k] for k in ("scenario", "product", "seed", "predictor", "device", "overrides")])
     p.add_argument("--policy", required=True, help="a heuristic, oracle, a run folder, an SB3 model .zip or a lookup table (.csv/.parquet/.json)")
     p.add_argument("--episodes", type=positive_int, default=20, help="episodes per policy and market (seeds seed, seed+1, ...)")
-    p.add_argument("--json", required=True, help="the evaluation file to write")
+    p.add_argument("--json", required=True, type=output_file, help="the evaluation file to write")
     p.add_argument("--no-learned", action="store_true", help="skip the learned market (no sim-to-real gap)")
-    p.add_argument("--report", metavar="DIR", help="also write report.md and trajectories.png into this folder")
+    p.add_argument("--report", type=output_folder, metavar="DIR", help="also write report.md and trajectories.png into this folder")
     p.set_defaults(func=cmd_evaluate)
 
     p = add("replay", "what-if replay: the baseline against --set overrides and/or a --versus policy, on the same seeds", [shared[k] for k in ("scenario", "product", "policy", "seed", "markets", "predictor", "device", "outcomes", "overrides")])
     p.add_argument("--versus", help="A/B form: this policy acts in the override arm")
     p.add_argument("--rebuild-policy", action="store_true", help="build the policy again for the changed scenario (default: the baseline's policy acts unchanged)")
     p.add_argument("--episodes", type=positive_int, default=20, help="paired episodes (seeds seed, seed+1, ...)")
-    p.add_argument("--out", required=True, help="the folder for weekly.csv/.parquet, episodes.csv, summary.json and trajectories.png")
+    p.add_argument("--out", type=output_folder, required=True, help="the folder for weekly.csv/.parquet, episodes.csv, summary.json and trajectories.png")
     p.set_defaults(func=cmd_replay)
 
     p = add("sensitivity", "which one-week price or ad-share change would pay: a plan's profit change per week and market", [shared[k] for k in ("scenario", "product", "policy", "seed", "markets", "predictor", "device")])
     p.add_argument("--lever", choices=["price", "ads"], default="price", help="move the price among pricing.levels, or the week's share of the ad budget left among ads.spend_levels")
-    p.add_argument("--out", required=True, help="the folder for sensitivity.csv, plan.csv and sensitivity.png")
+    p.add_argument("--out", type=output_folder, required=True, help="the folder for sensitivity.csv, plan.csv and sensitivity.png")
     p.set_defaults(func=cmd_sensitivity)
 
     p = add("export-table", "write a policy's decisions on a grid of states as a lookup table (CSV/Parquet/JSON)", [shared[k] for k in ("scenario", "product", "policy", "seed")])
-    p.add_argument("--out", required=True, help="the table file: .csv (with a .meta.json sidecar), .parquet or .json")
+    p.add_argument("--out", required=True, type=output_file, help="the table file: .csv (with a .meta.json sidecar), .parquet or .json")
     p.add_argument("--bins", action="append", default=[], metavar="AXIS=E0,E1,...", help="bin edges (shares) for adoption, stock or budget_left, e.g. stock=0,0.1,0.5,1")
-    p.add_argument("--fidelity-episodes", type=int, default=20, help="ground-truth episodes comparing the table with its source (0: skip)")
-    p.add_argument("--context-episodes", type=int, default=8, help="source episodes whose visited states fill the observation fields off the grid")
+    p.add_argument("--fidelity-episodes", type=count, default=20, help="ground-truth episodes comparing the table with its source (0: skip)")
+    p.add_argument("--context-episodes", type=positive_int, default=8, help="source episodes whose visited states fill the observation fields off the grid")
     p.set_defaults(func=cmd_export_table)
 
     p = add("sweep", "train and evaluate scenarios x algorithms x seeds on Ray (here or on a cluster)", [])
     p.add_argument("--config", required=True, help="a sweep YAML file, or a shipped one: all_scenarios, example, scaling")
     p.add_argument("--address", help="join this Ray cluster (ray://HOST:10001, or HOST:6379 on a cluster node); default: start Ray here")
     p.add_argument("--max-concurrent", type=positive_int, help="at most this many trials at once (default: as resources allow)")
-    p.add_argument("--out", help="the sweep folder (default: runs/sweeps/NAME); re-running skips completed trials")
+    p.add_argument("--out", type=output_folder, help="the sweep folder (default: runs/sweeps/NAME); re-running skips completed trials")
     p.set_defaults(func=cmd_sweep)
 
 

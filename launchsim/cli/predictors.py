@@ -7,30 +7,31 @@ from pathlib import Path
 from typing import Any
 
 from launchsim.cli import render
-from launchsim.cli.options import command_adder, number_from, positive_int
+from launchsim.cli.options import command_adder, count, number_from, output_file, output_folder, path_ending, positive_int
+from launchsim.errors import LogsError
 from launchsim.files import write_json
 
 
 def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
     add = command_adder(sub)
     p = add("logs", "generate historical launch logs from the structural market", [shared["seed"]])
-    p.add_argument("--out", required=True, help="a .parquet or .csv file")
+    p.add_argument("--out", required=True, type=path_ending(".parquet", ".csv"), help="a .parquet or .csv file")
     p.add_argument("--train", type=positive_int, default=2000, help="training products")
-    p.add_argument("--heldout", type=int, default=300, help="held-out products (same wording)")
-    p.add_argument("--paraphrase", type=int, default=300, help="held-out products in wording never seen in training")
+    p.add_argument("--heldout", type=count, default=300, help="held-out products (same wording)")
+    p.add_argument("--paraphrase", type=count, default=300, help="held-out products in wording never seen in training")
     p.add_argument("--heterogeneity", type=float, default=0.05, help="per-product noise the text does not carry")
     p.add_argument("--reference", action="store_true", help="add the demand of a model that knows everything but the market size to the held-out rows")
     p.set_defaults(func=cmd_logs)
 
     p = add("finetune", "fine-tune a BERT predictor on logs (generated, or your own CSV/Parquet)", [shared["seed"], shared["device"]])
     p.add_argument("--logs", required=True, help="a logs file; its schema in docs/PREDICTORS.md")
-    p.add_argument("--out", required=True, help="the predictor folder to write")
+    p.add_argument("--out", required=True, type=output_folder, help="the predictor folder to write")
     p.add_argument("--encoder", help="a local BERT-family folder (default: the embedded all-MiniLM-L6-v2)")
     p.add_argument("--mode", choices=["frozen", "lora", "full"], default="lora", help="how the encoder trains")
     p.add_argument("--lora-rank", type=positive_int, default=16, help="rank of the LoRA adapters (--mode lora)")
-    p.add_argument("--head-epochs", type=int, default=150, help="epochs of the heads on the frozen encoder's embeddings")
-    p.add_argument("--encoder-epochs", type=int, default=3, help="epochs of the encoder with the heads (lora, full)")
-    p.add_argument("--polish-epochs", type=int, default=40, help="epochs of the heads on the fine-tuned embeddings")
+    p.add_argument("--head-epochs", type=positive_int, default=150, help="epochs of the heads on the frozen encoder's embeddings")
+    p.add_argument("--encoder-epochs", type=count, default=3, help="epochs of the encoder with the heads (lora, full)")
+    p.add_argument("--polish-epochs", type=count, default=40, help="epochs of the heads on the fine-tuned embeddings")
     p.add_argument("--hidden", type=positive_int, default=256, help="width of the demand head")
     p.add_argument(
         "--closed-loop-from", type=number_from(0.0, 1.0), default=1.0, metavar="SHARE",
@@ -43,19 +44,19 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--logs", required=True, help="the logs to score, every product from its first week")
     p.add_argument("--train-logs", help="the logs the predictor was trained on: the baselines are fitted on them")
     p.add_argument("--heldout-only", action="store_true", help="score only the products finetune holds out of --logs (one in five by a hash of the id); the rest train the baselines unless --train-logs")
-    p.add_argument("--json", required=True, help="the metrics file to write")
-    p.add_argument("--report", metavar="DIR", help="also write report.md and backtest.png into this folder")
+    p.add_argument("--json", required=True, type=output_file, help="the metrics file to write")
+    p.add_argument("--report", type=output_folder, metavar="DIR", help="also write report.md and backtest.png into this folder")
     p.add_argument("--no-zero-fill", action="store_true", help="do not count a product's missing weeks as zero units")
     p.set_defaults(func=cmd_backtest)
 
     p = add("ensemble", "combine predictor folders into one learned market (the mean of their responses)", [])
     p.add_argument("--members", nargs="+", required=True, metavar="DIR", help="two or more predictor folders")
-    p.add_argument("--out", required=True, help="the ensemble folder to write (it stores the members' paths relative to it)")
+    p.add_argument("--out", required=True, type=output_folder, help="the ensemble folder to write (it stores the members' paths relative to it)")
     p.set_defaults(func=cmd_ensemble)
 
     p = add("predictors-eval", "R², deviance and calibration on held-out products next to text baselines", [shared["predictor"], shared["seed"], shared["device"]])
     p.add_argument("--logs", required=True, help="a logs file")
-    p.add_argument("--json", required=True, help="the metrics file to write")
+    p.add_argument("--json", required=True, type=output_file, help="the metrics file to write")
     p.add_argument("--png", help="the plot file (default: next to --json)")
     p.add_argument("--no-zero-fill", action="store_true", help="do not count a product's missing weeks as zero units")
     p.set_defaults(func=cmd_predictors_eval)
@@ -113,6 +114,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     logs = with_splits(read_logs(args.logs, zero_fill=not args.no_zero_fill))
     train = logs[logs["split"] == "train"].reset_index(drop=True)
     held = logs["product_id"][logs["split"] != "train"].nunique()
+    if train.empty:
+        raise LogsError(f"{args.logs}: all {held:,} products fall in the hold-out (one in five by a hash of the product id, and every held-out or paraphrase row of generated logs); there is nothing to train on")
     print(f"training on {train['product_id'].nunique():,} products ({len(train):,} rows); {held:,} products held out")
     cfg = FinetuneConfig(
         encoder=args.encoder, mode=args.mode, lora_rank=args.lora_rank, head_epochs=args.head_epochs,

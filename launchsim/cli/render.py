@@ -43,13 +43,20 @@ def evaluation_table(result: dict[str, Any], rows: list[tuple[str, dict[str, Any
     oracle_profit = result["oracle"]["profit_mean"]
     for label, s in rows:
         low, high = s["profit_ci95"]
-        ratio = f"{s['profit_mean'] / oracle_profit:.3f}" if oracle_profit else "n/a"
+        ratio = f"{s['profit_mean'] / oracle_profit:.3f}" if oracle_profit > 0 else "n/a"  # a ratio to a loss reads upside down
         table.add_row(label, f"{s['profit_mean']:,.0f}", f"[{low:,.0f}, {high:,.0f}]", ratio)
     return table
 
 
+def ratio_text(ratio: float | None) -> str:
+    """A ratio to the oracle, or why there is none (no positive oracle profit to divide by)."""
+    if ratio is None or ratio != ratio:  # None, or NaN from a table
+        return "n/a (oracle profit ≤ 0)"
+    return f"{ratio:.3f}"
+
+
 def evaluation_line(result: dict[str, Any]) -> str:
-    line = f"ratio_to_oracle {result['ratio_to_oracle']:.3f}"
+    line = f"ratio_to_oracle {ratio_text(result['ratio_to_oracle'])}"
     if result.get("sim_to_real_gap") is not None:
         line += f"; sim_to_real_gap {result['sim_to_real_gap']:.3f}"
     return line + f"; best heuristic {result['best_heuristic']['name']}"
@@ -187,7 +194,7 @@ def sweep_lines(result: Any) -> list[str]:
     for row in result.best.itertuples():
         lines.append(
             f"  {row.scenario}: {row.algorithm} seed {row.seed} {row.hyperparams} -> {row.truth_profit:,.0f}"
-            f" (ratio to oracle {row.ratio_to_oracle:.3f}) {row.run_dir}"
+            f" (ratio to oracle {ratio_text(row.ratio_to_oracle)}) {row.run_dir}"
         )
     for row in t[t["status"] == "failed"].itertuples():
         lines.append(f"  failed: {row.trial} {row.scenario} {row.algorithm} seed {row.seed} after {row.attempts} attempt(s): {row.error}")
@@ -208,10 +215,10 @@ def training_lines(evaluation: dict[str, Any]) -> list[str]:
         best = max(heur, key=heur.get) if heur else None
         text = f"{head} truth profit {m['truth']['profit_mean']:,.0f} (95% CI {lo:,.0f} to {hi:,.0f})"
         if m.get("oracle"):
-            text += f"; oracle {m['oracle']['profit_mean']:,.0f} (ratio {m['ratio_to_oracle']:.3f})"
+            text += f"; oracle {m['oracle']['profit_mean']:,.0f} (ratio {ratio_text(m.get('ratio_to_oracle'))})"
         if best:
             text += f"; best heuristic {best} {heur[best]:,.0f}"
-        if m.get("learned"):
+        if m.get("learned") and m.get("sim_to_real_gap") is not None:
             text += f"; learned market {m['learned']['profit_mean']:,.0f} (sim-to-real gap {m['sim_to_real_gap']:.1%})"
         lines.append(text)
     return lines

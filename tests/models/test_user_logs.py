@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from launchsim.errors import LogsError
-from launchsim.models.user_logs import canonical_logs
+from launchsim.models.user_logs import canonical_logs, read_logs
 
 
 def two_week_logs(**change) -> pd.DataFrame:
@@ -47,3 +49,36 @@ def test_a_weekly_estimate_logs_no_buyers_so_far():
     assert (a["adopters"] == 0).all() and b["adopters"].tolist() == [0, 4, 9]
     with pytest.raises(LogsError, match="column 'market_estimate_basis', row 1: expected 'total' or 'weekly' \\(found 'daily'\\)"):
         canonical_logs(two_week_logs(market_estimate_basis=["daily"] * 6))
+
+
+_BAD_CELLS = {
+    "units": ["-1", "inf", "-inf", "1e308", "nan?", "2e13"],
+    "price": ["0", "-2.5", "inf", "1e308", "free"],
+    "launched": ["7", "-1", "0.5"],
+    "market_estimate": ["-5", "inf"],
+    "product_id": [""],
+    "week": ["10000000", "2.5", "-3"],
+    "description": ["", "   "],
+}
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.integers(0, 11), st.sampled_from([(c, v) for c, values in _BAD_CELLS.items() for v in values]))
+def test_a_bad_cell_is_refused_naming_its_column_and_row(tmp_path_factory, row, cell):
+    # 12 rows of two products; one cell replaced by a bad value: the error names that column and row.
+    column, value = cell
+    rows = [{"product_id": f"p{i // 6}", "description": f"mug {i // 6}", "week": i % 6, "price": 4.5, "units": i, "launched": 1, "market_estimate": 900}
+            for i in range(12)]  # fmt: skip
+    rows[row][column] = value
+    path = tmp_path_factory.mktemp("logs") / "logs.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    with pytest.raises(LogsError) as err:
+        read_logs(path)
+    assert f"column '{column}', row {row + 1}:" in str(err.value), str(err.value)
+
+
+def test_a_file_without_rows_is_refused(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("product_id,description,week,price,units\n")
+    with pytest.raises(LogsError, match="no rows"):
+        read_logs(path)
