@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from launchsim.errors import TrainingError
+from launchsim.files import atomic_write, write_json
 
 CONFIG_FILE = "config.yml"
 
@@ -132,17 +133,32 @@ def hyperparams_from_file(path: str | Path, algo: str) -> dict[str, Any]:
 
 
 def latest_checkpoint(run_dir: str | Path) -> tuple[Path, Path, int] | None:
-    """(model zip, VecNormalize stats, step) of the newest complete checkpoint, or None."""
+    """(model zip, VecNormalize stats, step) of the newest intact checkpoint, or None. A checkpoint whose
+    zip or statistics file is truncated or unreadable (a kill during its write) is passed over."""
     found = []
     for path in (Path(run_dir) / "checkpoints").glob("step_*.zip"):
         try:
             found.append((int(path.stem.split("_")[1]), path))
         except (IndexError, ValueError):
             continue
-    if not found:
-        return None
-    step, path = max(found)
-    return path, path.with_suffix(".json"), step
+    for step, path in sorted(found, reverse=True):
+        if _intact(path, path.with_suffix(".json")):
+            return path, path.with_suffix(".json"), step
+    return None
+
+
+def _intact(zip_path: Path, stats_path: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            if archive.testzip() is not None:
+                return False
+        if stats_path.exists():
+            json.loads(stats_path.read_text())
+        return True
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
 
 
 def shared_predictor(path: str | None, device: str | None) -> Any:
@@ -192,20 +208,12 @@ def predictor_for(config: TrainConfig, scenarios: list[Scenario]) -> Any:
 
 
 def write_run_folder(run: RunFolder, predictor: Any) -> None:
+    """The run's settings, scenario copies, versions and predictor; ``config.yml`` last, so that a folder
+    that has it holds everything a resume needs (each file written atomically)."""
     run.dir.mkdir(parents=True, exist_ok=True)
-    (run.dir / "scenarios").mkdir(exist_ok=True)
     for s in run.scenarios:
-        (run.dir / "scenarios" / f"{s.name}.yaml").write_text(yaml.safe_dump(s.model_dump(mode="json"), sort_keys=False))
-    document = {
-        "config": run.config.model_dump(mode="json"),
-        "algorithm": run.algorithm.name,
-        "steps": run.steps,
-        "hyperparams": run.params,
-        "env": run.env,
-    }
-    (run.dir / CONFIG_FILE).write_text(yaml.safe_dump(document, sort_keys=False))
-    append_line(run.dir / "command.txt", command_line())
-    (run.dir / "versions.json").write_text(json.dumps(package_versions(), indent=2))
+        atomic_write(run.dir / "scenarios" / f"{s.name}.yaml", yaml.safe_dump(s.model_dump(mode="json"), sort_keys=False))
+    write_json(run.dir / "versions.json", package_versions())
     if predictor is not None:
         from launchsim.models.learned_market import DEFAULT_MARKET_DIR
 
@@ -215,7 +223,16 @@ def write_run_folder(run: RunFolder, predictor: Any) -> None:
             "path": str(path), "identity": predictor.identity, "traits_identity": traits_identity(predictor),
             "default": run.config.predictor is None, "role": role,
         }  # fmt: skip
-        (run.dir / "predictor.json").write_text(json.dumps(info, indent=2))
+        write_json(run.dir / "predictor.json", info)
+    append_line(run.dir / "command.txt", command_line())
+    document = {
+        "config": run.config.model_dump(mode="json"),
+        "algorithm": run.algorithm.name,
+        "steps": run.steps,
+        "hyperparams": run.params,
+        "env": run.env,
+    }
+    atomic_write(run.dir / CONFIG_FILE, yaml.safe_dump(document, sort_keys=False))
 
 
 def open_run(run_dir: str | Path) -> RunFolder:

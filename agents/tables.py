@@ -39,7 +39,7 @@ from launchsim.scenarios.loader import scenario_hash
 from launchsim.scenarios.schema import Scenario
 
 from launchsim.errors import PolicyError
-from launchsim.files import atomic_write, json_default
+from launchsim.files import atomic_write, finite, json_default
 
 
 def build_table(
@@ -242,7 +242,7 @@ def write_table(frame: pd.DataFrame, metadata: dict[str, Any], out: Path | str) 
         data = frame.to_csv(index=False).encode()
         meta = {**metadata, "csv_sha256": hashlib.sha256(data).hexdigest()}
         # Sidecar first: a crash between the two moves leaves a hash mismatch that load() reports.
-        atomic_write(sidecar_path(out), json.dumps(meta, indent=2, default=json_default).encode())
+        atomic_write(sidecar_path(out), json.dumps(finite(meta), indent=2, default=json_default, allow_nan=False).encode())
         atomic_write(out, data)
     elif out.suffix == ".parquet":
         import pyarrow as pa
@@ -257,7 +257,7 @@ def write_table(frame: pd.DataFrame, metadata: dict[str, Any], out: Path | str) 
         atomic_write(out, buffer.getvalue())
     elif out.suffix == ".json":
         rows = frame.to_dict(orient="records")
-        atomic_write(out, json.dumps({"metadata": metadata, "rows": rows}, indent=1, default=json_default).encode())
+        atomic_write(out, json.dumps(finite({"metadata": metadata, "rows": rows}), indent=1, default=json_default, allow_nan=False).encode())
     else:
         raise PolicyError(f"{out}: found suffix {out.suffix!r}, expected one of {', '.join(TABLE_SUFFIXES)}")
     return out

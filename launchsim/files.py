@@ -6,32 +6,56 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 
-def atomic_write(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, replace); the folder is made if needed."""
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary handle whose content replaces ``path`` in one step when the block ends (temporary file in
+    the same folder, fsync, replace); on an error the target is left as it was. The folder is made if needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, replace); the folder is made if needed."""
+    with atomic_file(path) as handle:
+        handle.write(data.encode() if isinstance(data, str) else data)
+    return Path(path)
 
 
 def write_json(path: str | Path, value: Any, indent: int | None = 2) -> Path:
-    """``value`` as JSON at ``path``, atomically (NumPy numbers and paths written as plain values)."""
-    return atomic_write(path, json.dumps(value, indent=indent, default=json_default) + "\n")
+    """``value`` as strict JSON at ``path``, atomically (NumPy numbers and paths written as plain values; a
+    NaN or infinite number, which JSON cannot hold, as null)."""
+    return atomic_write(path, json.dumps(finite(value), indent=indent, default=json_default, allow_nan=False) + "\n")
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (NumPy's too) replaced by None, in nested dicts, lists and tuples."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return finite(value.tolist())
+    return value
 
 
 def json_default(value: Any) -> Any:
@@ -56,3 +80,16 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
     fig.savefig(buffer, dpi=dpi, format="png")
     plt.close(fig)
     return atomic_write(path, buffer.getvalue())
+
+
+def write_frame(path: str | Path, frame: Any) -> Path:
+    """A DataFrame as CSV or Parquet (by the file's extension), atomically."""
+    import io
+
+    path = Path(path)
+    frame = frame.replace([np.inf, -np.inf], np.nan)  # an infinite figure is no figure
+    if path.suffix == ".parquet":
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return atomic_write(path, buffer.getvalue())
+    return atomic_write(path, frame.to_csv(index=False))  # NaN: an empty cell

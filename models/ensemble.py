@@ -22,6 +22,7 @@ from launchsim.models.predictor import LaunchPredictor
 from launchsim.models.response import MarketContext, MarketResponse, MarketTexts, TextRole
 
 from launchsim.errors import PredictorError
+from launchsim.files import atomic_write
 
 
 class PredictorEnsemble:
@@ -87,7 +88,7 @@ class PredictorEnsemble:
         card = {"format": ENSEMBLE_FORMAT, "version": ENSEMBLE_VERSION, "members": paths}
         member_dirs(directory, card)  # a missing or nested member fails now, not when the ensemble is first loaded
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        atomic_write(directory / "card.json", json.dumps(card, indent=2) + "\n")
         return directory
 
     @classmethod

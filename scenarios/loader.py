@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 import warnings
@@ -102,10 +103,12 @@ def _read_yaml(path: Path) -> Any:
         raise ScenarioError([f"{path}: file not found"]) from err
     except IsADirectoryError as err:
         raise ScenarioError([f"{path}: is a directory, expected a YAML file"]) from err
+    except PermissionError as err:
+        raise ScenarioError([f"{path}: cannot be read (permission denied)"]) from err
     except UnicodeDecodeError as err:
         raise ScenarioError([f"{path}: not a text file (byte {err.start} is not UTF-8), expected YAML"]) from err
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        return load_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(top level)"
@@ -114,7 +117,8 @@ def _read_yaml(path: Path) -> Any:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.safe_load`` that refuses a key given twice in one mapping (YAML keeps the last one silently)."""
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (YAML keeps the last one silently),
+    and reads ``1e12`` or ``3e-4`` as numbers (YAML 1.2; PyYAML's YAML 1.1 reads them as strings)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, yaml.Mark] = {}
@@ -126,6 +130,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """A YAML document as scenario files are read (``1e12`` a number, a repeated key an error)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
 
 
 # ---------------------------------------------------------------- pydantic errors

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import yaml
-from launchsim.scenarios.loader import scenario_from_dict
+from launchsim.scenarios.loader import load_yaml, scenario_from_dict
 from launchsim.scenarios.schema import Scenario
 
 from launchsim.errors import ScenarioError
@@ -123,7 +123,7 @@ def _is_number(x: Any) -> bool:
 
 def _parse(raw: str, where: str, text: str) -> Any:
     try:
-        return yaml.safe_load(raw)
+        return load_yaml(raw)
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ScenarioError([f"--set {text}: {where}: the value is not valid YAML ({problem})"]) from err

@@ -24,7 +24,7 @@ from launchsim.scenarios import Scenario, load_scenario, product_index
 from launchsim.scenarios.overrides import apply_overrides
 from scipy import stats
 
-from launchsim.files import save_figure
+from launchsim.files import atomic_write, save_figure
 
 TRAJECTORY_COLUMNS = ["week", "price", "ad_spend", "units_sold", "stock_left", "cumulative_profit"]
 METRICS = {  # result key -> episode_summary key
@@ -299,7 +299,8 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     save_figure(fig, png)
 
     changed = "".join(f"- `--set {o}`\n" for o in result.get("overrides", []))
-    md.write_text(
+    atomic_write(
+        md,
         f"# Evaluation of `{result['policy']}` on `{result['scenario']}`\n\n"
         + (f"Judged on the scenario changed by:\n{changed}\n" if changed else "")
         + markdown_table(result)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from launchsim.scenarios.overrides import apply_overrides
 from launchsim.scenarios.schema import Scenario
 
 from launchsim.errors import PolicyError
-from launchsim.files import save_figure
+from launchsim.files import save_figure, write_frame, write_json
 
 MARKETS = ("structural", "learned")
 METRICS = ("profit", "revenue", "units_sold", "lost_sales", "ad_spend", "stock_left", "launch_week", "mean_price")
@@ -245,10 +244,10 @@ def write_replay(result: ReplayResult, out_dir: Path | str) -> dict[str, Path]:
         "summary": out / "summary.json",
         "plot": out / "trajectories.png",
     }
-    result.weekly.to_csv(paths["weekly_csv"], index=False)
-    result.weekly.to_parquet(paths["weekly_parquet"], index=False)
-    result.episodes.to_csv(paths["episodes"], index=False)
-    paths["summary"].write_text(json.dumps(result.summary, indent=2))
+    write_frame(paths["weekly_csv"], result.weekly)
+    write_frame(paths["weekly_parquet"], result.weekly)
+    write_frame(paths["episodes"], result.episodes)
+    write_json(paths["summary"], result.summary)
     plot_replay(result, paths["plot"])
     return paths
 

@@ -23,7 +23,7 @@ from launchsim.scenarios import product_index
 from launchsim.scenarios.schema import Scenario
 
 from launchsim.errors import PolicyError
-from launchsim.files import save_figure
+from launchsim.files import save_figure, write_frame
 
 if TYPE_CHECKING:
     pass
@@ -143,8 +143,8 @@ def write_sensitivity(plan: pd.DataFrame, rows: pd.DataFrame, out_dir: Path | st
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"rows": out / "sensitivity.csv", "plan": out / "plan.csv", "plot": out / "sensitivity.png"}
-    rows.to_csv(paths["rows"], index=False)
-    plan.to_csv(paths["plan"], index=False)
+    write_frame(paths["rows"], rows)
+    write_frame(paths["plan"], plan)
     plot_sensitivity(rows, paths["plot"])
     return paths
 

@@ -20,6 +20,7 @@ from launchsim.envs.actions import ActionType
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from launchsim.errors import TrainingError, lookup
+from launchsim.scenarios.loader import load_yaml
 
 HYPERPARAMS_FILE = Path(__file__).resolve().parent / "hyperparams.yaml"
 # Keys of a hyperparameter block that are ours, not keyword arguments of the SB3 class.
@@ -79,7 +80,7 @@ def read_hyperparams_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """A YAML file of hyperparameter blocks keyed by algorithm name (checked against the registry)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as err:
         raise TrainingError(f"{path}: unreadable hyperparameter file: {err}") from err
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):

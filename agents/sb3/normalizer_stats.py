@@ -5,13 +5,13 @@ whole wrapper)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from launchsim.files import atomic_write
 
 SETTINGS = ("norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon")
 
@@ -21,9 +21,7 @@ def write_stats(normalizer: VecNormalize, path: Path) -> None:
     data = {name: getattr(normalizer, name) for name in SETTINGS}
     data["obs_rms"] = _rms_dict(normalizer.obs_rms)
     data["ret_rms"] = _rms_dict(normalizer.ret_rms)
-    tmp = path.with_name("tmp_" + path.name)
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data))
 
 
 def restore_normalizer(venv: VecEnv, path: Path) -> VecNormalize:

@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from launchsim.errors import LaunchSimError, SweepError, TrainingError
+from launchsim.scenarios.loader import load_yaml
 
 SWEEP_DIR = Path(__file__).resolve().parent  # the shipped sweep files (all_scenarios, example, scaling)
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
@@ -175,7 +176,7 @@ def load_sweep(name_or_path: str | Path) -> tuple[SweepConfig, Path]:
     lists every problem, one line each."""
     path = _resolve_sweep_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise SweepError(f"{path}: cannot read the sweep file ({err.strerror or err})") from err
     except yaml.YAMLError as err:

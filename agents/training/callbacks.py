@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from launchsim.agents.run_folder import record_event, save_model
+from launchsim.agents.sb3.buffers import save_replay_buffer
 from stable_baselines3.common.callbacks import BaseCallback
+
+
+REPLAY_BUFFER = "replay_buffer.npz"  # an off-policy run's buffer at its newest checkpoint, plain arrays
 
 
 class CheckpointEvery(BaseCallback):
@@ -38,9 +41,7 @@ class CheckpointEvery(BaseCallback):
         path = self.folder / f"step_{self.num_timesteps:09d}.zip"
         save_model(self.model, self.training_env, path, path.with_suffix(".json"))
         if self.replay_buffer:
-            tmp = self.folder / "tmp_replay_buffer.pkl"
-            self.model.save_replay_buffer(tmp)
-            os.replace(tmp, self.folder / "replay_buffer.pkl")
+            save_replay_buffer(self.model, self.folder / REPLAY_BUFFER)
         record_event(self.folder.parent, "checkpoint", step=int(self.num_timesteps), file=path.name)
         return path
 

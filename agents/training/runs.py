@@ -4,7 +4,6 @@ as a policy (``agents.policies.trained``)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,8 @@ import numpy as np
 from launchsim.agents.evaluation.evaluate import evaluate
 from launchsim.agents.policies.trained import TrainedPolicy, load_trained_policy
 from launchsim.agents.sb3.loading import load_model
+from launchsim.agents.sb3.buffers import load_replay_buffer
+from launchsim.files import write_json
 from launchsim.agents.run_folder import (
     CONFIG_FILE,
     EVAL_SEED,
@@ -45,7 +46,7 @@ from launchsim.agents.sb3.algorithms import (
     sb3_kwargs,
 )
 from launchsim.agents.sb3.normalizer_stats import restore_normalizer
-from launchsim.agents.training.callbacks import CheckpointEvery, EntropyAnnealing, ProgressBar
+from launchsim.agents.training.callbacks import REPLAY_BUFFER, CheckpointEvery, EntropyAnnealing, ProgressBar
 from launchsim.scenarios import Scenario, load_scenario
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
@@ -80,11 +81,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     venv = _make_env(config, algorithm, params, scenarios, predictor, seed=config.seed, kind=kind)
     env_info = _env_info(kind, algorithm, params, scenarios, venv)
     run = RunFolder(run_dir, config, algorithm, params, steps, scenarios, env_info)
+    model = _new_model(run, venv)  # before the folder: hyperparameters SB3 refuses leave no half-made run
     write_run_folder(run, predictor)
-    model = algorithm.load_class()(
-        policy_argument(algorithm, params), venv, seed=config.seed, device="cpu", verbose=0,
-        tensorboard_log=_tensorboard_dir(run_dir), **_constructor_kwargs(algorithm, params),
-    )  # fmt: skip
     record_event(run_dir, "start", steps=steps)
     _learn(run, model, venv, predictor, progress, fresh=True)
     return _finish(run, model, venv, predictor)
@@ -98,11 +96,11 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
         if (run.dir / EVALUATION_FILE).exists():
             raise TrainingError(f"{run.dir}: the run has finished ({run.steps:,} steps); nothing to resume")
         predictor = run_predictor(run)  # killed while evaluating: evaluate only
-        (run.dir / EVALUATION_FILE).write_text(json.dumps(evaluate_run(run, predictor), indent=2))
+        write_json(run.dir / EVALUATION_FILE, evaluate_run(run, predictor))
         return run.dir
     found = latest_checkpoint(run.dir)
-    if found is None:
-        raise TrainingError(f"{run.dir}: no checkpoint to resume from (checkpoints/step_*.zip)")
+    if found is None:  # stopped before its first checkpoint: start again, with the run's own settings
+        return _restart(run, progress)
     zip_path, stats_path, step = found
     warn_if_other_env_version(run)
     predictor = run_predictor(run)
@@ -115,12 +113,38 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     )
     model = load_model(algorithm, zip_path, venv.observation_space, venv.action_space, params=run.params, env=venv, tensorboard_log=_tensorboard_dir(run.dir))
     model.set_random_seed(config.seed + step)
-    buffer = run.dir / "checkpoints" / "replay_buffer.pkl"
+    buffer = run.dir / "checkpoints" / REPLAY_BUFFER
     if algorithm.off_policy and buffer.exists():
-        model.load_replay_buffer(buffer)
+        load_replay_buffer(model, buffer)
     append_line(run.dir / "command.txt", command_line())
     record_event(run.dir, "resume", from_checkpoint=zip_path.name, steps_done=int(model.num_timesteps), steps=run.steps)
     _learn(run, model, venv, predictor, progress, fresh=False)
+    return _finish(run, model, venv, predictor)
+
+
+def _new_model(run: RunFolder, venv: VecEnv) -> Any:
+    """A fresh SB3 model of the run's algorithm; SB3's own checks of the hyperparameters become a TrainingError."""
+    try:
+        return run.algorithm.load_class()(
+            policy_argument(run.algorithm, run.params), venv, seed=run.config.seed, device="cpu", verbose=0,
+            tensorboard_log=_tensorboard_dir(run.dir), **_constructor_kwargs(run.algorithm, run.params),
+        )  # fmt: skip
+    except (AssertionError, ValueError, TypeError) as err:
+        raise TrainingError(f"hyperparameters of {run.algorithm.name}: {str(err).strip() or type(err).__name__} ({run.params})") from err
+
+
+def _restart(run: RunFolder, progress: bool) -> Path:
+    """A run killed before its first checkpoint, trained again from step 0 in its own folder."""
+    from stable_baselines3.common.utils import set_random_seed
+
+    predictor = run_predictor(run)
+    _set_threads(run.config)
+    set_random_seed(run.config.seed)
+    venv = _make_env(run.config, run.algorithm, run.params, run.scenarios, predictor, seed=run.config.seed, kind=run.env["kind"])
+    model = _new_model(run, venv)
+    append_line(run.dir / "command.txt", command_line())
+    record_event(run.dir, "restart", steps=run.steps)
+    _learn(run, model, venv, predictor, progress, fresh=True)
     return _finish(run, model, venv, predictor)
 
 
@@ -181,7 +205,7 @@ def _finish(run: RunFolder, model: Any, venv: VecEnv, predictor: Any) -> Path:
     save_model(model, venv, run.dir / FINAL_MODEL, run.dir / FINAL_STATS)
     record_event(run.dir, "finish", steps=int(model.num_timesteps))
     evaluation = evaluate_run(run, predictor)
-    (run.dir / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2))
+    write_json(run.dir / EVALUATION_FILE, evaluation)
     return run.dir
 
 

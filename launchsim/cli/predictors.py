@@ -9,7 +9,7 @@ from typing import Any
 from launchsim.cli import render
 from launchsim.cli.options import command_adder, count, number_from, output_file, output_folder, path_ending, positive_int
 from launchsim.errors import LogsError
-from launchsim.files import write_json
+from launchsim.files import atomic_write, write_json
 
 
 def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
@@ -90,7 +90,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         out = Path(args.report)
         out.mkdir(parents=True, exist_ok=True)
         written.append(str(plot_backtest(report, logs, out / "backtest.png")))
-        (out / "report.md").write_text(report_markdown(result) + "\n")
+        atomic_write(out / "report.md", report_markdown(result) + "\n")
         written.append(str(out / "report.md"))
     print(f"written to {', '.join(written)}")
     return 0

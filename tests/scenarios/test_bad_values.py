@@ -97,3 +97,15 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path_factory, name, data
 def test_a_scenario_name_cannot_leave_its_folder(name):
     with pytest.raises(ScenarioError, match="name: found .*, expected a name without '/'"):
         apply_overrides(load_scenario("food_coffee_bundle"), [f"name={name}"])
+
+
+def test_numbers_in_exponent_form_are_numbers_in_files_and_overrides(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e12 as a string; scenario files and --set read it as the number it is.
+    s = apply_overrides(load_scenario("food_coffee_bundle"), ["ads.budget=1e12", "products.0.unit_cost=5E-1"])
+    assert s.ads.budget == 1e12 and s.products[0].unit_cost == 0.5
+    text = (Path(list_scenarios()[0]).parent / "food_coffee_bundle.yaml").read_text()
+    path = tmp_path / "exp.yaml"
+    path.write_text(text.replace("budget: ", "budget: 2e4 #", 1))
+    assert load_scenario(path).ads.budget == 2e4
+    with pytest.raises(ScenarioError, match="ads.budget: found 10000000000000.0, expected less than or equal to 1000000000000"):
+        apply_overrides(load_scenario("food_coffee_bundle"), ["ads.budget=1e13"])

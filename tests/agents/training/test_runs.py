@@ -341,3 +341,63 @@ def test_resume_and_traits_follow_the_recorded_predictor_when_the_configured_fol
         run_predictor(open_run(run))
     with pytest.warns(UserWarning, match="product traits now come from predictor"):
         load_trained_policy(run, "beauty_serum_flash_sale")
+
+
+def test_an_off_policy_replay_buffer_round_trips_as_plain_arrays(tmp_path):
+    # Resume refills the replay buffer from checkpoints/replay_buffer.npz, read with allow_pickle=False.
+    import numpy as np
+
+    from launchsim.agents.sb3.buffers import load_replay_buffer, save_replay_buffer
+    from launchsim.agents.training.callbacks import REPLAY_BUFFER
+
+    run = tmp_path / "dqn"
+    train(tiny_config(run, "dqn", checkpoint_every=64), progress=False)
+    saved = run / "checkpoints" / REPLAY_BUFFER
+    assert saved.exists() and not list(run.rglob("*.pkl"))
+    with np.load(saved, allow_pickle=False) as arrays:
+        filled = int(arrays["pos"])
+        assert filled > 0 and arrays["observations"][:filled].any()
+    model = load_trained_policy(run, "food_coffee_bundle").model
+    load_replay_buffer(model, saved)
+    again = tmp_path / "again.npz"
+    save_replay_buffer(model, again)
+    with np.load(saved) as a, np.load(again) as b:
+        assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    (tmp_path / "bad.npz").write_bytes(b"not a buffer")
+    with pytest.raises(TrainingError, match="not a readable replay buffer"):
+        load_replay_buffer(model, tmp_path / "bad.npz")
+
+
+def test_hyperparameters_sb3_refuses_leave_no_run_folder(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match="hyperparameters of ppo"):
+        train(tiny_config(out, n_envs=1, hyperparams={**TINY["ppo"], "n_steps": 1}), progress=False)
+    assert not (out / "config.yml").exists()
+    assert (train(tiny_config(out), progress=False) / "evaluation.json").exists()  # the same --out is free
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(tmp_path, monkeypatch):
+    from launchsim.agents.training import runs
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "_learn", killed)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(out), progress=False)
+    assert (out / "config.yml").exists() and latest_checkpoint(out) is None
+    monkeypatch.undo()
+    assert (resume(out, progress=False) / "evaluation.json").exists()
+    assert '"restart"' in (out / "history.jsonl").read_text()
+
+
+def test_resume_passes_over_a_truncated_newest_checkpoint(tmp_path):
+    run = train(tiny_config(tmp_path / "run", checkpoint_every=32, steps=256), progress=False)
+    checkpoints = sorted((run / "checkpoints").glob("step_*.zip"))
+    assert len(checkpoints) == 3
+    oldest, previous, newest = checkpoints
+    newest.write_bytes(newest.read_bytes()[:100])  # killed during its write
+    assert latest_checkpoint(run)[0] == previous
+    previous.with_suffix(".json").write_text('{"obs_rms": ')  # its statistics truncated too
+    assert latest_checkpoint(run)[0] == oldest
