@@ -276,6 +276,31 @@ def test_resume_continues_from_the_last_checkpoint_after_a_kill(tmp_path):
     assert opened.config.outcomes == "expected"
 
 
+def test_a_kill_before_the_first_checkpoint_leaves_a_folder_resume_completes(tmp_path):
+    # kill -9 as soon as the run folder exists (no checkpoint is due before 100,000 steps): resume starts
+    # the run again in the same folder and finishes it.
+    hp = tmp_path / "hp.yaml"
+    hp.write_text(yaml.safe_dump({"ppo": TINY["ppo"]}))
+    run = tmp_path / "run"
+    command = [
+        sys.executable, str(ROOT / "run_sim.py"), "train", "--scenario", "food_coffee_bundle", "--market", "structural",
+        "--steps", "2000", "--n-envs", "2", "--checkpoint-every", "100000", "--hyperparams", str(hp),
+        "--eval-episodes", "2", "--evaluation", "quick", "--out", str(run),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (run / "config.yml").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, f"training ended before the kill: {process.stderr.read().decode()[-2000:]}"
+    assert latest_checkpoint(run) is None and not (run / "model.zip").exists()
+    result = subprocess.run([sys.executable, str(ROOT / "run_sim.py"), "train", "--resume", str(run)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line)["event"] for line in (run / "history.jsonl").read_text().splitlines()]
+    assert "restart" in events and events[-1] == "finish" and (run / "evaluation.json").exists()
+
+
 def test_multi_scenario_policy_runs_on_a_scenario_it_never_saw(tmp_path, tiny_bert, tiny_logs):
     from launchsim.models.finetune import FinetuneConfig, finetune
 
