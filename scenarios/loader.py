@@ -139,7 +139,11 @@ _UniqueKeyLoader.add_implicit_resolver(
 
 def load_yaml(text: str) -> Any:
     """A YAML document as scenario files are read (``1e12`` a number, a repeated key an error)."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    loader = _UniqueKeyLoader(text)  # a SafeLoader: plain data only, no Python objects
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 # ---------------------------------------------------------------- pydantic errors
