@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from launchsim.models.closed_loop import Predict, rollout
+from launchsim.models.closed_loop import rollout
 from launchsim.models.predictor_eval import calibration, demand_level_log_sd, r2
 from launchsim.models.user_logs import season_profile, with_season
 
@@ -130,7 +130,7 @@ def backtest(
     card = getattr(predictor, "card", None) or predictor.members[0].card
     logs = _with_training_season(logs, card, train_logs)
     train_means = _training_means(card, train_logs, logs)
-    predictions = {"closed_loop": rollout(logs, frame_predictor(predictor)).units, "open_loop": predictor.predict_frame(logs)["demand"]}
+    predictions = {"closed_loop": rollout(logs, predictor.predict_frame).units, "open_loop": predictor.predict_frame(logs)["demand"]}
     report: dict[str, Any] = {
         "rows": len(logs), "products": int(logs["product_id"].nunique()), "training_mean_units": train_means,
         "season": logs.attrs.get("season_source", "logs"),
@@ -145,17 +145,6 @@ def backtest(
             report["protocols"]["closed_loop"][name] = metrics(logs, mu, train_means)
     report["_predictions"] = predictions  # for the plot; dropped before JSON
     return report
-
-
-def frame_predictor(predictor: Any) -> Predict:
-    """``predict(frame)`` for the rollout: expected units and the share that are first purchases (1 when
-    the predictor never learned it: its logs counted every unit as a first purchase)."""
-
-    def predict(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        out = predictor.predict_frame(frame)
-        return {"demand": out["demand"], "first_share": out["first_share"]}
-
-    return predict
 
 
 def _with_training_season(logs: pd.DataFrame, card: dict[str, Any], train_logs: pd.DataFrame | None) -> pd.DataFrame:

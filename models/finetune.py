@@ -123,16 +123,15 @@ def closed_loop_features(heads: PredictorHeads, table: torch.Tensor, data: Train
 
 def _train_heads(
     heads: PredictorHeads, table: torch.Tensor, data: TrainingData, epochs: int, cfg: FinetuneConfig, desc: str, logs: pd.DataFrame,
-    closed_loop: bool = False,
 ) -> dict[str, float]:  # fmt: skip
-    """``closed_loop``: from ``cfg.closed_loop_from`` of the epochs on, each epoch reads the features of a
+    """From ``cfg.closed_loop_from`` of the epochs on (when below 1), each epoch reads the features of a
     fresh closed-loop rollout (``closed_loop_features``)."""
     opt = torch.optim.AdamW(heads.parameters(), lr=cfg.lr_heads, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * ((data.n + cfg.batch_rows - 1) // cfg.batch_rows)))
     last: dict[str, float] = {}
     heads.train()
     for epoch in tqdm(range(epochs), desc=desc, leave=False):
-        if closed_loop and epoch >= cfg.closed_loop_from * epochs:
+        if cfg.closed_loop_from < 1.0 and epoch >= cfg.closed_loop_from * epochs:
             data.feats = closed_loop_features(heads, table, data, logs)
         totals: dict[str, float] = {}
         for rows in torch.randperm(data.n, device=data.feats.device).split(cfg.batch_rows):
@@ -197,19 +196,18 @@ def finetune(logs: pd.DataFrame, cfg: FinetuneConfig, source: str = "<logs>") ->
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     logs = logs.sort_values(["product_id", "week"], kind="stable").reset_index(drop=True)  # the closed loop's order
     data = TrainingData(logs).to(device)  # the current FEATURE_NAMES
-    closed = cfg.closed_loop_from < 1.0
     encoder = TextEncoder(cfg.encoder, max_length=cfg.max_length).to(device)
     heads = PredictorHeads(encoder.dim, cfg.hidden, cfg.latent, cfg.creative_latent, cfg.dropout, ctr_hidden=cfg.ctr_hidden).to(device)
     _init_bias(heads, logs)
     table = encoder.encode(data.texts, desc="encoding texts").to(device)
-    head_loss = _train_heads(heads, table, data, cfg.head_epochs, cfg, "training heads on frozen embeddings", logs, closed)
+    head_loss = _train_heads(heads, table, data, cfg.head_epochs, cfg, "training heads on frozen embeddings", logs)
     if cfg.mode != "frozen" and cfg.encoder_epochs > 0:
         if cfg.mode == "lora":
             encoder.add_lora(cfg.lora_rank)
             encoder.to(device)
         _train_encoder(encoder, heads, data, cfg, device, logs)
         table = encoder.encode(data.texts, desc="encoding texts with the fine-tuned encoder").to(device)
-        head_loss = _train_heads(heads, table, data, cfg.polish_epochs, cfg, "polishing heads on fine-tuned embeddings", logs, closed)
+        head_loss = _train_heads(heads, table, data, cfg.polish_epochs, cfg, "polishing heads on fine-tuned embeddings", logs)
     card = {
         "format": CARD_FORMAT,
         "version": CARD_VERSION,
