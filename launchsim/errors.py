@@ -45,6 +45,10 @@ class TrainingError(LaunchSimError):
     """A training setting (algorithm, hyperparameters) or a run folder is invalid or unusable."""
 
 
+class OutputError(LaunchSimError):
+    """An output could not be written (a full disk, no permission, a read-only folder); names the file."""
+
+
 class SweepError(LaunchSimError):
     """A sweep file is invalid, or Ray is missing or unreachable."""
 

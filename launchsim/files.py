@@ -13,20 +13,29 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from launchsim.errors import OutputError
+
 
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
     """A binary handle whose content replaces ``path`` in one step when the block ends (temporary file in
-    the same folder, fsync, replace); on an error the target is left as it was. The folder is made if needed."""
+    the same folder, fsync, replace); on an error the target is left as it was. The folder is made if needed.
+    A system error while writing (a full disk, no permission) becomes an ``OutputError`` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write: {err.strerror or err}") from err
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write: {err.strerror or err}; the file was left as it was") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -43,3 +43,51 @@ def test_tables_hold_no_infinite_cells(tmp_path):
         write_frame(tmp_path / name, frame)
         back = pd.read_csv(tmp_path / name) if name.endswith(".csv") else pd.read_parquet(tmp_path / name)
         assert back["profit"].iloc[0] == 1.0 and back["profit"].iloc[1:].isna().all() and back["week"].tolist() == [0, 1, 2, 3]
+
+
+def test_a_full_disk_leaves_the_previous_output_and_no_temporary_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import pytest
+
+    from launchsim import files
+    from launchsim.errors import OutputError
+
+    target = write_json(tmp_path / "out.json", {"profit": 1.0})
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    with pytest.raises(OutputError, match="out.json: cannot write: No space left on device"):
+        write_json(target, {"profit": 2.0})
+    assert json.loads(target.read_text()) == {"profit": 1.0} and [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_a_full_disk_during_a_command_or_a_checkpoint_exits_2_naming_the_file_and_the_run_resumes(tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    from launchsim import files
+    from launchsim.cli import main
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "checkpoints/tmp_step_000000064.zip")
+
+    out = tmp_path / "sim.csv"
+    with monkeypatch.context() as patch:
+        patch.setattr(files.os, "fsync", full)
+        assert main(["simulate", "--scenario", "food_coffee_bundle", "--policy", "launch_now", "--episodes", "1", "--csv", str(out)]) == 2
+    assert "sim.csv: cannot write: No space left on device" in capsys.readouterr().err and not out.exists()
+
+    run = tmp_path / "run"
+    train = ["train", "--scenario", "food_coffee_bundle", "--market", "structural", "--steps", "128", "--n-envs", "2",
+             "--checkpoint-every", "64", "--eval-episodes", "2", "--evaluation", "quick", "--out", str(run)]  # fmt: skip
+    with monkeypatch.context() as patch:
+        patch.setattr(BaseAlgorithm, "save", full)
+        assert main(train) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run)]) == 0 and (run / "evaluation.json").exists()

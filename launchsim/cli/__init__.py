@@ -44,3 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(err).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as err:  # the system refused a file (a full disk during a checkpoint, a folder not readable)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return EXIT_USER_ERROR

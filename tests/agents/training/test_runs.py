@@ -426,3 +426,62 @@ def test_resume_passes_over_a_truncated_newest_checkpoint(tmp_path):
     assert latest_checkpoint(run)[0] == previous
     previous.with_suffix(".json").write_text('{"obs_rms": ')  # its statistics truncated too
     assert latest_checkpoint(run)[0] == oldest
+
+
+# A training process that sends itself SIGKILL at a chosen point: half-way through writing its second
+# checkpoint's zip, or in the middle of its final evaluation (after model.zip is written).
+_KILL_DURING = {
+    "checkpoint": """
+from stable_baselines3.common.base_class import BaseAlgorithm
+saves = []
+def save(self, path, *args, **kwargs):
+    saves.append(path)
+    if len(saves) == 2:
+        with open(path, "wb") as half:
+            half.write(b"PK\\x03\\x04" + bytes(64))
+            half.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_save(self, path, *args, **kwargs)
+real_save, BaseAlgorithm.save = BaseAlgorithm.save, save
+""",
+    "evaluation": """
+from launchsim.agents.training import runs
+def killed(*args, **kwargs):
+    if os.path.exists(sys.argv[-1] + "/model.zip"):  # the final evaluation, not a progress bar's
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_profit(*args, **kwargs)
+real_profit, runs.quick_profit = runs.quick_profit, killed
+""",
+}
+
+
+@pytest.mark.parametrize("point", sorted(_KILL_DURING))
+def test_a_kill_during_a_checkpoint_write_or_the_evaluation_leaves_a_folder_resume_completes(tmp_path, point):
+    hp = tmp_path / "hp.yaml"
+    hp.write_text(yaml.safe_dump({"ppo": TINY["ppo"]}))
+    run = tmp_path / "run"
+    arguments = [
+        "train", "--scenario", "food_coffee_bundle", "--market", "structural", "--steps", "256", "--n-envs", "2",
+        "--checkpoint-every", "64", "--hyperparams", str(hp), "--eval-episodes", "2", "--evaluation", "quick",
+        "--out", str(run),
+    ]  # fmt: skip
+    script = "import os, signal, sys\n" + _KILL_DURING[point] + f"\nfrom launchsim.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    killed = subprocess.run([sys.executable, "-c", script, *arguments], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, f"training was not killed: {killed.stderr[-2000:]}"
+    assert not (run / "evaluation.json").exists()
+    if point == "checkpoint":
+        assert list((run / "checkpoints").glob("tmp_step_*.zip"))  # the half-written one
+        assert not (run / "model.zip").exists()
+        first = latest_checkpoint(run)
+        assert first is not None and first[2] == 64
+    else:
+        assert (run / "model.zip").exists()
+    result = subprocess.run([sys.executable, str(ROOT / "run_sim.py"), "train", "--resume", str(run)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert np.isfinite(evaluation["markets"][0]["training_market"]["profit_mean"])
+    events = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    if point == "checkpoint":
+        resumed = next(e for e in events if e["event"] == "resume")
+        assert resumed["from_checkpoint"] == "step_000000064.zip" and events[-1]["event"] == "finish"
+        assert events[-1]["steps"] == 256
