@@ -70,7 +70,7 @@ class TrainConfig(BaseModel):
     n_envs: int = Field(8, ge=1)
     seed: int = 0
     # Domain randomisation: each training episode's expected demand times exp(N(0, spread^2)); 0: none.
-    # None: the shipped market's per-product demand-level error in the learned market, 0 in the structural.
+    # None: the predictor's demand-level error (its card's, else the shipped market's) in the learned market, 0 in the structural.
     demand_spread: float | None = Field(None, ge=0.0, le=2.0)
     # The training market's outcomes: sampled counts, or their expectations (no sampling noise).
     outcomes: Literal["sampled", "expected"] = DEFAULT_TRAINING_OUTCOMES
@@ -87,15 +87,16 @@ class TrainConfig(BaseModel):
     @model_validator(mode="after")
     def _resolve_demand_spread(self) -> TrainConfig:
         if self.demand_spread is None:
-            self.demand_spread = default_demand_spread(self.market)
+            self.demand_spread = default_demand_spread(self.market, self.predictor)
         return self
 
 
-def default_demand_spread(market: str) -> float:
-    """The training default: randomise the learned market's demand level by its measured error; the structural market is the truth."""
-    from launchsim.models.learned_market import DEFAULT_MARKET_DEMAND_SPREAD
+def default_demand_spread(market: str, predictor: str | Path | None = None) -> float:
+    """The training default: randomise the learned market's demand level by its measured error (the predictor
+    folder's card, else the shipped market's); the structural market is the truth."""
+    from launchsim.models.learned_market import folder_demand_spread
 
-    return DEFAULT_MARKET_DEMAND_SPREAD if market == "learned" else 0.0
+    return folder_demand_spread(predictor) if market == "learned" else 0.0
 
 
 @dataclass
@@ -284,7 +285,15 @@ def append_line(path: Path, line: str) -> None:
 
 
 def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+    """The command this process runs, as a user would type it (``launchsim ...``, ``python run_sim.py ...``)."""
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    if program == "__main__.py":
+        head = ["python", "-m", "launchsim"]
+    elif program.endswith(".py"):
+        head = ["python", sys.argv[0]]
+    else:
+        head = [program or Path(sys.executable).name]
+    return " ".join(shlex.quote(a) for a in [*head, *sys.argv[1:]])
 
 
 def package_versions() -> dict[str, str]:

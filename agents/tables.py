@@ -49,11 +49,14 @@ def build_table(
     grid: TableGrid | None = None,
     context_episodes: int = 8,
     seed: int = 0,
+    response_model: Any = None,
 ) -> pd.DataFrame:
-    """Query ``policy`` in every grid cell: one row per cell, state bins then decisions in business units."""
+    """Query ``policy`` in every grid cell: one row per cell, state bins then decisions in business units.
+    Observation fields off the grid come from the policy's episodes in the structural market, or in the
+    market ``response_model`` (a learned one) when given."""
     grid = grid or TableGrid()
     observer = GridObserver(scenario, product, grid)
-    env = _source_env(policy, scenario, product)
+    env = _source_env(policy, scenario, product, response_model)
     visited = [obs for ep in range(context_episodes) for obs, _ in _play(env, policy, seed + ep)[0]]
     observer.learn_context(visited)
     cells = grid_cells(scenario, grid)
@@ -88,15 +91,17 @@ def export_table(
     seed: int = 0,
     context_episodes: int = 8,
     fidelity_episodes: int = 20,
+    response_model: Any = None,
 ) -> Path:
     """Write ``policy``'s table for (scenario, product) to ``out`` (.csv/.parquet/.json), with its
-    metadata and its fidelity (table vs source in the ground-truth market on held-out seeds)."""
+    metadata and its fidelity (table vs source on held-out seeds in the ground-truth market, or in the
+    market ``response_model`` when given: a scenario without truth is measured in a learned market)."""
     out = Path(out)
     if out.suffix not in TABLE_SUFFIXES:
         raise PolicyError(f"{out}: found suffix {out.suffix!r}, expected one of {', '.join(TABLE_SUFFIXES)}")
     table = table_policy_from(
         policy, scenario, product, grid, policy_spec=policy_spec, seed=seed,
-        context_episodes=context_episodes, fidelity_episodes=fidelity_episodes,
+        context_episodes=context_episodes, fidelity_episodes=fidelity_episodes, response_model=response_model,
     )  # fmt: skip
     return write_table(table.table, table.metadata, out)
 
@@ -111,11 +116,13 @@ def table_policy_from(
     seed: int = 0,
     context_episodes: int = 8,
     fidelity_episodes: int = 20,
+    response_model: Any = None,
 ) -> TablePolicy:
     """The table of ``policy`` as a TablePolicy in memory, its metadata filled in (``export_table`` writes it)."""
     index = product_index(scenario, product)
     grid = grid or TableGrid()
-    frame = build_table(policy, scenario, index, grid, context_episodes=context_episodes, seed=seed)
+    frame = build_table(policy, scenario, index, grid, context_episodes=context_episodes, seed=seed, response_model=response_model)
+    market = "structural (ground-truth)" if response_model is None else "learned"
     metadata = {
         "format": TABLE_FORMAT,
         "version": TABLE_VERSION,
@@ -129,7 +136,7 @@ def table_policy_from(
         "observation_defaults": (
             "calendar fields from the scenario timeline at the week; adoption, stock and budget left at bin centres; "
             "weeks since launch, adstock, last sales/clicks/price and steps since a flash sale = mean of the source "
-            f"policy's observations in the cell (else in the week) over {context_episodes} ground-truth episodes "
+            f"policy's observations in the cell (else in the week) over {context_episodes} {market}-market episodes "
             f"(seeds {seed}..{seed + context_episodes - 1}), else rules"
         ),
         "rows": len(frame),
@@ -137,7 +144,8 @@ def table_policy_from(
     table = TablePolicy(frame, metadata, scenario, index)
     if fidelity_episodes > 0:
         metadata["fidelity"] = measure_fidelity(
-            policy, table, scenario, index, episodes=fidelity_episodes, seed=seed + max(context_episodes, 0) + 1000
+            policy, table, scenario, index, episodes=fidelity_episodes, seed=seed + max(context_episodes, 0) + 1000,
+            response_model=response_model,
         )
     return table
 
@@ -168,11 +176,11 @@ def _predict_many(policy: Any, observations: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(policy.predict(obs, deterministic=True)[0]) for obs in observations]
 
 
-def _source_env(policy: Any, scenario: Scenario, product: int) -> LaunchMarketEnv:
+def _source_env(policy: Any, scenario: Scenario, product: int, response_model: Any = None) -> LaunchMarketEnv:
     """The native env of the source policy: MultiDiscrete, or Box when it answers with 6 numbers."""
-    env = LaunchMarketEnv(scenario, product)
+    env = LaunchMarketEnv(scenario, product, response_model=response_model)
     action = np.asarray(policy.predict(env.reset(seed=0)[0], deterministic=True)[0]).reshape(-1)
-    return LaunchMarketEnv(scenario, product, action_type="box") if action.size == 6 else env
+    return LaunchMarketEnv(scenario, product, response_model=response_model, action_type="box") if action.size == 6 else env
 
 
 def _play(env: LaunchMarketEnv, policy: Any, seed: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
@@ -189,12 +197,15 @@ def _play(env: LaunchMarketEnv, policy: Any, seed: int) -> tuple[list[tuple[np.n
 
 
 def measure_fidelity(
-    source: Any, table: TablePolicy, scenario: Scenario, product: int = 0, episodes: int = 20, seed: int = 1000
+    source: Any, table: TablePolicy, scenario: Scenario, product: int = 0, episodes: int = 20, seed: int = 1000,
+    response_model: Any = None,
 ) -> dict[str, Any]:
-    """Ground-truth profit of the table policy vs its source on the same seeds, and the share of the
-    source's visited states in which the table decides the same (after snapping to its levels):
-    ``agreement`` compares the levers that take effect in that state, ``raw_agreement`` all five."""
-    env, source_env = LaunchMarketEnv(scenario, product), _source_env(source, scenario, product)
+    """Profit of the table policy vs its source on the same seeds, in the ground-truth market (or in the
+    market ``response_model``), and the share of the source's visited states in which the table decides
+    the same (after snapping to its levels): ``agreement`` compares the levers that take effect in that
+    state, ``raw_agreement`` all five."""
+    env = LaunchMarketEnv(scenario, product, response_model=response_model)
+    source_env = _source_env(source, scenario, product, response_model)
     layout = table.layout
     source_profit, table_profit, agree, raw, states = [], [], 0, 0, 0
     for ep in range(episodes):
@@ -211,7 +222,8 @@ def measure_fidelity(
     src, tab = float(np.mean(source_profit)), float(np.mean(table_profit))
     delta = paired_interval(np.array(table_profit) - np.array(source_profit))
     return {
-        "market": "structural",
+        "market": "structural" if response_model is None else "learned",
+        **({} if response_model is None else {"predictor": str(getattr(response_model, "identity", type(response_model).__name__))}),
         "episodes": episodes,
         "seeds": [seed, seed + episodes - 1],
         "source_profit_mean": src,

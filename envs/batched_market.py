@@ -116,6 +116,10 @@ class BatchedMarketVecEnv(VecEnv):
         self._n_steps = [s.n_steps for s, _ in (self.pairs[i] for i in self.pair_of)]
         self._traits = x.asarray(np.stack(traits)[self.pair_of].astype(np.float32)) if traits else None
         if market == "learned":
+            from launchsim.models.learned_market import check_levers
+
+            for s, _ in self.pairs:
+                check_levers(predictor, s)
             self.predictor = predictor
             models = [predictor] * len(self.pairs)
             self.responder = predictor.responder(x, self._texts(models, described), head_dtype)

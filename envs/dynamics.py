@@ -221,11 +221,13 @@ class StepResult(NamedTuple):
 def step(
     x: Any, c: MarketConstants, tab: MarketTables, a: DecodeTables, state: MarketState, actions: Any, action_type: str,
     responder: Any, u: Any, demand_scale: Any = None, sampled: bool = True, with_impressions: bool = True,
-    explain: bool = False, graph_walk: bool = False,
+    explain: bool = False, graph_walk: bool = False, size_scale: float | None = None,
 ) -> StepResult:  # fmt: skip
     """One decision step of every market: the levers of ``actions``, the market's response from
     ``responder``, counts from the step's uniforms ``u`` (or the expectations with ``sampled`` False),
-    stock, profit and the next state. ``demand_scale`` multiplies expected demand (domain randomisation).
+    stock, profit and the next state. ``demand_scale`` multiplies expected demand (domain randomisation);
+    ``size_scale`` multiplies the market's size: demand times it at the same penetration (the market reads
+    its buyers so far divided by it; in the structural market, about a Bass market size times it).
     ``explain`` adds why a lever was not applied (``refused_*`` flags) to the quantities."""
     d = decode(x, a, actions, action_type)
     t = state.t
@@ -255,11 +257,12 @@ def step(
     on_sale_ratio = x.where(launched, ratio, 0.0)
     ctx = MarketContext(  # in field order (positional: this runs every step)
         x.f(launched), c.k, season, holiday, x.where(launched, ratio, 1.0), c.ref, x.f(flash), x.f(state.since_flash),
-        comp_strength, comp_price, adstock, state.adopters * c.reads_adopters, discount, c.market_estimate,
+        comp_strength, comp_price, adstock, state.adopters * c.reads_adopters / (size_scale or 1.0), discount, c.market_estimate,
     )  # fmt: skip
     resp = responder.respond(ctx, d.creative, option)
     take = x.where(active, resp.bundle_take, 0.0)
     mu = resp.demand if demand_scale is None else resp.demand * demand_scale
+    mu = mu if size_scale is None else mu * size_scale
     unfinished = 0
     if sampled:
         out, unfinished = sample_outcome(x, u, mu, take, resp.impressions, resp.ctr, responder.overdispersion, with_impressions, graph_walk)

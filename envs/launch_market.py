@@ -93,7 +93,10 @@ class LaunchMarketEnv(gym.Env):
     ``demand_spread=sigma`` (default 0: off) multiplies each episode's expected demand by one draw
     of exp(N(0, sigma^2)), from a generator that is a child of the env's seed (the outcome uniforms
     stay those of ``sigma=0``). Training uses it so that a policy meets demand levels around the
-    learned market's own (``train --demand-spread``); evaluation never does.
+    learned market's own (``train --demand-spread``); evaluation never does. ``demand_scale=c`` (default
+    1) multiplies the market's size by ``c`` in every episode: demand times ``c`` at the same penetration
+    (the market reads its buyers so far divided by ``c``), one draw of the learned market's level
+    (``agents.evaluation.uncertainty``).
 
     ## Example
     >>> import gymnasium as gym, launchsim.envs
@@ -127,6 +130,7 @@ class LaunchMarketEnv(gym.Env):
         nvec: np.ndarray | None = None,
         traits: np.ndarray | None = None,
         critic_demand_draw: bool = False,
+        demand_scale: float = 1.0,
     ):
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         s = self.scenario
@@ -137,6 +141,9 @@ class LaunchMarketEnv(gym.Env):
         if market not in MARKETS:
             raise ValueError(f"market must be one of {MARKETS}, found {market!r}")
         self.demand_spread = checked_demand_spread(demand_spread)
+        if not (math.isfinite(demand_scale) and demand_scale > 0.0):
+            raise ValueError(f"demand_scale must be a finite number > 0, found {demand_scale!r}")
+        self._fixed_scale = float(demand_scale)
         self.outcomes, self.render_mode = outcomes, render_mode  # another mode than ansi: render() warns and returns None
         if response_model is None and market == "learned":
             from launchsim.models.learned_market import load_shared
@@ -146,6 +153,10 @@ class LaunchMarketEnv(gym.Env):
             raise ValueError("predictor= needs market='learned'")
         self._own_model = response_model is None  # structural, built here: rebuilt after unpickling, not shipped
         self.market: ResponseModel = response_model if response_model is not None else StructuralMarket(s)
+        if not isinstance(self.market, StructuralMarket):
+            from launchsim.models.learned_market import check_levers
+
+            check_levers(self.market, s)  # a lever the predictor never learned is refused, not answered
         self._action_type = action_type
         self.layout = ActionLayout(s, action_type, nvec=nvec)
         self.nvec = self.layout.nvec if nvec is None else np.asarray(nvec)
@@ -192,6 +203,7 @@ class LaunchMarketEnv(gym.Env):
         r = step(
             SCALAR, m.constants, m.tables, m.decode, self._state, action, self._action_type, self._responder, self._noise[t],
             demand_scale=self._demand_scale if self.demand_spread > 0.0 else None, sampled=self.outcomes == "sampled", explain=True,
+            size_scale=self._fixed_scale if self._fixed_scale != 1.0 else None,
         )  # fmt: skip
         self._state = r.state
         info = StepInfo(r.quantities)

@@ -85,7 +85,8 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    fig.tight_layout()
+    if not fig.get_constrained_layout():  # a figure laid out by constraints keeps its own layout
+        fig.tight_layout()
     fig.savefig(buffer, dpi=dpi, format="png")
     plt.close(fig)
     return atomic_write(path, buffer.getvalue())

@@ -147,6 +147,17 @@ def backtest(
     return report
 
 
+def closed_loop_level_log_sd(predictor: Any, logs: pd.DataFrame) -> float | None:
+    """How far off the predictor reads a product's demand level in the closed loop the env runs: the
+    standard deviation over the products of ``logs`` (held out of its training) of log(true / predicted
+    demand), each summed over the product's weeks (true: the logs' expected demand where they have it,
+    else units sold). ``finetune`` records it on the card; the
+    learned market's model draws use it (``agents.evaluation.uncertainty``)."""
+    card = getattr(predictor, "card", None) or predictor.members[0].card
+    logs = _with_training_season(logs, card, None)
+    return demand_level_log_sd(logs, rollout(logs, predictor.predict_frame).units)
+
+
 def _with_training_season(logs: pd.DataFrame, card: dict[str, Any], train_logs: pd.DataFrame | None) -> pd.DataFrame:
     """A season index the scored file did not give comes from the training logs (the card's profile, or
     ``train_logs``), not from the scored file itself, whose own sales it would leak."""

@@ -47,10 +47,12 @@ CONTEXT_FIELDS = (
 )  # fmt: skip
 
 
-def feature_columns(x: Any, ctx: Any, names: tuple[str, ...] = FEATURE_NAMES, unknown_estimate: float = 0.0) -> list[Any]:
+def feature_columns(
+    x: Any, ctx: Any, names: tuple[str, ...] = FEATURE_NAMES, unknown_estimate: float = 0.0, use_estimate: bool = True
+) -> list[Any]:
     """The context features of ``ctx`` in the order of ``names`` (a predictor's own list), one column (or
     number) each; an unknown (0) market estimate reads as ``unknown_estimate`` (a predictor's typical
-    training value)."""
+    training value); without ``use_estimate`` (a predictor whose logs carried no estimate) every estimate does."""
     since, adopters = ctx.weeks_since_flash, ctx.adopters
     cols = [
         ctx.season, ctx.holiday, ctx.price_ratio, ctx.flash, x.f(since == 1), x.f(since == 2), x.f(since == 3),
@@ -58,7 +60,7 @@ def feature_columns(x: Any, ctx: Any, names: tuple[str, ...] = FEATURE_NAMES, un
         ctx.step_weeks, x.log(x.maximum(ctx.reference_price, 0.01)) / 5.0,
     ]  # fmt: skip
     if len(names) > len(FEATURE_NAMES_V1):
-        estimate = x.where(ctx.market_estimate > 0, ctx.market_estimate, unknown_estimate)
+        estimate = x.where(ctx.market_estimate > 0, ctx.market_estimate, unknown_estimate) if use_estimate else ctx.market_estimate * 0.0
         cols.append(x.log1p(x.maximum(estimate, 0.0)) / 10.0)
     if len(names) > len(FEATURE_NAMES_V2):
         cols.append(x.minimum(x.maximum(adopters, 0.0) / x.maximum(estimate, 1.0), PENETRATION_CAP))

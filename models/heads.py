@@ -117,6 +117,7 @@ class HeadsResponder:
         heads: PredictorHeads = predictor.heads
         self.x, self.n = x, len(markets)
         self.feature_names, self.unknown_estimate = heads.feature_names, predictor.default_market_estimate
+        self.use_estimate = self.unknown_estimate > 0  # logs without any estimate: the scenario's is read as unknown
         self.cannibalisation = predictor.cannibalisation
         self.learned_first_share = predictor.learned_first_share
         self.overdispersion = predictor.demand_overdispersion
@@ -159,7 +160,7 @@ class HeadsResponder:
     def respond(self, ctx: MarketContext, creative: Any, option: Any) -> MarketResponse:
         """Expected outcomes of one step for every market (``creative``/``option``: chosen indices)."""
         x = self.x
-        feats = feature_columns(x, ctx, self.feature_names, self.unknown_estimate)
+        feats = feature_columns(x, ctx, self.feature_names, self.unknown_estimate, self.use_estimate)
         launched = ctx.launched
         if x.kind == "scalar":
             out = self.m.mlp(self.demand_layers, np.concatenate([self.latent, feats])) if launched else _NOT_ON_SALE

@@ -60,7 +60,7 @@ class StructuralMarket:
     """Ground-truth response model of one scenario (``ResponseModel``)."""
 
     def __init__(self, scenario: Scenario):
-        truth = scenario.truth
+        truth = scenario.require_truth("the structural (ground-truth) market")
         self.scenario = scenario
         self.demand_overdispersion = float(truth.demand_overdispersion)
         shared = ScenarioParams(truth.ads, truth.bundle, truth.flash, self.demand_overdispersion)

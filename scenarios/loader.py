@@ -64,6 +64,7 @@ def scenario_from_dict(data: Any, source: str = "<scenario>") -> Scenario:
     problems = [f"{source}: {path}: {msg}" for path, msg in _cross_reference_problems(scenario)]
     if problems:
         raise ScenarioError(problems)
+    scenario._source = source
     for path, msg in _suspicious(scenario):
         warnings.warn(f"{source}: {path}: {msg}", UserWarning, stacklevel=2)
     return scenario
@@ -86,6 +87,8 @@ def product_index(s: Scenario, product: int | str) -> int:
 def scenario_hash(scenario: Scenario) -> str:
     """A content hash of the resolved scenario (stable across key order and formatting)."""
     data = scenario.model_dump(mode="json")
+    if data.get("currency") is None:  # fields added later hash as before while at their defaults
+        data.pop("currency", None)
     for product in data["products"]:  # a field added later hashes as before while at its default
         if product["market_estimate_basis"] == "total":
             del product["market_estimate_basis"]
@@ -224,19 +227,8 @@ def _cross_reference_problems(s: Scenario) -> Iterator[tuple[str, str]]:
     ):
         for dup in sorted(_duplicates(names)):
             yield block, f"found the name {dup!r} twice, expected unique names"
-    yield from _match_names("truth.products", s.truth.products, [p.name for p in s.products], "products")
-    for i, product in enumerate(s.products):
-        truth = s.truth.products.get(product.name)
-        if product.market_estimate_basis != "weekly":
-            continue
-        reads = [] if truth is None else (
-            [f"diffusion: {truth.diffusion}"] * (truth.diffusion != "constant") + [f"repeat_rate: {truth.repeat_rate}"] * (truth.repeat_rate > 0)
-        )
-        if reads:
-            yield (f"products.{i}.market_estimate_basis",
-                   f"found 'weekly', expected 'total': its truth ({', '.join(reads)}) depends on buyers so far, and a weekly pool has none")
-    yield from _match_names("truth.creatives_ctr", s.truth.creatives_ctr, [c.name for c in s.ads.creatives], "ads.creatives")
-    yield from _match_names("truth.partners", s.truth.partners, [c.name for c in s.catalogue], "catalogue")
+    if s.truth is not None:
+        yield from _truth_problems(s, s.truth)
     h = s.horizon_weeks
     if s.launch.earliest_week >= h:
         yield "launch.earliest_week", f"found {s.launch.earliest_week}, expected a week before the horizon ({h} weeks)"
@@ -261,6 +253,21 @@ def _cross_reference_problems(s: Scenario) -> Iterator[tuple[str, str]]:
     for i, item in enumerate(s.catalogue):
         if len(set(item.discounts)) != len(item.discounts):
             yield f"catalogue.{i}.discounts", f"found repeated discounts {item.discounts}, expected distinct values"
+
+
+def _truth_problems(s: Scenario, truth: Any) -> Iterator[tuple[str, str]]:
+    """The truth block's names against the public part, and what a weekly market estimate cannot carry."""
+    yield from _match_names("truth.products", truth.products, [p.name for p in s.products], "products")
+    for i, product in enumerate(s.products):
+        params = truth.products.get(product.name)
+        if product.market_estimate_basis != "weekly" or params is None:
+            continue
+        reads = [f"diffusion: {params.diffusion}"] * (params.diffusion != "constant") + [f"repeat_rate: {params.repeat_rate}"] * (params.repeat_rate > 0)
+        if reads:
+            yield (f"products.{i}.market_estimate_basis",
+                   f"found 'weekly', expected 'total': its truth ({', '.join(reads)}) depends on buyers so far, and a weekly pool has none")
+    yield from _match_names("truth.creatives_ctr", truth.creatives_ctr, [c.name for c in s.ads.creatives], "ads.creatives")
+    yield from _match_names("truth.partners", truth.partners, [c.name for c in s.catalogue], "catalogue")
 
 
 def _match_names(path: str, truth: dict, names: list[str], public: str) -> Iterator[tuple[str, str]]:

@@ -35,7 +35,7 @@ def apply_overrides(scenario: Scenario, overrides: Sequence[str], source: str | 
     for text in overrides:
         path, value = _split(text)
         _set(data, path, value, text)
-    label = source or f"{scenario.name} with --set {' '.join(overrides)}"
+    label = source or f"{scenario.source} with --set {' '.join(overrides)}"
     return scenario_from_dict(data, source=label)
 
 

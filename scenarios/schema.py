@@ -1,8 +1,9 @@
 """The scenario schema: every market fact a user may change, typed and checked.
 
 A scenario has a public part (calendar, products, catalogue, competitor, ads, pricing, launch
-rules, reward) that a seller knows and a policy may observe, and a ``truth`` block with the
-structural market's hidden parameters, which only the ground-truth market reads. Unknown keys are
+rules, reward) that a seller knows and a policy may observe, and an optional ``truth`` block with the
+structural market's hidden parameters, which only the ground-truth market reads (a seller's own
+product has none: it runs in the learned market). Unknown keys are
 errors everywhere, so a typo is never silently ignored. Weeks are counted from the start of the
 horizon (week 0) unless the name says ``week_of_year``; with ``step_weeks`` > 1, week w falls in
 decision step w // step_weeks.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints
 
 Category = Literal["apparel", "home", "food", "beauty", "electronics"]
 EstimateBasis = Literal["total", "weekly"]  # what a product's market_estimate counts (Product below)
@@ -220,6 +221,7 @@ class Scenario(Strict):
     name: FileName
     description: Text
     category: Category
+    currency: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=8)] | None = None  # shown on money axes and columns
     horizon_weeks: Annotated[int, Field(ge=1, le=260)]
     step_weeks: Annotated[int, Field(ge=1, le=4)] = 1
     calendar: Calendar
@@ -230,7 +232,32 @@ class Scenario(Strict):
     pricing: Pricing
     launch: Launch = Launch()
     reward: Reward = Reward()
-    truth: Truth
+    truth: Truth | None = None  # optional: a seller's own product has none; only the structural market reads it
+    _source: str = PrivateAttr(default="<scenario>")  # the file (or label) it was read from, for messages
+
+    def __eq__(self, other: object) -> bool:
+        """Scenarios are equal when their fields are: where each was read from is not part of it."""
+        if not isinstance(other, Scenario):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # lists inside: never hashable
+
+    @property
+    def source(self) -> str:
+        """The file the scenario was read from (or the label of its overrides), for messages."""
+        return self._source
+
+    def require_truth(self, what: str) -> Truth:
+        """The truth block, or a ScenarioError naming the file when there is none and ``what`` needs it."""
+        if self.truth is None:
+            from launchsim.errors import ScenarioError
+
+            raise ScenarioError([
+                f"{self._source}: truth: missing; {what} needs the scenario's hidden truth block "
+                "(a scenario without one runs in the learned market: --market learned)"
+            ])
+        return self.truth
 
     @property
     def n_steps(self) -> int:

@@ -73,7 +73,16 @@ def test_logs_finetune_and_eval_commands(tmp_path, tiny_bert):
         "--encoder-epochs", "1", "--polish-epochs", "1", "--hidden", "16", "--lora-rank", "2", "--closed-loop-from", "0.5",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert json.loads((pred / "card.json").read_text())["config"]["closed_loop_from"] == 0.5
+    card = json.loads((pred / "card.json").read_text())
+    assert card["config"]["closed_loop_from"] == 0.5
+    assert card["demand_level_log_sd_products"] == 8 and card["demand_level_log_sd"] > 0  # its error on the 8 held-out products
+    from launchsim.agents.evaluation.uncertainty import level_log_sd
+    from launchsim.models.learned_market import load_predictor
+
+    assert level_log_sd(load_predictor(pred, device="cpu")) == card["demand_level_log_sd"]  # what its model draws use
+    from launchsim.agents.run_folder import TrainConfig
+
+    assert TrainConfig(scenarios=["food_coffee_bundle"], predictor=str(pred), out=tmp_path / "run").demand_spread == card["demand_level_log_sd"]
     assert (pred / "card.json").exists() and (pred / "adapter").is_dir() and (pred / "heads.safetensors").exists()
     out = tmp_path / "eval.json"
     result = run("predictors-eval", "--predictor", str(pred), "--logs", str(logs), "--json", str(out))
@@ -242,7 +251,7 @@ def test_evaluate_command(tmp_path):
 
 def test_evaluate_bad_policy_or_scenario_exits_2(tmp_path, capsys):
     code, err = run_in_process(capsys, "evaluate", "--policy", "oracel", "--json", str(tmp_path / "e.json"))
-    assert code == 2 and err.startswith("error: unknown policy 'oracel'; did you mean 'oracle'?")
+    assert code == 2 and err.startswith("error: unknown policy 'oracel'; did you mean 'oracle' or 'learned_oracle'?")
     code, err = run_in_process(capsys, "evaluate", "--scenario", "food_cofee", "--policy", "oracle", "--json", str(tmp_path / "e.json"))
     assert code == 2 and "did you mean food_coffee_bundle" in err and not (tmp_path / "e.json").exists()
     code, err = run_in_process(capsys, "evaluate", "--policy", "oracle", "--set", "products.0.market_estimat=9000", "--json", str(tmp_path / "e.json"))
@@ -373,7 +382,7 @@ def test_ratios_to_an_oracle_without_a_positive_profit_are_not_reported():
 
     assert _ratio(-42_938.0, -10_070.0) is None and _ratio(5.0, 0.0) is None and _ratio(3.0, 4.0) == 0.75
     result = {"ratio_to_oracle": None, "sim_to_real_gap": None, "best_heuristic": {"name": "list_price"}}
-    assert evaluation_line(result) == "ratio_to_oracle n/a (oracle profit ≤ 0); best heuristic list_price"
+    assert evaluation_line(result) == "ratio_to_oracle n/a (oracle profit ≤ 0) (structural market); best heuristic list_price"
     market = {"scenario": "s", "product_name": "p", "truth": {"profit_mean": -5.0, "profit_ci95": [-6.0, -4.0]}, "oracle": {"profit_mean": 0.0}, "ratio_to_oracle": None}
     assert "(ratio n/a (oracle profit ≤ 0))" in training_lines({"evaluator": "e", "episodes": 2, "markets": [market]})[1]
 

@@ -29,16 +29,16 @@ from launchsim.agents.evaluation.statistics import paired_interval
 from launchsim.agents.policies.source import build_policy, policy_identity
 from launchsim.agents.rollout import WEEKLY_COLUMNS, episode_summary, run_episode
 from launchsim.envs.actions import ActionLayout
-from launchsim.envs.launch_market import LaunchMarketEnv
+from launchsim.agents.evaluation.uncertainty import delta_uncertainty, level_log_sd, model_draws, profit_draws
+from launchsim.envs.launch_market import MARKETS, LaunchMarketEnv
 from launchsim.scenarios import product_index
 from launchsim.scenarios.loader import scenario_hash
 from launchsim.scenarios.overrides import apply_overrides
 from launchsim.scenarios.schema import Scenario
 
 from launchsim.errors import PolicyError
-from launchsim.files import save_figure, write_frame, write_json
+from launchsim.files import atomic_write, save_figure, write_frame, write_json
 
-MARKETS = ("structural", "learned")
 METRICS = ("profit", "revenue", "units_sold", "lost_sales", "ad_spend", "stock_left", "launch_week", "mean_price")
 _TEXT_COLUMNS = {"launched", "flash_sale", "bundle_partner", "creative", "ignored"}
 
@@ -69,7 +69,7 @@ def replay(
     episodes: int = 20,
     seed: int = 0,
     product: int | str = 0,
-    markets: Sequence[str] = MARKETS,
+    markets: Sequence[str] | None = None,
     predictor: Any = None,
     actions: Path | str | None = None,
     rebuild_policy: bool = False,
@@ -77,10 +77,11 @@ def replay(
     progress: bool = False,
 ) -> ReplayResult:
     """Play baseline (scenario, policy) and override (scenario + overrides, versus or policy) on the
-    same seeds in each market; return the paired weekly table, per-episode totals and summary."""
+    same seeds in each market (default: every market the scenario can play, ``playable_markets``); return
+    the paired weekly table, per-episode totals and summary (``skipped`` says which market was left out and why)."""
     if not overrides and versus is None:
         raise PolicyError("replay needs something to compare: --set PATH=VALUE overrides, --versus POLICY, or both")
-    check_markets(markets)
+    markets, skipped = playable_markets(scenario, markets)
     index = product_index(scenario, product)
     changed = apply_overrides(scenario, list(overrides))
     needs_predictor = "learned" in markets
@@ -101,6 +102,7 @@ def replay(
     arms = (Arm("baseline", scenario, base_policy, policy if actions is None else f"actions:{actions}"),
             Arm("override", changed, other_policy, other_spec))  # fmt: skip
 
+    templates = [_twin(arm.policy) for arm in arms]  # in their starting state, for the model draws
     weekly_parts, episode_rows = [], []
     for market in markets:
         envs = [market_env(arm.scenario, index, market, predictor, outcomes) for arm in arms]
@@ -118,7 +120,20 @@ def replay(
     summary = _summarise(
         per_episode, arms, list(overrides), versus, episodes, seed, markets, predictor, rebuild_policy, outcomes, index
     )
+    if skipped:
+        summary["skipped"] = skipped
+    if "learned" in markets:
+        summary["model_uncertainty"] = _model_delta(arms, templates, index, predictor)
     return ReplayResult(weekly, per_episode, summary, arms)
+
+
+def _model_delta(arms: tuple[Arm, Arm], templates: list[Any], product: int, predictor: Any) -> dict[str, Any]:
+    """The profit change (override - baseline) over draws of the learned market's model, both arms under the
+    same draw with expected outcomes: how sure the learned market is of the change's sign."""
+    draws = model_draws(predictor)
+    values = [profit_draws(arm.scenario, product, lambda t=t: t, draws) for arm, t in zip(arms, templates)]
+    members = len(getattr(predictor, "members", None) or [predictor])
+    return {"market": "learned", "metric": "profit (expected outcomes)", **delta_uncertainty(values[1] - values[0], level_log_sd(predictor), members)}
 
 
 def _twin(policy: Any) -> Any:
@@ -148,6 +163,17 @@ def check_markets(names: Sequence[str]) -> None:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         found = repr(unknown[0]) if unknown else "none"
         raise PolicyError(f"markets: found {found}{hint} (expected one or more of {list(MARKETS)})")
+
+
+def playable_markets(scenario: Scenario, markets: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """The markets to play and a line for each left out: ``None`` means every market the scenario can play
+    (the structural one needs its truth block); markets asked for by name are played or refused."""
+    if markets is not None:
+        check_markets(markets)
+        return list(dict.fromkeys(markets)), []
+    if scenario.truth is None:
+        return ["learned"], [f"structural market: {scenario.source} has no truth block"]
+    return list(MARKETS), []
 
 
 def market_env(scenario: Scenario, product: int, market: str, predictor: Any, outcomes: str) -> LaunchMarketEnv:
@@ -186,6 +212,7 @@ def _summarise(
     result: dict[str, Any] = {
         "scenario": arms[0].scenario.name,
         "product": arms[0].scenario.products[product].name,
+        **({"currency": arms[0].scenario.currency} if arms[0].scenario.currency else {}),
         "overrides": overrides,
         "versus": versus,
         "episodes": episodes,
@@ -233,8 +260,11 @@ def _mean(values: pd.Series) -> float | None:
 # ---------------------------------------------------------------- output
 
 
-def write_replay(result: ReplayResult, out_dir: Path | str) -> dict[str, Path]:
-    """Write weekly.csv, weekly.parquet, episodes.csv, summary.json and trajectories.png into ``out_dir``."""
+def write_replay(result: ReplayResult, out_dir: Path | str, command: str | None = None) -> dict[str, Path]:
+    """Write weekly.csv, weekly.parquet, episodes.csv, summary.json, trajectories.png and report.html (one
+    self-contained page, with ``command``, the command that made it) into ``out_dir``."""
+    from launchsim.agents.evaluation.html_report import replay_page
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -243,12 +273,14 @@ def write_replay(result: ReplayResult, out_dir: Path | str) -> dict[str, Path]:
         "episodes": out / "episodes.csv",
         "summary": out / "summary.json",
         "plot": out / "trajectories.png",
+        "html": out / "report.html",
     }
     write_frame(paths["weekly_csv"], result.weekly)
     write_frame(paths["weekly_parquet"], result.weekly)
     write_frame(paths["episodes"], result.episodes)
     write_json(paths["summary"], result.summary)
     plot_replay(result, paths["plot"])
+    atomic_write(paths["html"], replay_page(result.summary, paths["plot"], command))
     return paths
 
 
@@ -258,13 +290,15 @@ def plot_replay(result: ReplayResult, path: Path | str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     markets = list(result.summary["markets"])
+    money = f" ({result.summary['currency']})" if result.summary.get("currency") else ""
     panels = [
-        ("cumulative_profit", "cumulative profit"),
+        ("cumulative_profit", f"cumulative profit{money}"),
         ("units_sold", "units sold / week"),
-        ("price", "price"),
-        ("ad_spend", "ad spend / week"),
+        ("price", f"price{money}"),
+        ("ad_spend", f"ad spend / week{money}"),
     ]
     fig, axes = plt.subplots(
         len(panels), len(markets), figsize=(5.5 * len(markets), 2.6 * len(panels)), squeeze=False, sharex=True
@@ -286,6 +320,7 @@ def plot_replay(result: ReplayResult, path: Path | str) -> Path:
                     linewidth=0,
                 )
             ax.set_ylabel(label)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if i == 0:
                 ax.set_title(f"{market} market")
                 ax.legend(loc="upper left", fontsize=8)
@@ -294,7 +329,9 @@ def plot_replay(result: ReplayResult, path: Path | str) -> Path:
     what = " ".join(result.summary["overrides"]) or ""
     if result.summary.get("versus"):
         what = (what + f" · versus {result.summary['versus']}").strip(" ·")
-    fig.suptitle(f"{result.summary['scenario']}: baseline vs {what}", fontsize=10)
+    policy = result.summary["arms"]["baseline"]["policy"]
+    name = policy.get("spec", policy) if isinstance(policy, dict) else policy
+    fig.suptitle(f"{result.summary['scenario']} · {result.summary['product']} · {name}: baseline vs {what}", fontsize=10)
     return save_figure(fig, path)
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from launchsim.agents.evaluation.replay import MARKETS, check_markets, market_env
+from launchsim.agents.evaluation.replay import check_markets, market_env, playable_markets
 from launchsim.agents.policies.recorded_plan import RecordedPlan
 from launchsim.agents.rollout import run_episode
 from launchsim.scenarios import product_index
@@ -41,12 +41,13 @@ def plan_sensitivity(
     policy: Any,
     product: int | str = 0,
     lever: str = "price",
-    markets: Sequence[str] = MARKETS,
+    markets: Sequence[str] | None = None,
     predictor: Any = None,
     seed: int = 0,
     plan_market: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The plan (the policy's weekly decisions in ``plan_market``, default the first of ``markets``)
+    """The plan (the policy's weekly decisions in ``plan_market``, default the first of ``markets``, whose
+    default is every market the scenario can play: ``playable_markets``)
     and one row per (market, week, shift of the lever one level down or up) with the episode profit's
     change, in the weeks that start with stock. ``lever="price"`` moves the price among
     ``pricing.levels`` in weeks on regular sale; ``lever="ads"`` moves the week's share of the budget
@@ -55,7 +56,7 @@ def plan_sensitivity(
     plays back without ads even where a probe leaves stock for it."""
     if lever not in LEVERS:
         raise PolicyError(f"lever: found {lever!r}, expected one of {list(LEVERS)}")
-    markets = list(dict.fromkeys(markets))
+    markets, _ = playable_markets(scenario, markets)
     plan_market = plan_market or (markets[0] if markets else "")
     check_markets([*markets, plan_market])
     if "learned" in (*markets, plan_market) and predictor is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from launchsim.agents.policies.heuristics import HEURISTICS, make_heuristic
-from launchsim.agents.policies.oracle import make_oracle
+from launchsim.agents.policies.oracle import LEARNED_SEARCH, make_oracle
 from launchsim.agents.policies.table import TABLE_SUFFIXES, TablePolicy
 from launchsim.agents.policies.trained import load_sb3_model, load_trained_policy
 from launchsim.agents.rollout import Policy
@@ -18,11 +18,12 @@ from launchsim.scenarios.schema import Scenario
 from launchsim.errors import PolicyError, lookup
 
 ORACLE = "oracle"
+LEARNED_ORACLE = "learned_oracle"
 
 
 def policy_names() -> list[str]:
-    """The policies that have a name: every heuristic and the oracle."""
-    return [*HEURISTICS, ORACLE]
+    """The policies that have a name: every heuristic, the oracle and the learned market's planner."""
+    return [*HEURISTICS, ORACLE, LEARNED_ORACLE]
 
 
 def resolve_policy(
@@ -30,10 +31,11 @@ def resolve_policy(
 ) -> Policy:
     """Build the policy ``spec`` names for ``(scenario, product)``.
 
-    ``spec``: a heuristic name, ``oracle``, a training run folder, or a lookup table (.csv, .parquet,
-    .json). An unknown name raises PolicyError naming the closest valid one. ``predictor`` is handed to
-    a run folder's loader when it takes one (a run trained with product features reads the product's
-    traits from it); heuristics, the oracle and tables do not use it.
+    ``spec``: a heuristic name, ``oracle`` (the plan of the structural market's expected dynamics: needs
+    the scenario's truth), ``learned_oracle`` (the plan of the learned market ``predictor``, default the
+    shipped one), a training run folder, or a lookup table (.csv, .parquet, .json). An unknown name
+    raises PolicyError naming the closest valid one. ``predictor`` is also handed to a run folder's
+    loader when it takes one (a run trained with product features reads the product's traits from it).
     """
     index = product_index(scenario, product)
     check_policy_spec(spec)
@@ -41,7 +43,14 @@ def resolve_policy(
     if text in HEURISTICS:
         return make_heuristic(text, scenario, product=index, seed=seed)
     if text == ORACLE:
+        scenario.require_truth("the ground-truth oracle (a truth-free scenario has the learned market's planner: learned_oracle)")
         return make_oracle(scenario, product=index)
+    if text == LEARNED_ORACLE:
+        if predictor is None:
+            from launchsim.models.learned_market import load_shared
+
+            predictor = load_shared()
+        return make_oracle(scenario, product=index, response_model=predictor, **LEARNED_SEARCH)
     path = Path(text)
     if path.is_dir():
         return _load_run(path, scenario, index, predictor)

@@ -209,7 +209,7 @@ def expand_trials(config: SweepConfig, base_dir: Path | None = None) -> list[Tri
     # Trials are keyed by what the predictor is, not where: a changed default market gives new trials.
     needs = {s: config.market == "learned" or len(scenario.products) > 1 for s, scenario in loaded.items()}
     identity = folder_identity(predictor) if any(needs.values()) else ""
-    spread = config.demand_spread if config.demand_spread is not None else default_demand_spread(config.market)
+    spread = config.demand_spread if config.demand_spread is not None else default_demand_spread(config.market, predictor)
     trials: dict[str, TrialSpec] = {}
     for scenario in config.scenarios:
         for algorithm in config.algorithms:

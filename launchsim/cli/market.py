@@ -21,7 +21,7 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
 
     p = add("simulate", "play a policy in a market and print the weekly table", [shared[k] for k in ("scenario", "product", "policy", "seed", "outcomes", "predictor", "device")])
     p.add_argument("--episodes", type=positive_int, default=1, help="episodes to average (seeds seed, seed+1, ...)")
-    p.add_argument("--market", choices=["structural", "learned"], default="structural", help="the ground truth or the learned market")
+    p.add_argument("--market", choices=["structural", "learned"], help="the ground truth or the learned market (default: structural; learned for a scenario without a truth block)")
     p.add_argument("--csv", type=output_file, help="also write the weekly table of the first episode to this CSV file")
     p.set_defaults(func=cmd_simulate)
 
@@ -62,6 +62,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario)
     market = None
+    if args.market is None:
+        args.market = "structural" if scenario.truth is not None else "learned"
+        if scenario.truth is None:
+            print(f"skipped: structural market: {scenario.source} has no truth block; playing the learned market", file=sys.stderr)
     if args.market == "learned":
         from launchsim.models.learned_market import load_predictor
 

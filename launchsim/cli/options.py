@@ -147,7 +147,7 @@ def parents(default_scenario: str, heuristics: list[str]) -> dict[str, argparse.
             (("--actions",), {"metavar": "PLAN.csv", "help": "play a recorded plan instead: a CSV with one row per week (agents/policies/recorded_plan.py)"}),
         ),
         "outcomes": group((("--outcomes",), {"choices": ["sampled", "expected"], "default": "sampled", "help": "sampled counts or their expectations"})),
-        "markets": group((("--markets",), {"nargs": "+", "choices": ["structural", "learned"], "default": ["structural", "learned"], "help": "the markets played"})),
+        "markets": group((("--markets",), {"nargs": "+", "choices": ["structural", "learned"], "help": "the markets played (default: structural and learned; learned alone for a scenario without a truth block)"})),
         "overrides": group((("--set",), {"action": "append", "default": [], "metavar": "PATH=VALUE", "help": "a scenario override, e.g. ads.budget=*0.5 or competitor.events.0.week=-3 (repeatable)"})),
     }
 

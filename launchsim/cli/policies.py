@@ -23,7 +23,7 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--market", choices=["learned", "structural"], default="learned", help="the market trained in")
     p.add_argument("--n-envs", type=positive_int, default=8, help="markets stepped together")
     p.add_argument("--vec-kind", choices=["batched", "dummy"], help="VecEnv kind (default: batched on a GPU or from 64 envs, else SB3's DummyVecEnv)")
-    p.add_argument("--demand-spread", type=spread, metavar="SIGMA", help="each training episode's demand times exp(N(0, SIGMA^2)) (default: 0.34, the shipped market's demand-level error, in the learned market; 0 in the structural; 0 turns it off)")
+    p.add_argument("--demand-spread", type=spread, metavar="SIGMA", help="each training episode's demand times exp(N(0, SIGMA^2)) (default: the predictor's demand-level error from its card, 0.34 for the shipped market, in the learned market; 0 in the structural; 0 turns it off)")
     p.add_argument("--outcomes", choices=["sampled", "expected"], help="the training market's weekly outcomes (default: expected); evaluation always samples")
     p.add_argument("--out", type=output_folder, help="the run folder (default: runs/ALGO_SCENARIO_seedK)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from its last checkpoint (its own settings apply)")
@@ -38,7 +38,8 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--episodes", type=positive_int, default=20, help="episodes per policy and market (seeds seed, seed+1, ...)")
     p.add_argument("--json", required=True, type=output_file, help="the evaluation file to write")
     p.add_argument("--no-learned", action="store_true", help="skip the learned market (no sim-to-real gap)")
-    p.add_argument("--report", type=output_folder, metavar="DIR", help="also write report.md and trajectories.png into this folder")
+    p.add_argument("--learned-oracle", action="store_true", help="also plan on the learned market when the scenario has a truth block (always done without one; about a minute per product on 2 CPU cores)")
+    p.add_argument("--report", type=output_folder, metavar="DIR", help="also write report.html (self-contained), report.md and trajectories.png into this folder")
     p.set_defaults(func=cmd_evaluate)
 
     p = add("replay", "what-if replay: the baseline against --set overrides and/or a --versus policy, on the same seeds", [shared[k] for k in ("scenario", "product", "policy", "seed", "markets", "predictor", "device", "outcomes", "overrides")])
@@ -53,10 +54,10 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--out", type=output_folder, required=True, help="the folder for sensitivity.csv, plan.csv and sensitivity.png")
     p.set_defaults(func=cmd_sensitivity)
 
-    p = add("export-table", "write a policy's decisions on a grid of states as a lookup table (CSV/Parquet/JSON)", [shared[k] for k in ("scenario", "product", "policy", "seed")])
+    p = add("export-table", "write a policy's decisions on a grid of states as a lookup table (CSV/Parquet/JSON)", [shared[k] for k in ("scenario", "product", "policy", "seed", "predictor", "device")])
     p.add_argument("--out", required=True, type=output_file, help="the table file: .csv (with a .meta.json sidecar), .parquet or .json")
     p.add_argument("--bins", action="append", default=[], metavar="AXIS=E0,E1,...", help="bin edges (shares) for adoption, stock or budget_left, e.g. stock=0,0.1,0.5,1")
-    p.add_argument("--fidelity-episodes", type=count, default=20, help="ground-truth episodes comparing the table with its source (0: skip)")
+    p.add_argument("--fidelity-episodes", type=count, default=20, help="episodes comparing the table with its source (0: skip), in the ground truth, or in the learned market with --predictor or without a truth block")
     p.add_argument("--context-episodes", type=positive_int, default=8, help="source episodes whose visited states fill the observation fields off the grid")
     p.set_defaults(func=cmd_export_table)
 
@@ -112,6 +113,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(
         scenario, args.policy, episodes=args.episodes, seed=args.seed, product=args.product, predictor=predictor,
         learned=not args.no_learned, progress=lambda message: print(message, file=sys.stderr), overrides=args.set,
+        learned_oracle=True if args.learned_oracle else None,
     )  # fmt: skip
     write_json(args.json, result)
     console = render.console()
@@ -119,8 +121,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     console.print(render.evaluation_line(result))
     console.print(f"written to {args.json}")
     if args.report:
-        paths = write_report(result, args.report)
-        console.print(f"report: {paths['markdown']} and {paths['png']}")
+        from launchsim.agents.run_folder import command_line
+
+        paths = write_report(result, args.report, command=command_line())
+        console.print(f"report: {paths['html']} (with {paths['markdown'].name} and {paths['png'].name})")
     return 0
 
 
@@ -131,16 +135,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario)
     apply_overrides(scenario, args.set)  # fail fast on a bad --set, before loading a predictor
-    predictor = _markets_predictor(args)
+    predictor = _markets_predictor(args, scenario)
     result = replay(
         scenario, args.policy, overrides=args.set, versus=args.versus, episodes=args.episodes, seed=args.seed,
         product=args.product, markets=args.markets, predictor=predictor, actions=args.actions,
         rebuild_policy=args.rebuild_policy, outcomes=args.outcomes, progress=sys.stderr.isatty(),
     )  # fmt: skip
-    paths = write_replay(result, args.out)
+    from launchsim.agents.run_folder import command_line
+
+    paths = write_replay(result, args.out, command=command_line())
     console = render.console()
     console.print(render.replay_table(result.summary))
-    console.print(f"written to {paths['weekly_csv']}, {paths['weekly_parquet'].name}, {paths['summary'].name}, {paths['plot'].name}")
+    console.print(f"written to {paths['weekly_csv']}, {paths['weekly_parquet'].name}, {paths['summary'].name}, {paths['plot'].name}, {paths['html'].name}")
     return 0
 
 
@@ -151,7 +157,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario)
     index = product_index(scenario, args.product)
-    predictor = _markets_predictor(args)
+    predictor = _markets_predictor(args, scenario)
     policy = build_policy(args.policy, scenario, index, seed=args.seed, predictor=predictor, actions=args.actions)
     plan, rows = plan_sensitivity(scenario, policy, index, lever=args.lever, markets=args.markets, predictor=predictor, seed=args.seed)
     paths = write_sensitivity(plan, rows, args.out)
@@ -163,8 +169,14 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     return 0
 
 
-def _markets_predictor(args: argparse.Namespace) -> Any:
-    """The learned market's predictor when ``--markets`` includes it, else None (and ``--predictor`` is an error)."""
+def _markets_predictor(args: argparse.Namespace, scenario: Any) -> Any:
+    """The learned market's predictor when the markets played include it, else None (and ``--predictor`` is an
+    error); ``args.markets`` becomes the markets played, and a market left out is said in one line."""
+    from launchsim.agents.evaluation.replay import playable_markets
+
+    args.markets, skipped = playable_markets(scenario, args.markets)
+    for line in skipped:
+        print(f"skipped: {line}", file=sys.stderr)
     if "learned" in args.markets:
         from launchsim.models.learned_market import load_predictor
 
@@ -182,11 +194,18 @@ def cmd_export_table(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario)
     index = product_index(scenario, args.product)
-    policy = build_policy(args.policy, scenario, index, seed=args.seed, actions=args.actions)
+    market = None
+    if args.predictor or scenario.truth is None:
+        from launchsim.models.learned_market import load_predictor
+
+        if scenario.truth is None:
+            print(f"skipped: structural market: {scenario.source} has no truth block; the table is measured in the learned market", file=sys.stderr)
+        market = load_predictor(args.predictor, device=args.device)
+    policy = build_policy(args.policy, scenario, index, seed=args.seed, predictor=market, actions=args.actions)
     path = export_table(
         policy, scenario, index, grid=TableGrid.parse(args.bins), out=args.out,
         policy_spec=args.policy if args.actions is None else f"actions:{args.actions}", seed=args.seed,
-        context_episodes=args.context_episodes, fidelity_episodes=args.fidelity_episodes,
+        context_episodes=args.context_episodes, fidelity_episodes=args.fidelity_episodes, response_model=market,
     )  # fmt: skip
     _, meta = read_table(path)
     print(f"{meta['rows']:,} rows written to {path}")

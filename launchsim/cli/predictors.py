@@ -49,6 +49,12 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--no-zero-fill", action="store_true", help="do not count a product's missing weeks as zero units")
     p.set_defaults(func=cmd_backtest)
 
+    p = add("coverage", "how often the learned market's 90% model interval holds the true expected profit (generated and shipped products, fixed plans)", [shared["predictor"], shared["device"]])
+    p.add_argument("--products", type=count, default=200, help="generated products the predictor never saw")
+    p.add_argument("--generator-seed", type=int, default=777, help="seed of the generated products")
+    p.add_argument("--json", required=True, type=output_file, help="the summary file to write (and a .csv of every case beside it)")
+    p.set_defaults(func=cmd_coverage)
+
     p = add("ensemble", "combine predictor folders into one learned market (the mean of their responses)", [])
     p.add_argument("--members", nargs="+", required=True, metavar="DIR", help="two or more predictor folders")
     p.add_argument("--out", required=True, type=output_folder, help="the ensemble folder to write (it stores the members' paths relative to it)")
@@ -123,6 +129,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         closed_loop_from=args.closed_loop_from, seed=args.seed, device=args.device,
     )  # fmt: skip
     predictor = finetune(train, cfg, source=str(args.logs))
+    heldout = logs[logs["split"] != "train"].reset_index(drop=True)
+    if heldout["product_id"].nunique() > 1:  # its error on products it never saw: the width of its model draws
+        from launchsim.models.backtest import closed_loop_level_log_sd
+
+        predictor.card["demand_level_log_sd"] = closed_loop_level_log_sd(predictor, heldout)
+        predictor.card["demand_level_log_sd_products"] = int(heldout["product_id"].nunique())
+        print(f"demand-level error on {predictor.card['demand_level_log_sd_products']:,} held-out products (closed loop): log-sd {predictor.card['demand_level_log_sd']:.3f}")
     out = predictor.save(args.out)
     print(f"predictor written to {out} (identity {predictor.identity}); trained heads: {', '.join(predictor.card['targets_trained'])}")
     return 0
@@ -150,4 +163,17 @@ def cmd_predictors_eval(args: argparse.Namespace) -> int:
     write_json(args.json, result)
     print("\n".join(render.predictor_eval_lines(result)))
     print(f"written to {args.json} and {png}")
+    return 0
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from launchsim.agents.evaluation.uncertainty import coverage
+    from launchsim.files import write_frame
+    from launchsim.models.learned_market import load_predictor
+
+    summary, frame = coverage(load_predictor(args.predictor, device=args.device), products=args.products, seed=args.generator_seed, progress=True)
+    write_json(args.json, summary)
+    write_frame(Path(args.json).with_suffix(".csv"), frame)
+    print("\n".join(render.coverage_lines(summary)))
+    print(f"written to {args.json} and {Path(args.json).with_suffix('.csv').name}")
     return 0

@@ -33,33 +33,57 @@ def weekly_table(weekly: pd.DataFrame, title: str) -> Any:
     return table
 
 
-def evaluation_table(result: dict[str, Any], rows: list[tuple[str, dict[str, Any]]], episodes: int, seed: int) -> Any:
-    """Every policy's profit next to the oracle's."""
+def evaluation_table(result: dict[str, Any], rows: list[tuple[str, dict[str, Any], float | None]], episodes: int, seed: int) -> Any:
+    """Every policy's profit, each next to the planner of its own market (``report_rows``)."""
     from rich.table import Table
 
     table = Table(title=f"{result['scenario']} · {result['product_name']} · {episodes} episodes from seed {seed}")
-    for col in ("policy", "profit (mean)", "95% CI", "ratio to oracle"):
+    money = f", {result['currency']}" if result.get("currency") else ""
+    for col in ("policy", f"profit (mean{money})", "95% CI", "ratio to its market's planner"):
         table.add_column(col, justify="left" if col == "policy" else "right", no_wrap=True)
-    oracle_profit = result["oracle"]["profit_mean"]
-    for label, s in rows:
+    for label, s, ratio in rows:
         low, high = s["profit_ci95"]
-        ratio = f"{s['profit_mean'] / oracle_profit:.3f}" if oracle_profit > 0 else "n/a"  # a ratio to a loss reads upside down
-        table.add_row(label, f"{s['profit_mean']:,.0f}", f"[{low:,.0f}, {high:,.0f}]", ratio)
+        table.add_row(label, f"{s['profit_mean']:,.0f}", f"[{low:,.0f}, {high:,.0f}]", "n/a" if ratio is None else f"{ratio:.3f}")
     return table
 
 
-def ratio_text(ratio: float | None) -> str:
-    """A ratio to the oracle, or why there is none (no positive oracle profit to divide by)."""
+def ratio_text(ratio: float | None, reference: str = "oracle") -> str:
+    """A ratio to a planner, or why there is none (no positive planner profit to divide by)."""
     if ratio is None or ratio != ratio:  # None, or NaN from a table
-        return "n/a (oracle profit ≤ 0)"
+        return f"n/a ({reference} profit ≤ 0)"
     return f"{ratio:.3f}"
 
 
 def evaluation_line(result: dict[str, Any]) -> str:
-    line = f"ratio_to_oracle {ratio_text(result['ratio_to_oracle'])}"
+    """The headline figures of an evaluation, each naming its market."""
+    parts = []
+    if "ratio_to_oracle" in result:
+        parts.append(f"ratio_to_oracle {ratio_text(result['ratio_to_oracle'])} (structural market)")
+    if "ratio_to_learned_oracle" in result:
+        parts.append(
+            f"ratio_to_learned_oracle {ratio_text(result['ratio_to_learned_oracle'], 'learned plan')} "
+            f"(learned market; regret {result['regret_to_learned_oracle']:,.0f})"
+        )
     if result.get("sim_to_real_gap") is not None:
-        line += f"; sim_to_real_gap {result['sim_to_real_gap']:.3f}"
-    return line + f"; best heuristic {result['best_heuristic']['name']}"
+        parts.append(f"sim_to_real_gap {result['sim_to_real_gap']:.3f}")
+    model = (result.get("learned") or {}).get("model_uncertainty")
+    if model:
+        low, high = model["interval90"]
+        parts.append(f"learned market's model: 90% interval [{low:,.0f}, {high:,.0f}], CVaR 10% {model['cvar10']:,.0f}")
+    if "best_heuristic" in result:
+        parts.append(f"best heuristic {result['best_heuristic']['name']}")
+    return "; ".join(parts) + "".join(f"\nskipped: {line}" for line in result.get("skipped", []))
+
+
+def coverage_lines(summary: dict[str, Any]) -> list[str]:
+    """How often the learned market's 90% model interval held the true expected profit, per group and plan."""
+    lines = [f"90% model intervals of {summary['predictor']} ({summary['draws']} draws, level log-sd {summary['level_log_sd']:.2f}):"]
+    for key in ("generated", "shipped", "all"):
+        if key in summary:
+            c = summary[key]
+            lines.append(f"  {key}: {c['inside90']:.1%} of {c['cases']} hold the truth ({c['below']} truths below, {c['above']} above)")
+    lines += [f"  plan {plan}: {c['inside90']:.1%} of {c['cases']}" for plan, c in summary["by_plan"].items()]
+    return lines
 
 
 def fidelity_line(fid: dict[str, Any]) -> str:
@@ -67,7 +91,7 @@ def fidelity_line(fid: dict[str, Any]) -> str:
     ratio = "n/a (source profit ≤ 0)" if fid["profit_ratio"] is None else f"{100 * fid['profit_ratio']:.2f}%"
     ci = fid["delta_ci95"]
     return (
-        f"fidelity in the ground-truth market over {fid['episodes']} episodes (seeds {fid['seeds'][0]}..{fid['seeds'][1]}): "
+        f"fidelity in the {'ground-truth' if fid.get('market', 'structural') == 'structural' else 'learned'} market over {fid['episodes']} episodes (seeds {fid['seeds'][0]}..{fid['seeds'][1]}): "
         f"table {fid['table_profit_mean']:,.2f} vs source {fid['source_profit_mean']:,.2f} profit ({ratio}; "
         f"delta {fid['delta_mean']:,.2f}" + ("" if ci is None else f", 95% CI [{ci[0]:,.2f}, {ci[1]:,.2f}]") + "); "
         f"actions agree in {100 * fid['agreement']:.2f}% of {fid['states']} visited states "
@@ -151,6 +175,13 @@ def replay_table(summary: dict[str, Any]) -> Any:
                 market, metric, _fmt(m["baseline_mean"]), _fmt(m["override_mean"]), _fmt(m["delta_mean"]),
                 "n/a" if ci is None else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]",
             )  # fmt: skip
+    model = summary.get("model_uncertainty")
+    if model:
+        low, high = model["interval90"]
+        sign = {"positive": "the learned market is sure it gains", "negative": "the learned market is sure it loses",
+                "uncertain": "its sign is uncertain"}[model["sign"]]  # fmt: skip
+        table.caption = (f"learned market over {model['draws']} draws of its model: profit delta {_fmt(model['mean'])}, "
+                         f"90% interval [{_fmt(low)}, {_fmt(high)}]: {sign}")  # fmt: skip
     return table
 
 
@@ -203,22 +234,28 @@ def sweep_lines(result: Any) -> list[str]:
 
 
 def training_lines(evaluation: dict[str, Any]) -> list[str]:
-    """A few readable lines of an evaluation.json: truth profit, oracle ratio, best heuristic, gap."""
+    """A few readable lines of an evaluation.json: the profit where the policy is judged, the planner's
+    ratio, best heuristic, gap."""
     lines = [f"evaluation ({evaluation['evaluator']}, {evaluation['episodes']} episodes per market):"]
     for m in evaluation["markets"]:
         head = f"  {m['scenario']} / {m['product_name']}:"
-        if "truth" not in m:
+        if "truth" not in m and "learned_oracle" not in m:
             lines.append(f"{head} profit in the training market {m['training_market']['profit_mean']:,.0f}")
             continue
-        lo, hi = m["truth"]["profit_ci95"]
+        judged = m["truth"] if "truth" in m else m["learned"]
+        lo, hi = judged["profit_ci95"]
         heur = {k: v["profit_mean"] for k, v in (m.get("heuristics") or {}).items()}
         best = max(heur, key=heur.get) if heur else None
-        text = f"{head} truth profit {m['truth']['profit_mean']:,.0f} (95% CI {lo:,.0f} to {hi:,.0f})"
+        where = "truth" if "truth" in m else "learned-market"
+        text = f"{head} {where} profit {judged['profit_mean']:,.0f} (95% CI {lo:,.0f} to {hi:,.0f})"
         if m.get("oracle"):
             text += f"; oracle {m['oracle']['profit_mean']:,.0f} (ratio {ratio_text(m.get('ratio_to_oracle'))})"
+        elif m.get("learned_oracle"):
+            text += f"; learned market's plan {m['learned_oracle']['profit_mean']:,.0f} (ratio {ratio_text(m.get('ratio_to_learned_oracle'), 'learned plan')})"
         if best:
             text += f"; best heuristic {best} {heur[best]:,.0f}"
-        if m.get("learned") and m.get("sim_to_real_gap") is not None:
+        if "truth" in m and m.get("learned") and m.get("sim_to_real_gap") is not None:
             text += f"; learned market {m['learned']['profit_mean']:,.0f} (sim-to-real gap {m['sim_to_real_gap']:.1%})"
         lines.append(text)
+        lines += [f"    skipped: {line}" for line in m.get("skipped", [])]
     return lines

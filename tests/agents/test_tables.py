@@ -213,7 +213,9 @@ def test_writes_are_atomic(coffee_table, monkeypatch):
     monkeypatch.setattr(os, "replace", crash)
     from launchsim.agents.tables import write_table
 
-    with pytest.raises(OSError, match="disk full"):
+    from launchsim.errors import OutputError
+
+    with pytest.raises(OutputError, match="cannot write: disk full"):  # exit 2 naming the file, not a traceback
         write_table(frame.iloc[:5], meta, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["table.csv", "table.meta.json"]  # no temp files left
