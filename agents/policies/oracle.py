@@ -6,7 +6,8 @@ option, an ad-budget share and a creative) in the ground-truth market with noise
 outcomes (``LaunchMarketEnv(..., outcomes="expected")``, so the env itself is the model and no
 equation is duplicated here). The search, documented with its limits in docs/EVALUATION.md:
 
-1. structured starts: for every feasible launch step, coordinate ascent over levers held constant
+1. structured starts: for every feasible launch step (and never launching, where no deadline forces a
+   launch inside the horizon), coordinate ascent over levers held constant
    in time (price, bundle, ad share from launch on, creative); plus, as warm starts, the plans the
    heuristic baselines play;
 2. local search from the best few starts: sweeps of single-step and suffix ("from step t on")
@@ -47,7 +48,8 @@ _MIN_GAIN = 1e-7  # relative improvement a move must bring to be taken (guards f
 
 @dataclass(frozen=True)
 class Plan:
-    """An open-loop launch plan: the launch step and one Decision per step, with its expected profit."""
+    """An open-loop launch plan: the launch step (the number of steps: never launched) and one Decision per
+    step, with its expected profit."""
 
     launch_step: int
     decisions: tuple[Decision, ...]
@@ -161,6 +163,10 @@ class OraclePlanner:
         self.launch_steps = list(range(tl.earliest_launch_step, min(tl.deadline_step, self.n - 1) + 1))
         if not self.launch_steps:  # earliest launch after the horizon or the deadline: the deadline decides
             self.launch_steps = [min(tl.deadline_step, self.n - 1)]
+        # Without a deadline inside the horizon, staying out is a plan too (launch step n: never on sale).
+        self.can_stay_out = tl.deadline_step >= self.n
+        if self.can_stay_out:
+            self.launch_steps.append(self.n)
         self.n_price = len(self.layout.price_levels)  # index n_price = flash sale
         self.flash_uses = scenario.pricing.flash_sale.max_uses if scenario.pricing.flash_sale else 0
 
@@ -218,7 +224,7 @@ class OraclePlanner:
         sizes = {"price": self.n_price, "ad": len(lay.spend_levels), "bundle": 1 + len(lay.bundle_options)}
         for levers in (("price", "ad", "bundle"), ("price", "ad")):
             lever = str(rng.choice(levers))
-            start = int(rng.integers(lv.launch, self.n))
+            start = int(rng.integers(min(lv.launch, self.n - 1), self.n))
             stop = int(rng.integers(start + 1, self.n + 1))
             lv = _setter(lv, lever, start, stop, int(rng.integers(sizes[lever])))()
         return lv
@@ -275,7 +281,7 @@ class OraclePlanner:
                 lv.bundle[t] = d.bundle if info["bundle_partner"] else 0
                 lv.ad[t] = int(np.argmin([abs(x - d.ad_share) for x in lay.spend_levels]))
                 lv.creative[t] = d.creative
-            lv.launch = min(lv.launch, self.n - 1)
+            lv.launch = lv.launch if self.can_stay_out else min(lv.launch, self.n - 1)
             starts.append(lv)
         return starts
 

@@ -108,3 +108,23 @@ def test_oracle_is_deterministic_and_predicts_batches():
     obs = np.stack([env.reset(seed=i)[0] for i in range(3)])
     actions, state = a.predict(obs)
     assert actions.shape == (3, 5) and state is None
+
+
+def test_the_oracle_stays_out_when_no_launch_pays_and_no_deadline_forces_one(closed_form):
+    from launchsim.agents.evaluation.evaluate import evaluate
+    from launchsim.agents.policies.oracle import ExpectedMarket
+    from launchsim.envs.actions import Decision
+    from launchsim.scenarios.overrides import apply_overrides
+
+    ruinous = apply_overrides(closed_form, ["launch.deadline_week=null", "launch.launch_cost=1000000000"])  # no launch pays
+    plan = OraclePlanner(ruinous, kicks=2).plan()
+    stay_out = ExpectedMarket(ruinous).profit([Decision(False, 1.0, False, 0, 0.0, 0)] * ruinous.n_steps)
+    assert plan.launch_step == ruinous.n_steps and not any(d.launch for d in plan.decisions)
+    assert plan.expected_profit == pytest.approx(stay_out) and stay_out > -1e9
+    forced = apply_overrides(ruinous, ["launch.deadline_week=4"])  # a deadline still forces the launch
+    assert OraclePlanner(forced, kicks=0).plan().launch_step <= 4
+    result = evaluate(ruinous, "launch_now", episodes=2, learned=False, heuristics=False)
+    assert result["oracle"]["launch_week"] is None  # never on sale
+    reference = result["oracle"]["profit_mean"]
+    assert result["regret_to_oracle"] == pytest.approx(reference - result["truth"]["profit_mean"]) and result["regret_to_oracle"] > 9e8
+    assert result["ratio_to_oracle"] is None if reference <= 0 else result["ratio_to_oracle"] < 0
