@@ -255,9 +255,10 @@ def step(
     adstock = c.decay * state.adstock + spend
 
     on_sale_ratio = x.where(launched, ratio, 0.0)
+    buyers = state.adopters * c.reads_adopters if size_scale is None else state.adopters * c.reads_adopters / size_scale
     ctx = MarketContext(  # in field order (positional: this runs every step)
         x.f(launched), c.k, season, holiday, x.where(launched, ratio, 1.0), c.ref, x.f(flash), x.f(state.since_flash),
-        comp_strength, comp_price, adstock, state.adopters * c.reads_adopters / (size_scale or 1.0), discount, c.market_estimate,
+        comp_strength, comp_price, adstock, buyers, discount, c.market_estimate,
     )  # fmt: skip
     resp = responder.respond(ctx, d.creative, option)
     take = x.where(active, resp.bundle_take, 0.0)

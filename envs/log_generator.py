@@ -26,6 +26,7 @@ from launchsim.models.response import MarketContext
 from launchsim.models.structural_market import NO_PARTNER, StructuralMarket, structural_response
 from launchsim.scenarios import Scenario, scenario_from_dict
 from launchsim.errors import LogsError
+from launchsim.files import write_frame
 from tqdm import tqdm
 
 HOLIDAYS = [
@@ -240,15 +241,8 @@ def generate_logs(
 
 
 def write_logs(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write logs as Parquet or CSV (by extension), atomically (a temporary file, then a rename)."""
+    """Write logs as Parquet or CSV (by extension), atomically (``launchsim.files.write_frame``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    if path.suffix == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    elif path.suffix == ".csv":
-        frame.to_csv(tmp, index=False)
-    else:
+    if path.suffix not in (".parquet", ".csv"):
         raise LogsError(f"{path}: logs are written as .parquet or .csv, found {path.suffix or 'no extension'!r}")
-    tmp.replace(path)
-    return path
+    return write_frame(path, frame)

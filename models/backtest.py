@@ -127,7 +127,7 @@ def backtest(
     per on-sale week (the predictor's card's when ``train_logs`` is None)."""
     if "units" not in logs:
         raise ValueError("a backtest needs a units column in the logs")
-    card = getattr(predictor, "card", None) or predictor.members[0].card
+    card = _card(predictor)
     logs = _with_training_season(logs, card, train_logs)
     train_means = _training_means(card, train_logs, logs)
     predictions = {"closed_loop": rollout(logs, predictor.predict_frame).units, "open_loop": predictor.predict_frame(logs)["demand"]}
@@ -153,9 +153,13 @@ def closed_loop_level_log_sd(predictor: Any, logs: pd.DataFrame) -> float | None
     demand), each summed over the product's weeks (true: the logs' expected demand where they have it,
     else units sold). ``finetune`` records it on the card; the
     learned market's model draws use it (``agents.evaluation.uncertainty``)."""
-    card = getattr(predictor, "card", None) or predictor.members[0].card
-    logs = _with_training_season(logs, card, None)
+    logs = _with_training_season(logs, _card(predictor), None)
     return demand_level_log_sd(logs, rollout(logs, predictor.predict_frame).units)
+
+
+def _card(predictor: Any) -> dict[str, Any]:
+    """The predictor's card (an ensemble's own, or its first member's where it has none)."""
+    return getattr(predictor, "card", None) or predictor.members[0].card
 
 
 def _with_training_season(logs: pd.DataFrame, card: dict[str, Any], train_logs: pd.DataFrame | None) -> pd.DataFrame:

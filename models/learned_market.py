@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from launchsim.models.card import combined_identity, is_ensemble, load_card, predictor_identity
+from launchsim.models.card import ENSEMBLE_FORMAT, combined_identity, is_ensemble, load_card, predictor_identity
 from launchsim.models.ensemble import PredictorEnsemble, member_dirs
 from launchsim.models.predictor import LaunchPredictor
 from launchsim.models.training_data import TARGETS
@@ -68,14 +68,19 @@ def folder_demand_spread(directory: str | Path | None = None) -> float:
     """``card_demand_spread`` of a predictor or ensemble folder, read from its cards without loading a model."""
     directory = Path(directory or DEFAULT_MARKET_DIR)
     card = load_card(directory)
-    cards = [card, *([load_card(member_dirs(directory, card)[0])] if is_ensemble(directory) else [])]
+    cards = [card, *([load_card(member_dirs(directory, card)[0])] if card.get("format") == ENSEMBLE_FORMAT else [])]
     return card_demand_spread(cards)
+
+
+def market_members(predictor: Any) -> list[Any]:
+    """An ensemble's member predictors, or the predictor itself as its only member."""
+    return list(getattr(predictor, "members", None) or [predictor])
 
 
 def trained_targets(predictor: Any) -> set[str]:
     """The outcomes the predictor's logs trained (an ensemble: those every member trained); a card from
     before the field was recorded counts as trained on all of them."""
-    cards = [getattr(m, "card", None) or {} for m in getattr(predictor, "members", None) or [predictor]]
+    cards = [getattr(m, "card", None) or {} for m in market_members(predictor)]
     return set.intersection(*(set(card.get("targets_trained", TARGETS)) for card in cards))
 
 
@@ -102,8 +107,7 @@ def check_levers(predictor: Any, scenario: Any) -> None:
     if problems:
         raise PredictorError("\n".join(problems))
     estimates = [p.market_estimate for p in scenario.products if p.market_estimate]
-    members = getattr(predictor, "members", None) or [predictor]
-    if estimates and all(getattr(m, "default_market_estimate", 1.0) <= 0 for m in members) and name not in _WARNED:
+    if estimates and all(getattr(m, "default_market_estimate", 1.0) <= 0 for m in market_members(predictor)) and name not in _WARNED:
         _WARNED.add(name)
         warnings.warn(
             f"{name} was trained on logs without market estimates: it reads {scenario.source}'s market_estimate as unknown",

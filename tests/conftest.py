@@ -19,6 +19,29 @@ SCENARIO_PATHS = list_scenarios()
 SCENARIO_IDS = [p.stem for p in SCENARIO_PATHS]
 
 
+def tree_items(node, path=()):
+    """Every node of parsed YAML with its path (dict keys and list positions), the root first."""
+    yield path, node
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from tree_items(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from tree_items(v, (*path, i))
+
+
+def with_value(data, path, value):
+    """A deep copy of parsed YAML with the node at ``path`` replaced by ``value`` (the root: ``value`` itself)."""
+    if not path:
+        return value
+    data = yaml.safe_load(yaml.safe_dump(data))  # a deep copy with plain types
+    node = data
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    return data
+
+
 @pytest.fixture(autouse=True)
 def _sb3_logs_in_tmp_path(tmp_path, monkeypatch):
     """SB3 models learning without a TensorBoard folder make an empty SB3-<time> folder in the system's

@@ -21,6 +21,7 @@ from launchsim.envs.launch_market import LaunchMarketEnv
 from launchsim.errors import LaunchSimError, LogsError, ScenarioError
 from launchsim.models.user_logs import OPTIONAL, TARGET_COLUMNS, canonical_logs
 from launchsim.scenarios import list_scenarios, scenario_from_dict
+from tests.conftest import tree_items, with_value
 
 CASES = int(os.environ.get("LAUNCHSIM_FUZZ_CASES", "150"))
 FUZZ = settings(max_examples=CASES, deadline=10_000, suppress_health_check=list(HealthCheck), derandomize=CASES <= 150)
@@ -33,32 +34,11 @@ values = st.one_of(
 )  # fmt: skip
 
 
-def _paths(node, path=()):
-    yield path
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _paths(v, (*path, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _paths(v, (*path, i))
-
-
-def _mutated(data, path, value):
-    data = yaml.safe_load(yaml.safe_dump(data))
-    if not path:
-        return value
-    node = data
-    for part in path[:-1]:
-        node = node[part]
-    node[path[-1]] = value
-    return data
-
-
 @st.composite
 def scenario_documents(draw):
     data = draw(st.sampled_from(SHIPPED))
     for _ in range(draw(st.integers(1, 3))):
-        data = _mutated(data, draw(st.sampled_from(list(_paths(data)))), draw(values))
+        data = with_value(data, draw(st.sampled_from([path for path, _ in tree_items(data)])), draw(values))
         if not isinstance(data, dict):
             break
     return data

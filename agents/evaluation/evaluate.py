@@ -26,7 +26,7 @@ from launchsim.scenarios import Scenario, load_scenario, product_index
 from launchsim.scenarios.overrides import apply_overrides
 from scipy import stats
 
-from launchsim.files import atomic_write, save_figure
+from launchsim.files import atomic_write, finite, save_figure
 
 TRAJECTORY_COLUMNS = ["week", "price", "ad_spend", "units_sold", "stock_left", "cumulative_profit"]
 METRICS = {  # result key -> episode_summary key
@@ -163,7 +163,7 @@ def evaluate(
         trajectories["best_heuristic"] = weekly_of[best]
 
     result["trajectories"] = {label: _columns(weekly) for label, weekly in trajectories.items()}
-    return _json_safe(result)
+    return finite(result)  # strict JSON: NaN and infinities become None
 
 
 def _timed(build: Callable[[], Any]) -> tuple[Any, float, float]:
@@ -222,17 +222,6 @@ def _ratio(a: float, b: float) -> float | None:
 
 def _columns(weekly: pd.DataFrame) -> dict[str, list[float]]:
     return {col: [float(x) for x in weekly[col]] for col in TRAJECTORY_COLUMNS}
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities become None, so the result is strict JSON."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float | np.floating) and not math.isfinite(value):
-        return None
-    return value
 
 
 # ---------------------------------------------------------------- report

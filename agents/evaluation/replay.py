@@ -132,7 +132,9 @@ def _model_delta(arms: tuple[Arm, Arm], templates: list[Any], product: int, pred
     same draw with expected outcomes: how sure the learned market is of the change's sign."""
     draws = model_draws(predictor)
     values = [profit_draws(arm.scenario, product, lambda t=t: t, draws) for arm, t in zip(arms, templates)]
-    members = len(getattr(predictor, "members", None) or [predictor])
+    from launchsim.models.learned_market import market_members
+
+    members = len(market_members(predictor))
     return {"market": "learned", "metric": "profit (expected outcomes)", **delta_uncertainty(values[1] - values[0], level_log_sd(predictor), members)}
 
 

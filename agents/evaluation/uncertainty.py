@@ -33,14 +33,16 @@ def level_log_sd(predictor: Any) -> float:
     """The predictor's demand-level error: its card's ``demand_level_log_sd`` (an ensemble's card, else its
     first member's) where the fine-tune measured one, else the shipped market's (0.34); training's demand
     randomisation uses the same figure."""
-    from launchsim.models.learned_market import card_demand_spread
+    from launchsim.models.learned_market import card_demand_spread, market_members
 
-    return card_demand_spread([getattr(h, "card", None) or {} for h in (predictor, *getattr(predictor, "members", [])[:1])])
+    return card_demand_spread([getattr(h, "card", None) or {} for h in (predictor, market_members(predictor)[0])])
 
 
 def model_draws(predictor: Any, draws: int = DRAWS, seed: int = UNCERTAINTY_SEED) -> list[tuple[Any, float]]:
     """``draws`` (response model, demand scale) pairs: the members in turn, levels exp(N(0, sigma^2)) from ``seed``."""
-    members = list(getattr(predictor, "members", None) or [predictor])
+    from launchsim.models.learned_market import market_members
+
+    members = market_members(predictor)
     scales = np.exp(np.random.default_rng(seed).normal(0.0, level_log_sd(predictor), draws))
     return [(members[d % len(members)], float(scales[d])) for d in range(draws)]
 
@@ -78,9 +80,11 @@ def model_uncertainty(
     draws: int = DRAWS, seed: int = 0,
 ) -> dict[str, Any]:
     """``spread_summary`` of a policy's expected profit over the predictor's model draws."""
+    from launchsim.models.learned_market import market_members
+
     chosen = model_draws(predictor, draws)
     values = profit_draws(scenario, product, make_policy, chosen, action_type, seed)
-    return spread_summary(values, level_log_sd(predictor), len(getattr(predictor, "members", None) or [predictor]))
+    return spread_summary(values, level_log_sd(predictor), len(market_members(predictor)))
 
 
 def delta_uncertainty(deltas: np.ndarray, sigma: float, members: int) -> dict[str, Any]:

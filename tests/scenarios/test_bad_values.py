@@ -14,32 +14,15 @@ from hypothesis import strategies as st
 from launchsim.errors import ScenarioError
 from launchsim.scenarios import list_scenarios, load_scenario, scenario_from_dict
 from launchsim.scenarios.overrides import apply_overrides
+from tests.conftest import tree_items, with_value
 
 SHIPPED = {p.stem: yaml.safe_load(p.read_text()) for p in list_scenarios()}
 
 
-def _numeric_leaves(node, path=()):
-    """Every number in a parsed scenario, with its path (dict keys and list positions)."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _numeric_leaves(v, (*path, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _numeric_leaves(v, (*path, i))
-    elif isinstance(node, (int, float)) and not isinstance(node, bool):
-        yield path, node
-
-
-LEAVES = [(name, path, value) for name, data in SHIPPED.items() for path, value in _numeric_leaves(data)]
-
-
-def _replaced(data, path, value):
-    data = yaml.safe_load(yaml.safe_dump(data))  # a deep copy with plain types
-    node = data
-    for part in path[:-1]:
-        node = node[part]
-    node[path[-1]] = value
-    return data
+LEAVES = [
+    (name, path, value) for name, data in SHIPPED.items() for path, value in tree_items(data)
+    if isinstance(value, (int, float)) and not isinstance(value, bool)
+]  # every number in a shipped scenario, with its path
 
 
 def _bad_values(value):
@@ -55,7 +38,7 @@ def test_a_bad_number_anywhere_is_refused_naming_its_field(case):
     if bad is None and field.endswith(("market_estimate", "deadline_week")):  # optional fields: null is their default
         return
     with pytest.raises(ScenarioError) as err:
-        scenario_from_dict(_replaced(SHIPPED[name], path, bad), source=f"{name}.yaml")
+        scenario_from_dict(with_value(SHIPPED[name], path, bad), source=f"{name}.yaml")
     assert any(line.startswith(f"{name}.yaml: {field}") for line in err.value.problems), err.value.problems
 
 
