@@ -164,6 +164,11 @@ class BatchedMarketVecEnv(VecEnv):
         self._in_graph = False
         self._unfinished: Any = 0
         self._no_walk = torch.zeros((), dtype=torch.long, device=self.device)  # outside a graph the walk always finishes
+        # The device path (step_tensors): ended episodes' statistics kept on the device, and on a GPU the
+        # host's clock of when episodes end.
+        self._finished: list[tuple[Any, Any]] = []  # (returns, lengths) of the episodes ended on each step
+        self._unfinished_walks: Any = 0
+        self._clock: EpisodeClock | None = None
 
     def _as_x(self, tensor: torch.Tensor) -> Any:
         """A tensor as the step's array: a NumPy view sharing its memory on a CPU, the tensor elsewhere."""
@@ -194,6 +199,7 @@ class BatchedMarketVecEnv(VecEnv):
             self._draw_noise(fresh)
             self._episode_in_block[x.asarray(np.array(fresh))] = 0
         self._options = [{} for _ in range(self.num_envs)]
+        self._clock = None
         self._rebind_static()
         return x.host(self._observe())
 
@@ -201,22 +207,92 @@ class BatchedMarketVecEnv(VecEnv):
         self._actions = actions
 
     def step_wait(self):
-        x = self.x
-        if x.kind != "numpy":
+        if self.x.kind != "numpy":
             return self._step_wait_device()
-        obs_x, reward, done = self._step(np.asarray(self._actions))
-        obs, rewards, dones = obs_x, reward.astype(np.float32), done
+        obs, rewards, dones, ended, terminal, ep_return, ep_len = self._step_numpy(np.asarray(self._actions))
         # Markets whose episode goes on share one read-only empty info (SB3 and its wrappers write only
         # into the infos of ended episodes); N fresh dicts cost 3 ms a step at 65,536 markets.
         infos: list[Any] = [_NO_INFO] * self.num_envs
-        ended = np.flatnonzero(dones)
         if len(ended):
-            infos = self._episode_infos(infos, obs, ended, self._ep_return, self._ep_len)
+            infos = self._episode_infos(infos, terminal, ended, ep_return, ep_len)
+        return obs, rewards, dones, infos
+
+    def _step_numpy(self, actions: np.ndarray) -> tuple[Any, ...]:
+        """A step on the CPU's NumPy route with the auto-reset of ended markets: observations (after the
+        reset), float32 rewards, dones, the ended markets, their terminal observations and the episode
+        returns and lengths before the reset."""
+        obs, reward, done = self._step(actions)
+        ended = np.flatnonzero(done)
+        ep_return, ep_len, terminal = self._ep_return, self._ep_len, obs
+        if len(ended):
+            terminal = obs[ended]
             self._reset_markets(done)
             self._episode_in_block = self._episode_in_block + done.astype(np.int64)
             self._refill_spent(ended)
             obs[ended] = self._observe()[ended]
-        return obs, rewards, dones, infos
+        return obs, reward.astype(np.float32), done, ended, terminal, ep_return, ep_len
+
+    # ------------------------------------------------------------------ the device path (agents.sb3.device_rollouts)
+
+    def step_tensors(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step of every market on tensors of the env's device, for rollouts that never leave it: the
+        observations after the auto-reset of ended markets, float32 rewards and bool dones, the numbers
+        ``step`` returns, without infos. Ended episodes' returns and lengths stay on the device until
+        ``finished_episodes``. On a GPU no step reads the device from the host: an episode lasts its
+        scenario's steps, so the host knows which markets end when (``EpisodeClock``)."""
+        x = self.x
+        if x.kind == "numpy":
+            obs, reward, done, ended, _, ep_return, ep_len = self._step_numpy(actions.numpy())
+            if len(ended):
+                self._note_finished(ended, ep_return, ep_len)
+            return torch.from_numpy(obs), torch.from_numpy(reward), torch.from_numpy(done)
+        if self._clock is None:
+            self._clock = EpisodeClock(np.array(self._n_steps), x.host(self._state.t), x.host(self._episode_in_block))
+        actions = actions.to(self.device)
+        if self._graph_wanted and self._graph is None:
+            self._capture(actions)
+        if self._graph is not None:
+            self._static_actions.copy_(actions)
+            self._graph.replay()
+            obs_x, reward, done, ep_return, ep_len, after, unfinished = self._graph_out
+            reward, done = reward.clone(), done.clone()  # the graph's outputs are overwritten by its next replay
+            self._unfinished_walks = self._unfinished_walks + unfinished
+        else:
+            obs_x, reward, done, ep_return, ep_len, after, _ = self._device_step(actions)
+        obs = torch.where(done[:, None], after, obs_x)
+        ended = self._clock.tick()
+        if len(ended):
+            index = torch.as_tensor(ended, device=self.device)
+            self._note_finished(index, ep_return, ep_len)
+            spent = ended[self._clock.block[ended] >= self.noise_episodes]
+            if len(spent):
+                self._draw_noise(spent)
+                self._episode_in_block[torch.as_tensor(spent, device=self.device)] = 0
+                self._clock.block[spent] = 0
+            if self.critic_demand_draw:  # drawn after the step for markets that began a new block
+                obs[index, -1] = self._critic_draw()[index]
+        return obs, reward, done
+
+    def _note_finished(self, ended: Any, ep_return: Any, ep_len: Any) -> None:
+        self._finished.append((ep_return[ended], ep_len[ended]))  # gathered on the device, read by finished_episodes
+
+    def finished_episodes(self, limit: int | None = None) -> list[dict[str, float]]:
+        """The episodes ended since the previous call (the last ``limit`` of them) in the order the VecEnv
+        path's infos report them, as SB3's ``info["episode"]`` ({"r", "l", "t"}): one read from the device."""
+        x, finished = self.x, self._finished
+        self._finished = []
+        returns = x.host(x.cat_flat([r for r, _ in finished])) if finished else np.zeros(0)
+        lengths = x.host(x.cat_flat([steps for _, steps in finished])) if finished else np.zeros(0, dtype=np.int64)
+        returns, lengths = returns[-limit if limit else None :].tolist(), lengths[-limit if limit else None :].tolist()
+        if isinstance(self._unfinished_walks, torch.Tensor) and int(self._unfinished_walks):
+            self._unfinished_walks = 0
+            warnings.warn(
+                "some Poisson counts needed more walk steps than a CUDA graph holds (means far above 1e6); "
+                "stepping without the CUDA graph from now on", RuntimeWarning, stacklevel=2,
+            )  # fmt: skip
+            self._drop_graph()
+        now = round(time.perf_counter() - self._t0, 6)
+        return [{"r": r, "l": steps, "t": now} for r, steps in zip(returns, lengths)]
 
     def _reset_markets(self, mask: Any) -> None:
         """Markets in ``mask`` back at the start of an episode (new arrays: last_step's stay intact)."""
@@ -225,14 +301,14 @@ class BatchedMarketVecEnv(VecEnv):
         self._ep_return = x.where(mask, 0.0, self._ep_return)
         self._ep_len = x.where(mask, 0, self._ep_len)
 
-    def _episode_infos(self, infos: list[Any], obs: np.ndarray, ended: np.ndarray, ep_return: Any, ep_len: Any) -> list[Any]:
-        """SB3's infos of the ended markets: the terminal observation (a row of one copy) and the episode's
-        return, length and time. Where every market ended (markets in lockstep), one comprehension."""
+    def _episode_infos(self, infos: list[Any], terminal: np.ndarray, ended: np.ndarray, ep_return: Any, ep_len: Any) -> list[Any]:
+        """SB3's infos of the ended markets: the terminal observation (``terminal``, a row per ended market)
+        and the episode's return, length and time. Where every market ended (markets in lockstep), one comprehension."""
         now = round(time.perf_counter() - self._t0, 6)
         ep_return, ep_len = self.x.host(ep_return), self.x.host(ep_len)
         made = [
             {"terminal_observation": row, "episode": {"r": r, "l": steps, "t": now}, "TimeLimit.truncated": False}
-            for row, r, steps in zip(obs[ended], ep_return[ended].tolist(), ep_len[ended].tolist())  # rows by iteration: half the cost of indexing
+            for row, r, steps in zip(terminal, ep_return[ended].tolist(), ep_len[ended].tolist())  # rows by iteration: half the cost of indexing
         ]
         if len(ended) == len(infos):
             return made
@@ -264,6 +340,7 @@ class BatchedMarketVecEnv(VecEnv):
 
     def _step_wait_device(self):
         x, n = self.x, self.num_envs
+        self._clock = None  # step_tensors reads the device once to set its clock again
         actions = np.asarray(self._actions)
         if self._graph_wanted and self._graph is None:
             self._capture(actions)
@@ -283,7 +360,7 @@ class BatchedMarketVecEnv(VecEnv):
         infos: list[Any] = [_NO_INFO] * n
         ended = np.flatnonzero(dones)
         if len(ended):
-            infos = self._episode_infos(infos, obs, ended, ep_return, ep_len)
+            infos = self._episode_infos(infos, obs[ended], ended, ep_return, ep_len)
             self._refill_spent(ended)
             obs[ended] = x.host(after)[ended]
             if self.critic_demand_draw:  # drawn after the step for markets that began a new block
@@ -447,3 +524,27 @@ class BatchedMarketVecEnv(VecEnv):
         if self.dtype != torch.float64:  # a uniform just below 1 must not round to 1 (an infinite quantile)
             block.clamp_(max=1.0 - torch.finfo(self.dtype).eps)
         self._noise[torch.as_tensor(indices, device=self.device)] = block.to(self.device)
+
+
+class EpisodeClock:
+    """The host's copy of where each market is in its episode and its block of uniforms, kept without
+    reading the device: every episode lasts its scenario's steps. ``tick`` after each step returns the
+    markets whose episode ended on it, and costs one comparison on the steps between such events."""
+
+    def __init__(self, n_steps: np.ndarray, t: np.ndarray, block: np.ndarray):
+        self.n_steps = np.asarray(n_steps, dtype=np.int64)
+        self.left = self.n_steps - np.asarray(t, dtype=np.int64)  # steps to each market's episode end
+        self.block = np.array(block, dtype=np.int64)  # episodes each market has used of its block of uniforms
+        self.elapsed, self.next = 0, int(self.left.min())
+        self._none = np.zeros(0, dtype=np.int64)
+
+    def tick(self) -> np.ndarray:
+        self.elapsed += 1
+        if self.elapsed < self.next:
+            return self._none
+        self.left -= self.elapsed
+        ended = np.flatnonzero(self.left == 0)
+        self.left[ended] = self.n_steps[ended]
+        self.block[ended] += 1
+        self.elapsed, self.next = 0, int(self.left.min())
+        return ended

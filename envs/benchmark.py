@@ -98,7 +98,7 @@ def _machine() -> dict[str, Any]:
 # ---------------------------------------------------------------------- vectorised envs
 
 
-def _sync(device: Any) -> None:
+def sync_device(device: Any) -> None:
     import torch
 
     if torch.device(device).type == "cuda":
@@ -119,11 +119,11 @@ def vec_steps_per_second(venv: Any, n_calls: int, repeats: int = 3, device: Any 
         venv.step(a)
     rates = []
     for _ in range(repeats):
-        _sync(device)
+        sync_device(device)
         start = time.perf_counter()
         for i in range(n_calls):
             venv.step(batches[i % len(batches)])
-        _sync(device)
+        sync_device(device)
         rates.append(n_calls * venv.num_envs / (time.perf_counter() - start))
     out = {"steps_per_s": statistics.median(rates), "min": min(rates), "max": max(rates), "calls": n_calls, "repeats": repeats}
     if getattr(venv, "graphed", False):
@@ -133,7 +133,7 @@ def vec_steps_per_second(venv: Any, n_calls: int, repeats: int = 3, device: Any 
         # short timing may never reach: timed once here and spread over the steps a block lasts.
         start = time.perf_counter()
         venv._draw_noise(range(venv.num_envs))
-        _sync(device)
+        sync_device(device)
         refill = time.perf_counter() - start
         steps_per_block = venv.noise_episodes * min(venv._n_steps) * venv.num_envs
         out.update(refill_s=refill, steps_per_block=steps_per_block,
@@ -180,11 +180,11 @@ def head_alone_steps_per_second(venv: Any, n_calls: int, repeats: int = 3) -> di
         venv.responder.respond(ctx, index, index)
     rates = []
     for _ in range(repeats):
-        _sync(venv.device)
+        sync_device(venv.device)
         start = time.perf_counter()
         for _ in range(n_calls):
             venv.responder.respond(ctx, index, index)
-        _sync(venv.device)
+        sync_device(venv.device)
         rates.append(n_calls * n / (time.perf_counter() - start))
     return {"steps_per_s": statistics.median(rates), "min": min(rates), "max": max(rates), "calls": n_calls}
 
@@ -237,10 +237,10 @@ def encoder_texts_per_second(predictor: Any, n_texts: int = 512, batch: int = 12
         fn()  # warm-up
         times = []
         for _ in range(repeats):
-            _sync(predictor.device)
+            sync_device(predictor.device)
             start = time.perf_counter()
             fn()
-            _sync(predictor.device)
+            sync_device(predictor.device)
             times.append(time.perf_counter() - start)
         return n_texts / statistics.median(times)
 
@@ -331,3 +331,4 @@ def run_vec_benchmarks(
     cuda = torch.device(device).type == "cuda"
     encoder = encoder_texts_per_second(predictor, n_texts=max(texts, 65_536) if cuda else texts, batch=4096 if cuda else 128)
     return {"vec_env": rows, "ppo": ppo, "encoder": encoder, "memory": peak_memory(), "device": device, "scenario": DEFAULT_SCENARIO.stem}
+

@@ -55,10 +55,11 @@ def detect_algorithm(data: dict[str, Any], where: Path) -> Algorithm:
 
 def load_model(
     algorithm: Algorithm, zip_path: Path, observation_space: spaces.Space, action_space: spaces.Space,
-    params: dict[str, Any] | None = None, env: Any = None, **kwargs: Any,
+    params: dict[str, Any] | None = None, env: Any = None, algorithm_class: type | None = None, device: str = "cpu", **kwargs: Any,
 ) -> Any:  # fmt: skip
     """``algorithm``'s model from ``zip_path`` with every serialized entry rebuilt (nothing unpickled):
-    ``params`` are the hyperparameters it trained with (default: the shipped ones)."""
+    ``params`` are the hyperparameters it trained with (default: the shipped ones); ``algorithm_class``
+    a subclass of the algorithm's to load it as (``agents.sb3.device_rollouts``)."""
     data = serialized_entries(zip_path)
     serialized = [key for key, value in data.items() if isinstance(value, dict) and ":serialized:" in value]
     rebuilt = _rebuilt_entries(algorithm, params if params is not None else resolve_hyperparams(algorithm.name), observation_space, action_space)
@@ -69,7 +70,7 @@ def load_model(
             "run code from the file, so the model is refused"
         )
     try:
-        return algorithm.load_class().load(zip_path, env=env, device="cpu", custom_objects={k: rebuilt[k] for k in serialized}, **kwargs)
+        return (algorithm_class or algorithm.load_class()).load(zip_path, env=env, device=device, custom_objects={k: rebuilt[k] for k in serialized}, **kwargs)
     except (RuntimeError, ValueError, KeyError) as err:  # weights of another shape, or settings SB3 rejects
         raise PolicyError(f"{zip_path}: does not fit a {algorithm.name} policy for this market ({str(err).splitlines()[0]})") from err
 

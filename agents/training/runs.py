@@ -79,7 +79,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     set_random_seed(config.seed)
     kind = _vec_kind(config)
     venv = _make_env(config, algorithm, params, scenarios, predictor, seed=config.seed, kind=kind)
-    env_info = _env_info(kind, algorithm, params, scenarios, venv)
+    env_info = _env_info(config, kind, algorithm, params, scenarios, venv)
     run = RunFolder(run_dir, config, algorithm, params, steps, scenarios, env_info)
     model = _new_model(run, venv)  # before the folder: hyperparameters SB3 refuses leave no half-made run
     write_run_folder(run, predictor)
@@ -111,7 +111,10 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     venv = _make_env(
         config, algorithm, run.params, run.scenarios, predictor, seed=config.seed + step, kind=run.env["kind"], stats=stats_path
     )
-    model = load_model(algorithm, zip_path, venv.observation_space, venv.action_space, params=run.params, env=venv, tensorboard_log=_tensorboard_dir(run.dir))
+    model = load_model(
+        algorithm, zip_path, venv.observation_space, venv.action_space, params=run.params, env=venv, tensorboard_log=_tensorboard_dir(run.dir),
+        algorithm_class=_model_class(run.config, algorithm, venv), device=_agent_device(run.config, algorithm, venv),
+    )  # fmt: skip
     model.set_random_seed(config.seed + step)
     buffer = run.dir / "checkpoints" / REPLAY_BUFFER
     if algorithm.off_policy and buffer.exists():
@@ -125,12 +128,32 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
 def _new_model(run: RunFolder, venv: VecEnv) -> Any:
     """A fresh SB3 model of the run's algorithm; SB3's own checks of the hyperparameters become a TrainingError."""
     try:
-        return run.algorithm.load_class()(
-            policy_argument(run.algorithm, run.params), venv, seed=run.config.seed, device="cpu", verbose=0,
+        return _model_class(run.config, run.algorithm, venv)(
+            policy_argument(run.algorithm, run.params), venv, seed=run.config.seed, device=_agent_device(run.config, run.algorithm, venv), verbose=0,
             tensorboard_log=_tensorboard_dir(run.dir), **_constructor_kwargs(run.algorithm, run.params),
         )  # fmt: skip
     except (AssertionError, ValueError, TypeError) as err:
         raise TrainingError(f"hyperparameters of {run.algorithm.name}: {str(err).strip() or type(err).__name__} ({run.params})") from err
+
+
+def _device_rollouts(config: TrainConfig, algorithm: Algorithm, venv: VecEnv) -> Any:
+    """The batched env whose device the run's rollouts stay on, or None for SB3's VecEnv path."""
+    from launchsim.agents.sb3.device_rollouts import DEVICE_ROLLOUT_ALGORITHMS, device_market
+
+    return device_market(venv) if config.rollouts == "device" and algorithm.name in DEVICE_ROLLOUT_ALGORITHMS else None
+
+
+def _model_class(config: TrainConfig, algorithm: Algorithm, venv: VecEnv) -> type:
+    from launchsim.agents.sb3.device_rollouts import with_device_rollouts
+
+    cls = algorithm.load_class()
+    return with_device_rollouts(cls) if _device_rollouts(config, algorithm, venv) is not None else cls
+
+
+def _agent_device(config: TrainConfig, algorithm: Algorithm, venv: VecEnv) -> str:
+    """The CPU for the agent's small networks, or the env's device where rollouts stay on it."""
+    market = _device_rollouts(config, algorithm, venv)
+    return "cpu" if market is None else str(market.device)
 
 
 def _restart(run: RunFolder, progress: bool) -> Path:
@@ -302,7 +325,9 @@ def _tensorboard_dir(run_dir: Path) -> str | None:
 # ---------------------------------------------------------------------------- the run folder
 
 
-def _env_info(kind: str, algorithm: Algorithm, params: dict[str, Any], scenarios: list[Scenario], venv: VecEnv) -> dict[str, Any]:
+def _env_info(
+    config: TrainConfig, kind: str, algorithm: Algorithm, params: dict[str, Any], scenarios: list[Scenario], venv: VecEnv
+) -> dict[str, Any]:  # fmt: skip
     from launchsim.envs.launch_market import ENV_VERSION
     from launchsim.envs.spaces import CRITIC_FIELDS, OBSERVATION_NAMES
 
@@ -312,6 +337,7 @@ def _env_info(kind: str, algorithm: Algorithm, params: dict[str, Any], scenarios
     critic = len(CRITIC_FIELDS) if critic_sees_demand_draw(algorithm, params) else 0
     return {
         "kind": kind,
+        "rollouts": "device" if _device_rollouts(config, algorithm, venv) is not None else "vecenv",
         "version": ENV_VERSION,
         "action_type": algorithm.action_type,
         "action_nvec": None if shared is None else [int(n) for n in shared],

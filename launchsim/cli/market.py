@@ -30,7 +30,7 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--repeats", type=positive_int, default=5, help="timed runs per figure (the median is reported)")
     p.add_argument("--sizes", type=positive_int, nargs="+", help="VecEnv sizes (default 64 1024 4096 on a CPU; 4096 65536 1048576 on CUDA)")
     p.add_argument("--device", type=device, help="device of the batched VecEnv: cpu, cuda or cuda:N (default: cuda when present)")
-    p.add_argument("--only", choices=["single", "vec"], help="run one part only")
+    p.add_argument("--only", choices=["single", "vec", "training"], help="run one part only (training: PPO on the device path against the VecEnv path; not in the default run)")
     p.add_argument("--texts", type=positive_int, default=512, help="generated descriptions for the encoder timing")
     p.add_argument("--json", type=output_file, help="write the results as JSON to this file")
     p.set_defaults(func=cmd_bench)
@@ -92,14 +92,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
+    from launchsim.agents.training.benchmark import run_training_benchmarks
     from launchsim.envs.benchmark import run_benchmarks, run_vec_benchmarks
 
     progress = lambda m: print(m, file=sys.stderr)  # noqa: E731
     result: dict = {}
-    if args.only != "vec":
+    if args.only not in ("vec", "training"):
         result = run_benchmarks(n_steps=args.steps, repeats=args.repeats, progress=progress)
-    if args.only != "single":
-        on = args.device or ("cuda" if torch.cuda.is_available() else "cpu")  # --device is checked as it is parsed
+    on = args.device or ("cuda" if torch.cuda.is_available() else "cpu")  # --device is checked as it is parsed
+    if args.only == "training":
+        sizes = args.sizes or ([4096, 65536] if on.startswith("cuda") else [1024, 4096])
+        result["training"] = run_training_benchmarks(sizes, device=on, repeats=min(args.repeats, 3), progress=progress)
+    elif args.only != "single":
         sizes = args.sizes or ([4096, 65536, 1048576] if on.startswith("cuda") else [64, 1024, 4096])
         result["vec"] = run_vec_benchmarks(sizes, device=on, dummy_max=4096, repeats=min(args.repeats, 3), texts=args.texts, progress=progress)
     print("\n".join(render.bench_lines(result)))

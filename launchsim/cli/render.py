@@ -140,6 +140,12 @@ def bench_lines(result: dict[str, Any]) -> list[str]:
             f"launch market / CartPole-v1 (raw): structural {result['ratio_launch_market_to_cartpole_raw']:.2f}, "
             f"learned {result['ratio_learned_market_to_cartpole_raw']:.2f}"
         )
+    for r in result.get("training", {}).get("ppo_training", []):
+        lines.append(
+            f"PPO training {r['market']:<10} N={r['n']:>7,}: device path {r['device_steps_per_s']:>11,.0f} steps/s, VecEnv path "
+            f"{r['vecenv_steps_per_s']:>11,.0f} ({r['ratio']:.2f}x); the shared parts alone allow {r['shared_parts_steps_per_s']:,.0f} "
+            f"({r['shared_parts_bound_ratio']:.2f}x)"
+        )
     vec = result.get("vec")
     if vec:
         for r in vec["vec_env"]:
