@@ -81,7 +81,7 @@ class TrainConfig(BaseModel):
     eval_episodes: int = Field(20, ge=1)  # episodes per market of the final evaluation
     evaluation: Literal["full", "quick"] = "full"  # full: agents.evaluation; quick: the training market only
     vec_kind: Literal["batched", "dummy"] | None = None  # None: batched on a GPU or from 64 envs, else SB3's DummyVecEnv
-    # device: ppo and a2c on the batched env collect rollouts on its device (agents.sb3.device_rollouts); vecenv: SB3's VecEnv path
+    # device: ppo, a2c and maskable_ppo on the batched env collect rollouts on its device (agents.sb3.device_rollouts); vecenv: SB3's VecEnv path
     rollouts: Literal["device", "vecenv"] = "device"
     device: str | None = None  # the predictor's device (cuda when present); the agent runs on the CPU
     torch_threads: int | None = Field(1, ge=1)  # small networks train fastest on one thread; None: torch's default

@@ -62,7 +62,7 @@ def build_table(
     cells = grid_cells(scenario, grid)
     actions = _predict_many(policy, np.stack([observer.observation(c) for c in cells]))
     stock0, budget0 = float(scenario.products[product].stock), float(scenario.ads.budget)
-    tl, layout = observer.timeline, ActionLayout(scenario, "multidiscrete")
+    tl, layout = observer.timeline, ActionLayout(scenario, "multidiscrete", product=product)
     rows = []
     for cell, action in zip(cells, actions):
         a_lo, a_hi = grid.adoption[cell.adoption], grid.adoption[cell.adoption + 1]

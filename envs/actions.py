@@ -41,8 +41,9 @@ class DecodeTables(NamedTuple):
     """One market's lever values per action index of a (possibly wider, shared) MultiDiscrete space, and the
     Box mapping. Python lists and numbers; the batched env stacks them per market."""
 
-    price: list[float]  # price ratio per price index (the flash index reads the last level)
+    price: list[float]  # price ratio per price index (the flash index reads the last level), moved inside the constraints
     is_flash: list[bool]
+    price_allowed: list[bool]  # whether the constraints allow the index's own level (or flash price)
     spend: list[float]  # ad share per ad index
     native_max: list[int]  # the market's own largest index per dimension
     box_lo: float  # lowest price level
@@ -56,12 +57,22 @@ class DecodeTables(NamedTuple):
 class ActionLayout:
     """Builds the action space of a scenario and translates between actions and Decisions."""
 
-    def __init__(self, scenario: Scenario, action_type: ActionType, nvec: np.ndarray | None = None):
+    def __init__(self, scenario: Scenario, action_type: ActionType, nvec: np.ndarray | None = None, product: int = 0):
         if action_type not in ("multidiscrete", "box"):
             raise ValueError(f"action_type must be 'multidiscrete' or 'box', found {action_type!r}")
         self.action_type = action_type
-        self.price_levels = [float(x) for x in scenario.pricing.levels]
-        self.has_flash = scenario.pricing.flash_sale is not None
+        # The scenario's constraints bound the price ratio (per product: floors in currency, margins on its cost);
+        # an index whose level they forbid sells at the nearest level they allow.
+        lo, hi = scenario.constraints.price_ratio_bounds(scenario.products[product])
+        levels = [float(x) for x in scenario.pricing.levels]
+        self.price_allowed = [lo - 1e-9 <= v <= hi + 1e-9 for v in levels]
+        allowed = [v for v, ok in zip(levels, self.price_allowed) if ok]
+        if not allowed:
+            raise ValueError(f"{scenario.source}: the constraints allow no price level of product {product}")
+        self.price_levels = [v if ok else min(allowed, key=lambda a, v=v: abs(a - v)) for v, ok in zip(levels, self.price_allowed)]
+        flash = scenario.pricing.flash_sale
+        self.has_flash = flash is not None
+        self.flash_allowed = flash is not None and lo - 1e-9 <= 1.0 - flash.discount <= hi + 1e-9
         self.bundle_options = [
             BundleOption(i, float(d)) for i, item in enumerate(scenario.catalogue) for d in item.discounts
         ]
@@ -75,7 +86,7 @@ class ActionLayout:
             self.space: spaces.Space = spaces.MultiDiscrete(self.nvec)
         else:
             self.space = spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
-        self._lo, self._hi = min(self.price_levels), max(self.price_levels)
+        self._lo, self._hi = max(min(levels), lo), min(max(levels), hi)  # the Box price range
         self._max_share = max(self.spend_levels)
         self.tables = self.decode_tables(self.nvec if nvec is None else np.asarray(nvec))
 
@@ -86,12 +97,18 @@ class ActionLayout:
         price_index = [min(a, own[1] - 1) for a in range(int(nvec[1]))]
         return DecodeTables(
             price=[self.price_levels[min(j, n_levels - 1)] for j in price_index],
-            is_flash=[self.has_flash and j == n_levels for j in price_index],
+            is_flash=[self.flash_allowed and j == n_levels for j in price_index],
+            price_allowed=[self.price_allowed[j] if j < n_levels else self.flash_allowed for j in price_index],
             spend=[self.spend_levels[min(a, own[3] - 1)] for a in range(int(nvec[3]))],
             native_max=[int(v) - 1 for v in own],
             box_lo=self._lo, box_span=self._hi - self._lo, box_options=len(self.bundle_options),
-            box_share=self._max_share, box_creatives=self.n_creatives - 1, has_flash=self.has_flash,
+            box_share=self._max_share, box_creatives=self.n_creatives - 1, has_flash=self.flash_allowed,
         )  # fmt: skip
+
+    @property
+    def price_bounds(self) -> tuple[float, float]:
+        """The lowest and highest price ratio a Box action sells at (the levels' range inside the constraints)."""
+        return self._lo, self._hi
 
     def decode(self, action: Any) -> Decision:
         """Translate a raw action of this layout's space into a Decision (no validity checks)."""
@@ -100,7 +117,8 @@ class ActionLayout:
     def encode(self, d: Decision) -> np.ndarray:
         """The action of this layout's space that decodes to (the nearest representable) ``d``."""
         if self.action_type == "multidiscrete":
-            price = len(self.price_levels) if d.flash else _nearest(self.price_levels, d.price_ratio)
+            allowed = [i for i, ok in enumerate(self.price_allowed) if ok]
+            price = len(self.price_levels) if d.flash else allowed[_nearest([self.price_levels[i] for i in allowed], d.price_ratio)]
             return np.array([int(d.launch), price, d.bundle, _nearest(self.spend_levels, d.ad_share), d.creative])
         span = self._hi - self._lo
         unit = [

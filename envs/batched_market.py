@@ -454,6 +454,11 @@ class BatchedMarketVecEnv(VecEnv):
         """(N, sum(nvec)) valid values of every MultiDiscrete dimension, as ``LaunchMarketEnv.action_masks``."""
         return self.x.host(action_masks(self.x, self.c, self.tab, self.a, self._state, self.nvec))
 
+    def action_mask_tensor(self) -> torch.Tensor:
+        """The same masks as a bool tensor on the env's device (the device path's MaskablePPO)."""
+        masks = action_masks(self.x, self.c, self.tab, self.a, self._state, self.nvec)
+        return torch.from_numpy(masks) if self.x.kind == "numpy" else masks
+
     # ------------------------------------------------------------------ the step
 
     def _step(self, actions: Any) -> tuple[Any, Any, Any]:

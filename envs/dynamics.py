@@ -57,8 +57,11 @@ class MarketConstants(NamedTuple):
     holding: Any  # holding cost per unit and step
     salvage: Any  # per unit left at the end
     launch_cost: Any
+    min_spend: Any  # a step's committed ad spend and its pacing cap (constraints; 0 and inf without)
+    max_spend: Any
     log_stock: Any  # log1p(max(stock0, 1)): the observation's scale of sales
     earliest: Any  # earliest launch step (whole)
+    latest: Any  # latest launch step (whole; NEVER without a window's end)
     deadline: Any  # launch deadline step (whole; NEVER without one)
     market_estimate: Any  # the seller's estimate of addressable buyers (0 = unknown)
     reads_adopters: Any  # 1.0 when the market reads its buyers so far, 0.0 for a weekly pool
@@ -111,9 +114,10 @@ def describe_market(scenario: Scenario, product: int, nvec: np.ndarray | None = 
     """The constants and tables of one (scenario, product) for an action space ``nvec`` (default its own)
     and per-step tables of ``steps`` rows (default its horizon + 1)."""
     tl = Timeline.from_scenario(scenario)
-    layout = ActionLayout(scenario, "multidiscrete")
+    layout = ActionLayout(scenario, "multidiscrete", product=product)
     nvec = layout.nvec if nvec is None else np.asarray(nvec)
     prod, n = scenario.products[product], tl.n_steps
+    min_spend, max_spend = scenario.constraints.spend_bounds(scenario.step_weeks)
     steps = n + 1 if steps is None else steps
     ref, stock0, budget0 = float(prod.reference_price), float(prod.stock), float(scenario.ads.budget)
     flash = scenario.pricing.flash_sale
@@ -123,7 +127,8 @@ def describe_market(scenario: Scenario, product: int, nvec: np.ndarray | None = 
         decay=float(scenario.ads.carryover) ** scenario.step_weeks, flash_ratio=1.0 - flash.discount if flash else 1.0,
         flash_max=flash_max, holding=float(scenario.reward.holding_cost_per_unit_week) * scenario.step_weeks,
         salvage=float(scenario.reward.salvage_value_per_unit), launch_cost=float(scenario.launch.launch_cost),
-        log_stock=math.log1p(max(stock0, 1.0)), earliest=tl.earliest_launch_step, deadline=tl.deadline_step,
+        min_spend=float(min_spend), max_spend=float(max_spend),
+        log_stock=math.log1p(max(stock0, 1.0)), earliest=tl.earliest_launch_step, latest=tl.latest_launch_step, deadline=tl.deadline_step,
         market_estimate=float(prod.market_estimate or 0.0), reads_adopters=float(prod.reads_adopters),
         stock_scale=max(stock0, 1.0), budget_scale=budget0 if budget0 > 0 else 1.0, flash_scale=float(max(flash_max, 1)), table_row=0,
     )  # fmt: skip
@@ -144,7 +149,7 @@ def describe_market(scenario: Scenario, product: int, nvec: np.ndarray | None = 
             "competitor_present": 1.0 if tl.competitor_strength[tc] > 0 else 0.0, "competitor_price": tl.competitor_price[tc] / ref,
             "competitor_strength": tl.competitor_strength[tc], "flash_open": 1.0 if tl.flash_open[tc] else 0.0,
             "deadline_left": deadline_left,
-            "launch_allowed": 1.0 if t >= tl.earliest_launch_step else 0.0,
+            "launch_allowed": 1.0 if tl.launch_open(t) else 0.0,
             "bundles_open": sum(tl.partner_open[o.item][tc] for o in own) / len(own) if own else 0.0,
         }  # fmt: skip
         for name in TABLED_OBSERVATION:
@@ -164,7 +169,7 @@ def stack_markets(x: Any, markets: Sequence[Market], pid: Any) -> tuple[MarketCo
     ``steps`` and action space). Per-step tables stay one block per distinct market (``table_row``)."""
     pid = np.asarray(pid)
     steps = markets[0].tables.steps
-    whole = {"n_i", "flash_max", "earliest", "deadline"}
+    whole = {"n_i", "flash_max", "earliest", "latest", "deadline"}
 
     def column(values: list[Any], float_type: bool = True) -> Any:
         """Per-slot values of the markets (floats in the state's type, else whole numbers or flags)."""
@@ -183,7 +188,7 @@ def stack_markets(x: Any, markets: Sequence[Market], pid: Any) -> tuple[MarketCo
     )  # fmt: skip
     dec = [m.decode for m in markets]
     decode_tables = DecodeTables(**{
-        f: column([getattr(d, f) for d in dec], f not in ("is_flash", "native_max", "has_flash")) for f in DecodeTables._fields
+        f: column([getattr(d, f) for d in dec], f not in ("is_flash", "price_allowed", "native_max", "has_flash")) for f in DecodeTables._fields
     })  # fmt: skip
     return constants, tables, decode_tables
 
@@ -234,9 +239,10 @@ def step(
     row = tab.dynamics[c.table_row + t]
     season, holiday, comp_strength, comp_price, flash_open = x.col(row, 0), x.col(row, 1), x.col(row, 2), x.col(row, 3), x.col(row, 4)
 
-    # Launch timing: a launch before the earliest week is refused; at the deadline the market launches.
+    # Launch timing: a launch outside the launch window is refused; at the deadline the market launches.
     before = state.launched
-    launch_now = x.not_(before) & x.where(d.launch, t >= c.earliest, t >= c.deadline)
+    window = (t >= c.earliest) & (t <= c.latest)
+    launch_now = x.not_(before) & x.where(d.launch, window, t >= c.deadline)
     launched = before | launch_now
     launch_cost = x.where(launch_now, c.launch_cost, 0.0)
 
@@ -248,10 +254,11 @@ def step(
     option = x.where(active, d.bundle, 0)
     discount = x.take(tab.discount, option)
 
-    # Ads: a share of what is left; adstock carries over. Paused when sold out, as ad platforms pause
-    # ads for out-of-stock items.
+    # Ads: a share of what is left, inside the constraints' committed minimum and pacing cap; adstock
+    # carries over. Paused when sold out, as ad platforms pause ads for out-of-stock items.
     paused = state.stock <= 0.0
-    spend = x.where(paused, 0.0, x.minimum(x.maximum(d.ad_share, 0.0), 1.0) * state.budget)
+    wanted_spend = x.minimum(x.maximum(d.ad_share, 0.0), 1.0) * state.budget
+    spend = x.where(paused, 0.0, x.minimum(x.minimum(x.maximum(wanted_spend, c.min_spend), c.max_spend), state.budget))
     adstock = c.decay * state.adstock + spend
 
     on_sale_ratio = x.where(launched, ratio, 0.0)
@@ -310,9 +317,13 @@ def step(
         quantities.update(
             forced_launch=launch_now & x.not_(d.launch),
             refused_launch=x.not_(before) & d.launch & (t < c.earliest),
+            refused_late_launch=x.not_(before) & d.launch & (t > c.latest),
             refused_flash=launched & d.flash & x.not_(flash),
             refused_bundle=launched & (d.bundle > 0) & x.not_(partner_open),
             refused_unlaunched=x.not_(launched) & (d.flash | (d.bundle > 0)),
+            refused_price=launched & x.not_(x.take(a.price_allowed, x.col(x.index_actions(actions, a.native_max), 1)))
+            if action_type == "multidiscrete" else launched & x.not_(launched),
+            clipped_spend=x.not_(paused) & (spend != x.minimum(wanted_spend, state.budget)),
             context=ctx, response=resp,
         )  # fmt: skip
     return StepResult(new_state, profit, terminated, quantities, unfinished)
@@ -354,10 +365,10 @@ def action_masks(x: Any, c: MarketConstants, tab: MarketTables, a: DecodeTables,
     flash_ok = (x.col(tab.dynamics[c.table_row + tc], 4) > 0) & (state.flash_left > 0)
     index = [x.arange(int(width))[None, :] for width in nvec]
     offered = [index[dim] <= x.col(a.native_max, dim)[:, None] for dim in range(len(nvec))]
-    price = offered[1] & (x.not_(a.is_flash) | flash_ok[:, None])
+    price = offered[1] & a.price_allowed & (x.not_(a.is_flash) | flash_ok[:, None])
     options = index[2] + 0 * t[:, None]
     bundle = offered[2] & (x.take(tab.partner_open, options * tab.steps + tc[:, None]) | (options == 0))
-    launch = x.stack([x.not_(launched) & (t < c.deadline), launched | (t >= c.earliest)])
+    launch = x.stack([x.not_(launched) & (t < c.deadline), launched | ((t >= c.earliest) & (t <= c.latest))])
     return x.cat_cols([launch, price, bundle, offered[3], offered[4]])
 
 

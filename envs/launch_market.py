@@ -59,9 +59,11 @@ class LaunchMarketEnv(gym.Env):
 
     ``Box(-1, 1, (6,))`` (``action_type="box"``, id ``LaunchSim/MarketContinuous-v2``) holds
     launch, price, flash, bundle, ad share and creative as numbers; see ``envs.actions``.
-    Invalid choices never crash: a launch before ``launch.earliest_week``, a flash sale outside
+    Invalid choices never crash: a launch outside ``launch.earliest_week``..``latest_week``, a flash sale outside
     its window or beyond its uses, a bundle whose partner is not yet available, and a price or
-    bundle before launch are ignored and listed in ``info["ignored"]``. At the launch deadline an
+    bundle before launch are ignored and listed in ``info["ignored"]``; so is a price level outside
+    the scenario's ``constraints`` (it sells at the nearest level inside; a week's ad spend is kept
+    between their committed minimum and pacing cap). At the launch deadline an
     unlaunched product is launched (``info["forced_launch"]``). ``action_masks()`` gives the
     valid values for MaskablePPO. Ads may run before launch: they build adstock but sell nothing.
     Ads do not run while the product is sold out (stock is never replenished): whatever share is
@@ -112,6 +114,8 @@ class LaunchMarketEnv(gym.Env):
       demand), so that the batched VecEnv reproduces single envs and replays share random numbers.
     - v2: no ad spend while sold out (v1 spent the chosen share of the budget on a product with
       nothing left to sell; a policy that never met a sell-out in training could waste its budget).
+      A scenario's ``constraints`` and ``launch.latest_week`` are read within v2: a scenario without
+      them steps as before.
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -158,7 +162,7 @@ class LaunchMarketEnv(gym.Env):
 
             check_levers(self.market, s)  # a lever the predictor never learned is refused, not answered
         self._action_type = action_type
-        self.layout = ActionLayout(s, action_type, nvec=nvec)
+        self.layout = ActionLayout(s, action_type, nvec=nvec, product=self.product_index)
         self.nvec = self.layout.nvec if nvec is None else np.asarray(nvec)
         if action_type == "multidiscrete" and nvec is not None:
             self.action_space = gym.spaces.MultiDiscrete(self.nvec)
@@ -292,9 +296,12 @@ _IMMUTABLE = frozenset((bool, int, float, str, type(None)))
 
 _REFUSALS = (
     ("refused_launch", "launch: before launch.earliest_week"),
+    ("refused_late_launch", "launch: after launch.latest_week (the product stays out)"),
     ("refused_flash", "flash_sale: outside its window or no uses left"),
     ("refused_bundle", "bundle: partner not available yet"),
     ("refused_unlaunched", "price/bundle: product not launched"),
+    ("refused_price", "price: outside the constraints, sold at the nearest level they allow"),
+    ("clipped_spend", "ad spend: moved inside the constraints' weekly minimum and cap"),
 )
 
 

@@ -27,7 +27,12 @@ class Timeline:
     flash_open: list[bool]
     partner_open: list[list[bool]]  # [catalogue item][step]
     earliest_launch_step: int
+    latest_launch_step: int  # NEVER without a launch window's end
     deadline_step: int  # NEVER when there is no deadline
+
+    def launch_open(self, t: int) -> bool:
+        """Whether a launch may happen at step ``t`` (inside the launch window)."""
+        return self.earliest_launch_step <= t <= self.latest_launch_step
 
     @classmethod
     def from_scenario(cls, s: Scenario) -> Timeline:
@@ -68,5 +73,6 @@ class Timeline:
             flash_open=flash_open,
             partner_open=[[t >= item.available_from_week // k for t in range(n)] for item in s.catalogue],
             earliest_launch_step=s.launch.earliest_week // k,
+            latest_launch_step=NEVER if s.launch.latest_week is None else s.launch.latest_week // k,
             deadline_step=NEVER if deadline is None else deadline // k,
         )

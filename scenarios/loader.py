@@ -89,6 +89,8 @@ def scenario_hash(scenario: Scenario) -> str:
     data = scenario.model_dump(mode="json")
     if data.get("currency") is None:  # fields added later hash as before while at their defaults
         data.pop("currency", None)
+    if not any(value is not None for value in data.get("constraints", {}).values()):
+        data.pop("constraints", None)
     for product in data["products"]:  # a field added later hashes as before while at its default
         if product["market_estimate_basis"] == "total":
             del product["market_estimate_basis"]
@@ -232,6 +234,11 @@ def _cross_reference_problems(s: Scenario) -> Iterator[tuple[str, str]]:
     h = s.horizon_weeks
     if s.launch.earliest_week >= h:
         yield "launch.earliest_week", f"found {s.launch.earliest_week}, expected a week before the horizon ({h} weeks)"
+    latest = s.launch.latest_week
+    if latest is not None and latest < s.launch.earliest_week:
+        yield "launch.latest_week", f"found {latest}, expected ≥ launch.earliest_week ({s.launch.earliest_week})"
+    if latest is not None and s.launch.deadline_week is not None and s.launch.deadline_week > latest:
+        yield "launch.deadline_week", f"found {s.launch.deadline_week}, expected ≤ launch.latest_week ({latest})"
     if s.launch.deadline_week is not None:
         if s.launch.deadline_week < s.launch.earliest_week:
             yield "launch.deadline_week", f"found {s.launch.deadline_week}, expected ≥ launch.earliest_week ({s.launch.earliest_week})"
@@ -247,12 +254,31 @@ def _cross_reference_problems(s: Scenario) -> Iterator[tuple[str, str]]:
         yield "pricing.levels", f"found repeated levels {s.pricing.levels}, expected distinct levels"
     if len(set(s.ads.spend_levels)) != len(s.ads.spend_levels):
         yield "ads.spend_levels", f"found repeated levels {s.ads.spend_levels}, expected distinct levels"
+    yield from _constraint_problems(s)
     weeks = [e.week for e in s.competitor.events]
     if weeks != sorted(set(weeks)):
         yield "competitor.events", f"found weeks {weeks}, expected strictly increasing weeks"
     for i, item in enumerate(s.catalogue):
         if len(set(item.discounts)) != len(item.discounts):
             yield f"catalogue.{i}.discounts", f"found repeated discounts {item.discounts}, expected distinct values"
+
+
+def _constraint_problems(s: Scenario) -> Iterator[tuple[str, str]]:
+    """Constraints that contradict each other or leave a product no price level to sell at."""
+    rules = s.constraints
+    if rules.price_floor is not None and rules.price_ceiling is not None and rules.price_floor > rules.price_ceiling:
+        yield "constraints.price_floor", f"found {rules.price_floor}, expected at most price_ceiling ({rules.price_ceiling})"
+    low, high = rules.min_weekly_ad_spend, rules.max_weekly_ad_spend
+    if low is not None and high is not None and low > high:
+        yield "constraints.min_weekly_ad_spend", f"found {low}, expected at most max_weekly_ad_spend ({high})"
+    for i, p in enumerate(s.products):
+        lo, hi = rules.price_ratio_bounds(p)
+        if not any(lo - 1e-9 <= level <= hi + 1e-9 for level in s.pricing.levels):
+            prices = ", ".join(f"{level * p.reference_price:.2f}" for level in s.pricing.levels)
+            yield "constraints", (
+                f"leave products.{i} ({p.name!r}) no price level: its levels sell at {prices}, the constraints allow "
+                f"{lo * p.reference_price:.2f} to {hi * p.reference_price:.2f}"
+            )
 
 
 def _truth_problems(s: Scenario, truth: Any) -> Iterator[tuple[str, str]]:

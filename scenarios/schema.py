@@ -11,6 +11,7 @@ decision step w // step_weeks.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints
@@ -145,8 +146,31 @@ class Pricing(Strict):
 
 class Launch(Strict):
     earliest_week: Week = 0
+    latest_week: Week | None = None  # the last week a launch may happen (a launch window); after it the product stays out
     deadline_week: Week | None = None
     launch_cost: Money = 0.0
+
+
+class Constraints(Strict):
+    """Business rules every plan keeps, enforced by the env: masked choices, and a choice outside them
+    moved to the nearest allowed one (a price level, a Box price) or clipped (a week's ad spend)."""
+
+    price_floor: PositiveMoney | None = None  # lowest price a unit sells at alone, flash sales included (e.g. a minimum advertised price)
+    price_ceiling: PositiveMoney | None = None  # highest such price
+    min_margin: Annotated[float, Field(ge=0, lt=1)] | None = None  # (price - unit cost) / price at least this, flash sales included
+    min_weekly_ad_spend: Money | None = None  # spent each week while budget is left and ads run (a committed minimum)
+    max_weekly_ad_spend: PositiveMoney | None = None  # a pacing cap on each week's spend
+
+    def spend_bounds(self, step_weeks: int) -> tuple[float, float]:
+        """A step's committed ad spend and its cap (0 and infinity without them)."""
+        low = (self.min_weekly_ad_spend or 0.0) * step_weeks
+        return low, self.max_weekly_ad_spend * step_weeks if self.max_weekly_ad_spend is not None else math.inf
+
+    def price_ratio_bounds(self, product: Product) -> tuple[float, float]:
+        """The lowest and highest price ratio (price / reference price) ``product`` may sell at alone."""
+        lowest = max(self.price_floor or 0.0, product.unit_cost / (1.0 - self.min_margin) if self.min_margin is not None else 0.0)
+        highest = self.price_ceiling if self.price_ceiling is not None else math.inf
+        return lowest / product.reference_price, highest / product.reference_price
 
 
 class Reward(Strict):
@@ -231,6 +255,7 @@ class Scenario(Strict):
     ads: Ads
     pricing: Pricing
     launch: Launch = Launch()
+    constraints: Constraints = Constraints()
     reward: Reward = Reward()
     truth: Truth | None = None  # optional: a seller's own product has none; only the structural market reads it
     _source: str = PrivateAttr(default="<scenario>")  # the file (or label) it was read from, for messages

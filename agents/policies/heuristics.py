@@ -30,7 +30,7 @@ class HeuristicPolicy:
     ):
         self.scenario = scenario
         self.product = scenario.products[product]
-        self.layout = ActionLayout(scenario, action_type)
+        self.layout = ActionLayout(scenario, action_type, product=product)
         self.timeline = Timeline.from_scenario(scenario)
         self.n_steps = self.timeline.n_steps
         self.rng = np.random.default_rng(seed)
@@ -93,7 +93,7 @@ class HolidayLaunch(HeuristicPolicy):
         tl = self.timeline
         peak_signal = tl.holiday if max(tl.holiday, default=0.0) > 0 else tl.season
         peak = int(np.argmax(peak_signal)) if max(peak_signal) > min(peak_signal) else 0
-        self.launch_step = min(max(peak - self.lead, tl.earliest_launch_step, 0), tl.deadline_step)
+        self.launch_step = min(max(peak - self.lead, tl.earliest_launch_step, 0), tl.deadline_step, tl.latest_launch_step)
 
     def decide(self, t: int, obs: np.ndarray) -> Decision:
         go = t >= self.launch_step and self.can_launch(obs)
@@ -130,7 +130,8 @@ class RandomValid(HeuristicPolicy):
 
     def decide(self, t: int, obs: np.ndarray) -> Decision:
         lay, tl = self.layout, self.timeline
-        launch = bool(self.can_launch(obs) and (t >= tl.deadline_step or self.rng.random() < 0.5))
+        last_chance = t >= min(tl.deadline_step, tl.latest_launch_step)  # a random launch still happens in its window
+        launch = bool(self.can_launch(obs) and (last_chance or self.rng.random() < 0.5))
         on_sale = launch or obs[_OBS["launched"]] > 0.5  # price, flash and bundle only matter on sale
         options = [0] + [i + 1 for i, o in enumerate(lay.bundle_options) if tl.partner_open[o.item][t]]
         flash_ok = obs[_OBS["flash_open"]] > 0.5 and obs[_OBS["flash_uses_left"]] > 0

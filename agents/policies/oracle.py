@@ -160,7 +160,7 @@ class OraclePlanner:
         self.timeline = Timeline.from_scenario(scenario)
         self.n = self.timeline.n_steps
         tl = self.timeline
-        self.launch_steps = list(range(tl.earliest_launch_step, min(tl.deadline_step, self.n - 1) + 1))
+        self.launch_steps = list(range(tl.earliest_launch_step, min(tl.deadline_step, tl.latest_launch_step, self.n - 1) + 1))
         if not self.launch_steps:  # earliest launch after the horizon or the deadline: the deadline decides
             self.launch_steps = [min(tl.deadline_step, self.n - 1)]
         # Without a deadline inside the horizon, staying out is a plan too (launch step n: never on sale).
@@ -168,7 +168,7 @@ class OraclePlanner:
         if self.can_stay_out:
             self.launch_steps.append(self.n)
         self.n_price = len(self.layout.price_levels)  # index n_price = flash sale
-        self.flash_uses = scenario.pricing.flash_sale.max_uses if scenario.pricing.flash_sale else 0
+        self.flash_uses = scenario.pricing.flash_sale.max_uses if scenario.pricing.flash_sale and self.layout.flash_allowed else 0
 
     # ------------------------------------------------------------------ plan <-> decisions
 
@@ -264,7 +264,7 @@ class OraclePlanner:
 
         lay, starts = self.layout, []
         env = LaunchMarketEnv(self.scenario, product=self.product, response_model=self.response_model, outcomes="expected")
-        md = ActionLayout(self.scenario, "multidiscrete")
+        md = ActionLayout(self.scenario, "multidiscrete", product=self.product)
         for name in HEURISTICS:
             if name == "random":
                 continue
@@ -308,7 +308,7 @@ class OraclePlanner:
         """Every single-step and suffix change of one lever, and every launch step."""
         lay, tl, moves = self.layout, self.timeline, []
         fields = {
-            "price": range(self.n_price + (lay.has_flash and self.flash_uses > 0)),
+            "price": range(self.n_price + (lay.flash_allowed and self.flash_uses > 0)),
             "bundle": range(1 + len(lay.bundle_options)),
             "ad": range(len(lay.spend_levels)),
             "creative": range(lay.n_creatives),
@@ -351,7 +351,7 @@ class OraclePlanner:
     def _refine_continuous(self, lv: _Levers, value: float, sweeps: int = 2) -> tuple[float, _Levers]:
         """Box space: optimise each step's price ratio and ad share as continuous numbers."""
         lay = self.layout
-        lo, hi, max_share = min(lay.price_levels), max(lay.price_levels), max(lay.spend_levels)
+        (lo, hi), max_share = lay.price_bounds, max(lay.spend_levels)
         decisions = self.decisions(lv)
         lv = lv.copy()
         lv.price_ratio = [d.price_ratio for d in decisions]
@@ -368,9 +368,11 @@ class OraclePlanner:
                         return -self.value(trial)
 
                     res = minimize_scalar(loss, bounds=(a, b), method="bounded", options={"xatol": 1e-5})
-                    if -res.fun > value:
-                        value = -res.fun
-                        getattr(lv, field)[t] = float(res.x)
+                    # the bounds themselves too: a binding constraint puts the optimum exactly there
+                    best_x, best_loss = min(((float(res.x), res.fun), (a, loss(a)), (b, loss(b))), key=lambda pair: pair[1])
+                    if -best_loss > value:
+                        value = -best_loss
+                        getattr(lv, field)[t] = best_x
         return value, lv
 
     def _nearest_price(self, ratio: float) -> int:
@@ -406,7 +408,7 @@ class OraclePolicy:
 
     def __init__(self, scenario: Scenario, plan: Plan, product: int = 0, action_type: ActionType = "multidiscrete"):
         self.scenario, self.plan, self.product, self.action_type = scenario, plan, product, action_type
-        self.layout = ActionLayout(scenario, action_type)
+        self.layout = ActionLayout(scenario, action_type, product=product)
         self.n_steps = scenario.n_steps
         self._actions = [self.layout.encode(d) for d in plan.decisions]
 

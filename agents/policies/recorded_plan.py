@@ -40,7 +40,7 @@ class RecordedPlan:
     def __init__(self, frame: pd.DataFrame, scenario: Scenario, product: int | str = 0, source: str = "<plan>"):
         self.scenario, self.source = scenario, source
         self.product_index = product_index(scenario, product)
-        self.layout = ActionLayout(scenario, "multidiscrete")
+        self.layout = ActionLayout(scenario, "multidiscrete", product=self.product_index)
         self.n_steps = scenario.n_steps
         self._budget0 = float(scenario.ads.budget)
         self._plan: list[tuple[Decision, float | None]] = self._read(frame)

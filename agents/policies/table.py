@@ -234,7 +234,7 @@ class GridObserver:
             "flash_uses_left": cell.flash_left / self.flash_max if self.flash_max else 0.0,
             "flash_open": 1.0 if tl.flash_open[t] else 0.0,
             "deadline_left": 0.0 if cell.launched else (min(max(deadline - t, 0), n) / n if deadline < NEVER else 1.0),
-            "launch_allowed": 1.0 if t >= tl.earliest_launch_step else 0.0,
+            "launch_allowed": 1.0 if tl.launch_open(t) else 0.0,
             "bundles_open": sum(tl.partner_open[i][t] for i, _ in options) / len(options) if options else 0.0,
             **self.context(cell),
         }
@@ -259,7 +259,7 @@ def decision_row(
     """The action columns of one table row; ``budget_left`` in currency prices the ad share."""
     ref = scenario.products[product].reference_price
     flash = scenario.pricing.flash_sale
-    layout = layout or ActionLayout(scenario, "multidiscrete")
+    layout = layout or ActionLayout(scenario, "multidiscrete", product=product)
     partner, discount = "", 0.0
     if 0 < d.bundle <= len(layout.bundle_options):
         option = layout.bundle_options[d.bundle - 1]
@@ -267,13 +267,14 @@ def decision_row(
     creative = scenario.ads.creatives[min(max(d.creative, 0), layout.n_creatives - 1)].name
     ratio = (1.0 - flash.discount) if (d.flash and flash) else d.price_ratio
     share = min(max(d.ad_share, 0.0), 1.0)
+    low, cap = scenario.constraints.spend_bounds(scenario.step_weeks)
     return {
         "launch": bool(d.launch),
         "price": round(ratio * ref, 2),
         "flash_sale": bool(d.flash and flash is not None),
         "bundle_partner": partner,
         "bundle_discount": discount,
-        "ad_spend": round(share * budget_left, 2),
+        "ad_spend": round(min(max(share * budget_left, low), cap, budget_left), 2),
         "ad_share": share,
         "creative": creative,
     }
@@ -284,7 +285,7 @@ def row_decision(
 ) -> Decision:
     """Read the action columns of one row back into a Decision; PolicyError names what does not fit."""
     ref = scenario.products[product].reference_price
-    layout = layout or ActionLayout(scenario, "multidiscrete")
+    layout = layout or ActionLayout(scenario, "multidiscrete", product=product)
     partner = row["bundle_partner"]
     partner = "" if partner is None or (isinstance(partner, float) and math.isnan(partner)) else str(partner)
     bundle = 0
@@ -403,7 +404,7 @@ class TablePolicy:
         self.table, self.metadata, self.scenario, self.product = frame, metadata, scenario, product
         g = metadata["grid"]
         self.grid = TableGrid(g["adoption"], g["stock"], g["budget_left"])
-        self.layout = ActionLayout(scenario, "multidiscrete")
+        self.layout = ActionLayout(scenario, "multidiscrete", product=product)
         self.n_steps = scenario.n_steps
         flash = scenario.pricing.flash_sale
         self.flash_max = flash.max_uses if flash else 0

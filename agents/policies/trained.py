@@ -144,7 +144,7 @@ def load_sb3_model(zip_path: str | Path, scenario: Scenario, product: int | str 
     zip_path = Path(zip_path)
     index = product_index(scenario, product)
     algorithm = detect_algorithm(serialized_entries(zip_path), zip_path)
-    layout = ActionLayout(scenario, algorithm.action_type)
+    layout = ActionLayout(scenario, algorithm.action_type, product=index)
     action = spaces.Discrete(int(np.prod(layout.nvec))) if algorithm.flatten_actions else layout.space
     plain = {**resolve_hyperparams(algorithm.name), "critic_sees_demand_draw": False, "policy": "MlpPolicy"}  # an SB3 default policy
     model = load_model(algorithm, zip_path, observation_space(), action, params=plain)

@@ -1,11 +1,12 @@
-"""Rollouts that never leave the env's device, for SB3's on-policy algorithms (PPO, A2C).
+"""Rollouts that never leave the env's device, for SB3's on-policy algorithms (PPO, A2C, MaskablePPO).
 
 SB3 collects a rollout through the VecEnv API: each step copies the actions to the host and the
 observations and rewards back, builds a list of infos and writes NumPy arrays. ``with_device_rollouts``
 gives an algorithm class a ``collect_rollouts`` that, where its env is a ``BatchedMarketVecEnv``
 (alone or behind ``VecNormalize``), keeps the whole rollout on the env's device: the env steps on
 tensors (``BatchedMarketVecEnv.step_tensors``), the normaliser's statistics are updated there, the
-policy acts there and the rollout buffer is torch storage on the same device (``DeviceRolloutBuffer``).
+policy acts there (MaskablePPO's with the env's action masks, also made there) and the rollout
+buffer is torch storage on the same device (``DeviceRolloutBuffer``).
 Episode statistics are read once per rollout. SB3's update (``train``), callbacks, logging and saving
 are SB3's own; any other env takes SB3's VecEnv path.
 
@@ -28,7 +29,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-DEVICE_ROLLOUT_ALGORITHMS = ("ppo", "a2c")  # the algorithms whose rollouts SB3's OnPolicyAlgorithm collects
+DEVICE_ROLLOUT_ALGORITHMS = ("ppo", "a2c", "maskable_ppo")
 
 
 def device_market(env: VecEnv | None) -> Any:
@@ -53,16 +54,21 @@ def with_device_rollouts(algorithm_class: type) -> type:
 class DeviceRollouts:
     """The mixin ``with_device_rollouts`` puts before an SB3 on-policy class (module docstring)."""
 
-    def collect_rollouts(self, env: VecEnv, callback: Any, rollout_buffer: RolloutBuffer, n_rollout_steps: int) -> bool:
+    def collect_rollouts(
+        self, env: VecEnv, callback: Any, rollout_buffer: RolloutBuffer, n_rollout_steps: int, use_masking: bool | None = None
+    ) -> bool:  # fmt: skip
+        """SB3's ``collect_rollouts`` on the env's device; ``use_masking`` is MaskablePPO's (None for the others)."""
         market = device_market(env)
         if market is None or self.use_sde:
-            return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)  # type: ignore[misc]
+            extra = () if use_masking is None else (use_masking,)
+            return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps, *extra)  # type: ignore[misc]
         if torch.device(market.device) != torch.device(self.device):
             raise ValueError(f"device rollouts need the policy on the env's device ({market.device}), found {self.device}")
+        masking = bool(use_masking)
         if not isinstance(rollout_buffer, DeviceRolloutBuffer):
             rollout_buffer = self.rollout_buffer = DeviceRolloutBuffer(
                 self.n_steps, self.observation_space, self.action_space, device=self.device, gamma=self.gamma,
-                gae_lambda=self.gae_lambda, n_envs=self.n_envs,
+                gae_lambda=self.gae_lambda, n_envs=self.n_envs, masks=use_masking is not None,
             )  # fmt: skip
         normalizer = tensor_normalizer(env, self.device)
         self.policy.set_training_mode(False)
@@ -70,10 +76,14 @@ class DeviceRollouts:
         callback.on_rollout_start()
         obs = torch.as_tensor(self._last_obs, device=self.device)
         starts = torch.as_tensor(self._last_episode_starts, device=self.device)
-        n_steps = 0
+        n_steps, masks = 0, None
         while n_steps < n_rollout_steps:
             with torch.no_grad():
-                actions, values, log_probs = act(self.policy, obs)
+                if masking:
+                    masks = market.action_mask_tensor()
+                    actions, values, log_probs = self.policy(obs, action_masks=masks)
+                else:
+                    actions, values, log_probs = act(self.policy, obs)
             new_obs, rewards, dones = market.step_tensors(actions)
             new_obs, rewards = normalizer.step(new_obs, rewards, dones)
             self.num_timesteps += env.num_envs
@@ -82,7 +92,7 @@ class DeviceRollouts:
                 self._keep_last(obs, starts, normalizer)
                 return False
             n_steps += 1
-            rollout_buffer.add(obs, actions, rewards, starts, values, log_probs)
+            rollout_buffer.add(obs, actions, rewards, starts, values, log_probs, action_masks=masks)
             obs, starts = new_obs, dones
         self._keep_last(obs, starts, normalizer)
         self.ep_info_buffer.extend(market.finished_episodes(limit=self.ep_info_buffer.maxlen))
@@ -123,7 +133,12 @@ def act(policy: Any, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
 
 class DeviceRolloutBuffer(RolloutBuffer):
     """SB3's ``RolloutBuffer`` in torch storage on the policy's device: the same layout, returns,
-    advantages and minibatches (NumPy's global generator draws the permutation, as in SB3)."""
+    advantages and minibatches (NumPy's global generator draws the permutation, as in SB3); with
+    ``masks``, sb3-contrib's ``MaskableRolloutBuffer``'s action masks and samples too."""
+
+    def __init__(self, *args: Any, masks: bool = False, **kwargs: Any):
+        self.masks = masks
+        super().__init__(*args, **kwargs)
 
     def reset(self) -> None:
         def zeros(*shape: int) -> torch.Tensor:
@@ -132,16 +147,20 @@ class DeviceRolloutBuffer(RolloutBuffer):
         self.observations, self.actions = zeros(*self.obs_shape), zeros(self.action_dim)  # actions as floats, as SB3 samples them
         self.rewards, self.returns, self.episode_starts = zeros(), zeros(), zeros()
         self.values, self.log_probs, self.advantages = zeros(), zeros(), zeros()
+        if self.masks:  # every value of every lever valid unless the env masks it (sb3-contrib's default)
+            self.action_masks = torch.ones_like(zeros(int(sum(self.action_space.nvec))))
         self.generator_ready = False
         self.pos, self.full = 0, False
 
-    def add(self, obs: Any, action: Any, reward: Any, episode_start: Any, value: Any, log_prob: Any) -> None:
+    def add(self, obs: Any, action: Any, reward: Any, episode_start: Any, value: Any, log_prob: Any, action_masks: Any = None) -> None:
         self.observations[self.pos] = obs
         self.actions[self.pos] = action.reshape(self.n_envs, self.action_dim)
         self.rewards[self.pos] = reward
         self.episode_starts[self.pos] = episode_start
         self.values[self.pos] = value.flatten()
         self.log_probs[self.pos] = log_prob
+        if action_masks is not None:
+            self.action_masks[self.pos] = action_masks
         self.pos += 1
         self.full = self.pos == self.buffer_size
 
@@ -166,7 +185,8 @@ class DeviceRolloutBuffer(RolloutBuffer):
         indices = torch.as_tensor(np.random.permutation(total), device=self.device)
         if not self.generator_ready:
             # SB3's swap_and_flatten; values and returns also as host arrays for the update's explained variance
-            self._flat = {name: getattr(self, name).transpose(0, 1).reshape(total, -1).squeeze(1) for name in _SAMPLED}
+            names = _SAMPLED + ("action_masks",) * self.masks
+            self._flat = {name: getattr(self, name).transpose(0, 1).reshape(total, -1).squeeze(1) for name in names}
             self._flat["observations"] = self._flat["observations"].reshape(total, *self.obs_shape)
             self.values, self.returns = self._flat["values"].cpu().numpy(), self._flat["returns"].cpu().numpy()
             self.generator_ready = True
@@ -174,9 +194,14 @@ class DeviceRolloutBuffer(RolloutBuffer):
         for start in range(0, total, batch_size):
             yield self._get_samples(indices[start : start + batch_size])
 
-    def _get_samples(self, batch_inds: Any, env: Any = None) -> RolloutBufferSamples:
+    def _get_samples(self, batch_inds: Any, env: Any = None) -> Any:
         flat = self._flat
-        return RolloutBufferSamples(*(flat[name][batch_inds] for name in _SAMPLED))
+        samples = [flat[name][batch_inds] for name in _SAMPLED]
+        if not self.masks:
+            return RolloutBufferSamples(*samples)
+        from sb3_contrib.common.maskable.buffers import MaskableRolloutBufferSamples
+
+        return MaskableRolloutBufferSamples(*samples, flat["action_masks"][batch_inds])
 
 
 _SAMPLED = ("observations", "actions", "values", "log_probs", "advantages", "returns")  # RolloutBufferSamples' order

@@ -23,7 +23,7 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--market", choices=["learned", "structural"], default="learned", help="the market trained in")
     p.add_argument("--n-envs", type=positive_int, default=8, help="markets stepped together")
     p.add_argument("--vec-kind", choices=["batched", "dummy"], help="VecEnv kind (default: batched on a GPU or from 64 envs, else SB3's DummyVecEnv)")
-    p.add_argument("--rollouts", choices=["device", "vecenv"], default="device", help="device: PPO and A2C on the batched env collect rollouts on its device, with no VecEnv round trip per step (the same numbers on a CPU); vecenv: SB3's VecEnv path")
+    p.add_argument("--rollouts", choices=["device", "vecenv"], default="device", help="device: PPO, A2C and MaskablePPO on the batched env collect rollouts on its device, with no VecEnv round trip per step (the same numbers on a CPU); vecenv: SB3's VecEnv path")
     p.add_argument("--demand-spread", type=spread, metavar="SIGMA", help="each training episode's demand times exp(N(0, SIGMA^2)) (default: the predictor's demand-level error from its card, 0.34 for the shipped market, in the learned market; 0 in the structural; 0 turns it off)")
     p.add_argument("--outcomes", choices=["sampled", "expected"], help="the training market's weekly outcomes (default: expected); evaluation always samples")
     p.add_argument("--out", type=output_folder, help="the run folder (default: runs/ALGO_SCENARIO_seedK)")

@@ -128,3 +128,16 @@ def test_the_oracle_stays_out_when_no_launch_pays_and_no_deadline_forces_one(clo
     reference = result["oracle"]["profit_mean"]
     assert result["regret_to_oracle"] == pytest.approx(reference - result["truth"]["profit_mean"]) and result["regret_to_oracle"] > 9e8
     assert result["ratio_to_oracle"] is None if reference <= 0 else result["ratio_to_oracle"] < 0
+
+
+def test_the_shipped_stay_out_case_never_launches_and_its_best_launch_loses_the_closed_form_amount():
+    from launchsim.agents.policies.oracle import ExpectedMarket
+    from launchsim.envs.actions import Decision
+
+    s = load_scenario("home_cutting_board_stay_out")
+    plan = OraclePlanner(s).plan()
+    assert plan.launch_step == s.n_steps and plan.expected_profit == pytest.approx(0.0, abs=1e-6)
+    best_launch = closed_form_profit(s, 0.75) - s.launch.launch_cost
+    assert best_launch == pytest.approx(-43_877.29, abs=0.01)  # the figure in the file's comment
+    launched = ExpectedMarket(s).profit([Decision(True, 0.75, False, 0, 0.0, 0)] * s.n_steps)
+    assert launched == pytest.approx(best_launch, rel=1e-9)

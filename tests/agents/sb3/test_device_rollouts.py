@@ -8,6 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from sb3_contrib import MaskablePPO
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import set_random_seed
@@ -22,13 +23,15 @@ from launchsim.envs.vector import make_market_vec_env, union_nvec
 from launchsim.models.learned_market import load_shared
 from launchsim.scenarios import load_scenario
 
-BUFFER = ("observations", "actions", "rewards", "episode_starts", "values", "log_probs", "advantages", "returns")
+BUFFER = ("observations", "actions", "rewards", "episode_starts", "values", "log_probs", "advantages", "returns", "action_masks")
 
 
 def _sb3_layout(buffer) -> dict[str, np.ndarray]:
     """A rollout buffer's arrays as (steps, envs, ...) float32, for either kind of buffer after an update."""
     out = {}
     for name in BUFFER:
+        if not hasattr(buffer, name):
+            continue
         value = getattr(buffer, name)
         if isinstance(buffer, DeviceRolloutBuffer) and name in buffer._flat:
             value = buffer._flat[name]
@@ -54,15 +57,16 @@ def _trained(algorithm_class, market: str, predictor=None, **kwargs):
 
 @pytest.mark.parametrize(
     ("algorithm_class", "kwargs"),
-    [(PPO, {"n_steps": 32, "batch_size": 96, "n_epochs": 2}), (A2C, {"n_steps": 8})],
-    ids=["ppo", "a2c"],
+    [(PPO, {"n_steps": 32, "batch_size": 96, "n_epochs": 2}), (A2C, {"n_steps": 8}), (MaskablePPO, {"n_steps": 32, "batch_size": 96, "n_epochs": 2})],
+    ids=["ppo", "a2c", "maskable_ppo"],
 )
 def test_the_device_path_trains_the_vecenv_paths_model_number_for_number(algorithm_class, kwargs):
     ours, our_norm = _trained(with_device_rollouts(algorithm_class), "structural", **kwargs)
     theirs, their_norm = _trained(algorithm_class, "structural", **kwargs)
     assert isinstance(ours.rollout_buffer, DeviceRolloutBuffer) and isinstance(ours, algorithm_class)
     mine, sb3 = _sb3_layout(ours.rollout_buffer), _sb3_layout(theirs.rollout_buffer)
-    for name in BUFFER:
+    assert mine.keys() == sb3.keys()
+    for name in mine:
         np.testing.assert_array_equal(mine[name], sb3[name], err_msg=name)
     for key, value in theirs.policy.state_dict().items():
         assert torch.equal(ours.policy.state_dict()[key], value), key

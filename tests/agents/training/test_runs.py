@@ -138,7 +138,7 @@ def test_every_algorithm_trains_and_acts_in_the_native_env(tmp_path, algo):
     config = yaml.safe_load((run / "config.yml").read_text())
     assert config["algorithm"] == algo and config["env"]["action_type"] == get_algorithm(algo).action_type
     assert config["env"]["kind"] == "batched"
-    assert config["env"]["rollouts"] == ("device" if algo in ("ppo", "a2c") else "vecenv")
+    assert config["env"]["rollouts"] == ("device" if algo in ("ppo", "a2c", "maskable_ppo") else "vecenv")
     evaluation = json.loads((run / "evaluation.json").read_text())
     assert evaluation["evaluator"].startswith("quick") and np.isfinite(evaluation["markets"][0]["training_market"]["profit_mean"])
 
