@@ -46,8 +46,8 @@ class DecodeTables(NamedTuple):
     price_allowed: list[bool]  # whether the constraints allow the index's own level (or flash price)
     spend: list[float]  # ad share per ad index
     native_max: list[int]  # the market's own largest index per dimension
-    box_lo: float  # lowest price level
-    box_span: float  # highest - lowest price level
+    box_lo: float  # lowest Box price ratio (the lowest level, or the constraints' bound above it)
+    box_span: float  # highest - lowest Box price ratio
     box_options: int  # bundle options (without "none")
     box_share: float  # largest ad share
     box_creatives: int  # creatives - 1
@@ -66,7 +66,8 @@ class ActionLayout:
         lo, hi = scenario.constraints.price_ratio_bounds(scenario.products[product])
         levels = [float(x) for x in scenario.pricing.levels]
         self.price_allowed = [lo - 1e-9 <= v <= hi + 1e-9 for v in levels]
-        allowed = [v for v, ok in zip(levels, self.price_allowed) if ok]
+        self._allowed_index = [i for i, ok in enumerate(self.price_allowed) if ok]
+        allowed = [levels[i] for i in self._allowed_index]
         if not allowed:
             raise ValueError(f"{scenario.source}: the constraints allow no price level of product {product}")
         self.price_levels = [v if ok else min(allowed, key=lambda a, v=v: abs(a - v)) for v, ok in zip(levels, self.price_allowed)]
@@ -117,7 +118,7 @@ class ActionLayout:
     def encode(self, d: Decision) -> np.ndarray:
         """The action of this layout's space that decodes to (the nearest representable) ``d``."""
         if self.action_type == "multidiscrete":
-            allowed = [i for i, ok in enumerate(self.price_allowed) if ok]
+            allowed = self._allowed_index
             price = len(self.price_levels) if d.flash else allowed[_nearest([self.price_levels[i] for i in allowed], d.price_ratio)]
             return np.array([int(d.launch), price, d.bundle, _nearest(self.spend_levels, d.ad_share), d.creative])
         span = self._hi - self._lo

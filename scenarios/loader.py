@@ -91,6 +91,8 @@ def scenario_hash(scenario: Scenario) -> str:
         data.pop("currency", None)
     if not any(value is not None for value in data.get("constraints", {}).values()):
         data.pop("constraints", None)
+    if data["launch"].get("latest_week") is None:
+        data["launch"].pop("latest_week", None)
     for product in data["products"]:  # a field added later hashes as before while at its default
         if product["market_estimate_basis"] == "total":
             del product["market_estimate_basis"]
