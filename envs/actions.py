@@ -63,9 +63,10 @@ class ActionLayout:
         self.action_type = action_type
         # The scenario's constraints bound the price ratio (per product: floors in currency, margins on its cost);
         # an index whose level they forbid sells at the nearest level they allow.
-        lo, hi = scenario.constraints.price_ratio_bounds(scenario.products[product])
+        rules, item = scenario.constraints, scenario.products[product]
+        lo, hi = rules.price_ratio_bounds(item)
         levels = [float(x) for x in scenario.pricing.levels]
-        self.price_allowed = [lo - 1e-9 <= v <= hi + 1e-9 for v in levels]
+        self.price_allowed = [rules.allows(item, v) for v in levels]
         self._allowed_index = [i for i, ok in enumerate(self.price_allowed) if ok]
         allowed = [levels[i] for i in self._allowed_index]
         if not allowed:
@@ -73,7 +74,7 @@ class ActionLayout:
         self.price_levels = [v if ok else min(allowed, key=lambda a, v=v: abs(a - v)) for v, ok in zip(levels, self.price_allowed)]
         flash = scenario.pricing.flash_sale
         self.has_flash = flash is not None
-        self.flash_allowed = flash is not None and lo - 1e-9 <= 1.0 - flash.discount <= hi + 1e-9
+        self.flash_allowed = flash is not None and rules.allows(item, 1.0 - flash.discount)
         self.bundle_options = [
             BundleOption(i, float(d)) for i, item in enumerate(scenario.catalogue) for d in item.discounts
         ]

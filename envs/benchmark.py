@@ -331,4 +331,3 @@ def run_vec_benchmarks(
     cuda = torch.device(device).type == "cuda"
     encoder = encoder_texts_per_second(predictor, n_texts=max(texts, 65_536) if cuda else texts, batch=4096 if cuda else 128)
     return {"vec_env": rows, "ppo": ppo, "encoder": encoder, "memory": peak_memory(), "device": device, "scenario": DEFAULT_SCENARIO.stem}
-

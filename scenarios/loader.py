@@ -274,8 +274,8 @@ def _constraint_problems(s: Scenario) -> Iterator[tuple[str, str]]:
     if low is not None and high is not None and low > high:
         yield "constraints.min_weekly_ad_spend", f"found {low}, expected at most max_weekly_ad_spend ({high})"
     for i, p in enumerate(s.products):
-        lo, hi = rules.price_ratio_bounds(p)
-        if not any(lo - 1e-9 <= level <= hi + 1e-9 for level in s.pricing.levels):
+        if not any(rules.allows(p, level) for level in s.pricing.levels):
+            lo, hi = rules.price_ratio_bounds(p)
             prices = ", ".join(f"{level * p.reference_price:.2f}" for level in s.pricing.levels)
             yield "constraints", (
                 f"leave products.{i} ({p.name!r}) no price level: its levels sell at {prices}, the constraints allow "

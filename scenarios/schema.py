@@ -166,6 +166,11 @@ class Constraints(Strict):
         low = (self.min_weekly_ad_spend or 0.0) * step_weeks
         return low, self.max_weekly_ad_spend * step_weeks if self.max_weekly_ad_spend is not None else math.inf
 
+    def allows(self, product: Product, ratio: float) -> bool:
+        """Whether ``product`` may sell alone at ``ratio`` times its reference price."""
+        lo, hi = self.price_ratio_bounds(product)
+        return lo - 1e-9 <= ratio <= hi + 1e-9
+
     def price_ratio_bounds(self, product: Product) -> tuple[float, float]:
         """The lowest and highest price ratio (price / reference price) ``product`` may sell at alone."""
         lowest = max(self.price_floor or 0.0, product.unit_cost / (1.0 - self.min_margin) if self.min_margin is not None else 0.0)

@@ -57,9 +57,7 @@ def run_training_benchmarks(
                 "shared_parts_bound_ratio": floor["shared_parts_steps_per_s"] / vecenv,
             })  # fmt: skip
             del model
-    cuda = torch.device(device).type == "cuda"
-    memory = peak_memory() if cuda else {"rss_peak_mib": peak_memory()["rss_peak_mib"]}
-    return {"ppo_training": rows, "device": device, "scenario": DEFAULT_SCENARIO.stem, "torch_threads": torch.get_num_threads(), "memory": memory}
+    return {"ppo_training": rows, "device": device, "scenario": DEFAULT_SCENARIO.stem, "torch_threads": torch.get_num_threads(), "memory": peak_memory()}
 
 
 def _ppo(scenario: Any, market: str, predictor: Any, n: int, device: str, path: str, settings: dict[str, int]) -> Any:
