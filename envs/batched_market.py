@@ -39,6 +39,7 @@ from launchsim.envs.dynamics import (
     reset_state,
     stack_markets,
     step,
+    with_model_terms,
 )
 from launchsim.envs.launch_market import checked_demand_spread, demand_scale_generator, draw_demand_scales
 from launchsim.envs.spaces import (
@@ -111,10 +112,6 @@ class BatchedMarketVecEnv(VecEnv):
 
         numpy = self.device.type == "cpu" and NUMPY_ON_CPU and self.dtype == torch.float64
         self.x = x = NumpyOps(np.float64) if numpy else TorchOps(self.device, self.dtype)
-        described = [describe_market(s, p, nvec, steps=self.t_max + 1) for s, p in self.pairs]
-        self.c, self.tab, self.a = stack_markets(x, described, self.pair_of)
-        self._n_steps = [s.n_steps for s, _ in (self.pairs[i] for i in self.pair_of)]
-        self._traits = x.asarray(np.stack(traits)[self.pair_of].astype(np.float32)) if traits else None
         if market == "learned":
             from launchsim.models.learned_market import check_levers
 
@@ -122,9 +119,15 @@ class BatchedMarketVecEnv(VecEnv):
                 check_levers(predictor, s)
             self.predictor = predictor
             models = [predictor] * len(self.pairs)
-            self.responder = predictor.responder(x, self._texts(models, described), head_dtype)
         else:
             models = [StructuralMarket(s) for s, _ in self.pairs]
+        described = [with_model_terms(describe_market(s, p, nvec, steps=self.t_max + 1), model, s, p) for model, (s, p) in zip(models, self.pairs)]
+        self.c, self.tab, self.a = stack_markets(x, described, self.pair_of)
+        self._n_steps = [s.n_steps for s, _ in (self.pairs[i] for i in self.pair_of)]
+        self._traits = x.asarray(np.stack(traits)[self.pair_of].astype(np.float32)) if traits else None
+        if market == "learned":
+            self.responder = predictor.responder(x, self._texts(models, described), head_dtype)
+        else:
             self.responder = StructuralResponder(x, self._texts(models, described))
         self.overdispersion = self.responder.overdispersion
 

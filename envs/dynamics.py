@@ -30,6 +30,8 @@ from launchsim.envs.timeline import Timeline
 from launchsim.models.ops import NEVER
 from launchsim.models.outcomes import expected_outcome, sample_outcome
 from launchsim.models.response import MarketContext, MarketTexts
+from launchsim.models.rollover import LITERATURE_ELASTICITY, kept_share
+from launchsim.models.structural_market import StructuralMarket
 from launchsim.scenarios.schema import Scenario
 
 # Per-step columns the dynamics (and the observation's deadline) read, in this order.
@@ -64,6 +66,19 @@ class MarketConstants(NamedTuple):
     latest: Any  # latest launch step (whole; NEVER without a window's end)
     deadline: Any  # launch deadline step (whole; NEVER without one)
     market_estimate: Any  # the seller's estimate of addressable buyers (0 = unknown)
+    old_stock0: Any  # the predecessor (a rollover; all 0 without one): its stock, units a step at its price
+    old_rate: Any
+    old_price: Any  # its price before the launch and after it (a markdown)
+    old_price_after: Any
+    old_kept: Any  # its rate's multiplier once the new product is on sale (0 when retired; set by the response model)
+    old_retire: Any  # 1.0 when it is retired at the launch (what is left goes for salvage), else 0.0
+    old_salvage: Any
+    waitlist_conversion: Any  # a teaser's waitlist (0 and 1 without): share of sign-ups who buy at the launch,
+    waitlist_keep: Any  # share of sign-ups kept a step
+    rival_launch_cut: Any  # the competitor's answers (0 without; set by the response model): its price cut after
+    rival_lag: Any  # our launch, from rival_lag steps after it for rival_steps steps (whole), and after a flash sale
+    rival_steps: Any
+    rival_flash_cut: Any
     reads_adopters: Any  # 1.0 when the market reads its buyers so far, 0.0 for a weekly pool
     stock_scale: Any  # the observation's divisors: max(stock0, 1), the budget (1 without), max(flash uses, 1)
     budget_scale: Any
@@ -82,6 +97,7 @@ class MarketTables(NamedTuple):
     discount: Any  # per bundle option (0 for option 0, no bundle)
     item_price: Any
     item_cost: Any
+    parts: frozenset[str] = frozenset()  # optional parts of a step some market uses: "predecessor", "waitlist", "rival"
 
 
 class MarketState(NamedTuple):
@@ -99,6 +115,8 @@ class MarketState(NamedTuple):
     last_sales: Any
     last_clicks: Any
     last_price: Any
+    old_stock: Any  # the predecessor's stock (0 without one)
+    waitlist: Any  # a teaser's sign-ups so far (0 without one)
 
 
 class Market(NamedTuple):
@@ -116,7 +134,7 @@ def describe_market(scenario: Scenario, product: int, nvec: np.ndarray | None = 
     tl = Timeline.from_scenario(scenario)
     layout = ActionLayout(scenario, "multidiscrete", product=product)
     nvec = layout.nvec if nvec is None else np.asarray(nvec)
-    prod, n = scenario.products[product], tl.n_steps
+    prod, n, old, waitlist = scenario.products[product], tl.n_steps, scenario.predecessor, scenario.ads.waitlist
     min_spend, max_spend = scenario.constraints.spend_bounds(scenario.step_weeks)
     steps = n + 1 if steps is None else steps
     ref, stock0, budget0 = float(prod.reference_price), float(prod.stock), float(scenario.ads.budget)
@@ -129,7 +147,14 @@ def describe_market(scenario: Scenario, product: int, nvec: np.ndarray | None = 
         salvage=float(scenario.reward.salvage_value_per_unit), launch_cost=float(scenario.launch.launch_cost),
         min_spend=float(min_spend), max_spend=float(max_spend),
         log_stock=math.log1p(max(stock0, 1.0)), earliest=tl.earliest_launch_step, latest=tl.latest_launch_step, deadline=tl.deadline_step,
-        market_estimate=float(prod.market_estimate or 0.0), reads_adopters=float(prod.reads_adopters),
+        market_estimate=float(prod.market_estimate or 0.0),
+        old_stock0=float(old.stock) if old else 0.0, old_rate=float(old.weekly_sales) * scenario.step_weeks if old else 0.0,
+        old_price=float(old.price) if old else 0.0, old_price_after=float(old.price) * (1.0 - old.markdown) if old else 0.0,
+        old_kept=0.0, old_retire=1.0 if old and old.after_launch == "retire" else 0.0,
+        old_salvage=float(old.salvage_value_per_unit) if old else 0.0,
+        waitlist_conversion=float(waitlist.conversion) if waitlist else 0.0,
+        waitlist_keep=float(waitlist.retention) ** scenario.step_weeks if waitlist else 1.0,
+        rival_launch_cut=0.0, rival_lag=1, rival_steps=0, rival_flash_cut=0.0, reads_adopters=float(prod.reads_adopters),
         stock_scale=max(stock0, 1.0), budget_scale=budget0 if budget0 > 0 else 1.0, flash_scale=float(max(flash_max, 1)), table_row=0,
     )  # fmt: skip
     options = [-1, *(o.item for o in layout.bundle_options)]
@@ -160,6 +185,7 @@ def describe_market(scenario: Scenario, product: int, nvec: np.ndarray | None = 
     tables = MarketTables(
         dynamics=dynamics, observation=observation, steps=steps, partner_open=partner_open,
         discount=[discounts[o] for o in own_option], item_price=[float(v) for v in item_price], item_cost=[float(v) for v in item_cost],
+        parts=frozenset(part for part, used in (("predecessor", old is not None), ("waitlist", waitlist is not None)) if used),
     )  # fmt: skip
     return Market(constants, tables, layout.decode_tables(nvec), option_of)
 
@@ -169,7 +195,7 @@ def stack_markets(x: Any, markets: Sequence[Market], pid: Any) -> tuple[MarketCo
     ``steps`` and action space). Per-step tables stay one block per distinct market (``table_row``)."""
     pid = np.asarray(pid)
     steps = markets[0].tables.steps
-    whole = {"n_i", "flash_max", "earliest", "latest", "deadline"}
+    whole = {"n_i", "flash_max", "earliest", "latest", "deadline", "rival_lag", "rival_steps"}
 
     def column(values: list[Any], float_type: bool = True) -> Any:
         """Per-slot values of the markets (floats in the state's type, else whole numbers or flags)."""
@@ -184,13 +210,57 @@ def stack_markets(x: Any, markets: Sequence[Market], pid: Any) -> tuple[MarketCo
         steps=steps,
         partner_open=column([t.partner_open for t in tabs], False),
         discount=column([t.discount for t in tabs]), item_price=column([t.item_price for t in tabs]),
-        item_cost=column([t.item_cost for t in tabs]),
+        item_cost=column([t.item_cost for t in tabs]), parts=frozenset().union(*(t.parts for t in tabs)),
     )  # fmt: skip
     dec = [m.decode for m in markets]
     decode_tables = DecodeTables(**{
         f: column([getattr(d, f) for d in dec], f not in ("is_flash", "price_allowed", "native_max", "has_flash")) for f in DecodeTables._fields
     })  # fmt: skip
     return constants, tables, decode_tables
+
+
+def with_model_terms(market: Market, model: Any, scenario: Scenario, product: int) -> Market:
+    """The market with the constants that depend on which market answers (the response model ``model``):
+    a kept predecessor's share of sales (``models.rollover``) and the competitor's answers to our moves,
+    which only the structural market knows (``truth.rival``; a learned market has no truth of them)."""
+    terms: dict[str, Any] = {"old_kept": kept_share(model, scenario, product)}
+    rival = scenario.truth.rival if isinstance(model, StructuralMarket) and scenario.truth is not None else None
+    tables = market.tables
+    if rival is not None:
+        tables = tables._replace(parts=tables.parts | {"rival"})
+        k = scenario.step_weeks
+        terms.update(
+            rival_launch_cut=float(rival.launch_cut), rival_lag=-(-rival.launch_lag_weeks // k),
+            rival_steps=-(-rival.launch_cut_weeks // k), rival_flash_cut=float(rival.flash_cut),
+        )  # fmt: skip
+    return market._replace(constants=market.constants._replace(**terms), tables=tables)
+
+
+class PredecessorStep(NamedTuple):
+    units: Any
+    revenue: Any
+    salvage: Any
+    stock: Any  # left after the step
+
+
+def predecessor_step(x: Any, c: MarketConstants, state: MarketState, season: Any, launched: Any, launch_now: Any, terminated: Any) -> PredecessorStep:
+    """The predecessor's step (its stock already paid for): it sells its expected weekly rate times the
+    season index until the launch; then it is retired (what is left goes for salvage at once) or sells
+    on at ``old_kept`` of that rate, what is left going for salvage at the end."""
+    units = x.minimum(c.old_rate * season * x.where(launched, c.old_kept, 1.0), state.old_stock)
+    left = state.old_stock - units
+    retired = launch_now & (c.old_retire > 0.5)
+    revenue = x.where(launched, c.old_price_after, c.old_price) * units
+    salvage = x.where(retired | terminated, c.old_salvage * left, 0.0)
+    return PredecessorStep(units, revenue, salvage, x.where(retired, 0.0, left))
+
+
+def rival_answer(x: Any, c: MarketConstants, state: MarketState) -> Any:
+    """The competitor's price multiplier at the state's step: its cut answering our launch, and its cut
+    in the step after our flash sale (1 without a rival that answers)."""
+    since_launch = state.t - state.launch_step  # negative before a launch (launch_step NEVER)
+    answering = (since_launch >= c.rival_lag) & (since_launch < c.rival_lag + c.rival_steps)
+    return 1.0 - c.rival_launch_cut * x.f(answering) - c.rival_flash_cut * x.f(state.since_flash == 0)
 
 
 def market_texts(model: Any, scenario: Scenario, product: int, option_items: Sequence[int]) -> MarketTexts:
@@ -206,7 +276,7 @@ def market_texts(model: Any, scenario: Scenario, product: int, option_items: Seq
 
 def initial_state(c: MarketConstants) -> MarketState:
     """The state of one market at the start of an episode."""
-    return MarketState(0, False, NEVER, NEVER, c.flash_max, c.stock0, c.budget0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    return MarketState(0, False, NEVER, NEVER, c.flash_max, c.stock0, c.budget0, 0.0, 0.0, 0.0, 0.0, 0.0, c.old_stock0, 0.0)
 
 
 def reset_state(x: Any, c: MarketConstants, state: MarketState, mask: Any) -> MarketState:
@@ -238,6 +308,9 @@ def step(
     t = state.t
     row = tab.dynamics[c.table_row + t]
     season, holiday, comp_strength, comp_price, flash_open = x.col(row, 0), x.col(row, 1), x.col(row, 2), x.col(row, 3), x.col(row, 4)
+    parts = tab.parts  # the optional parts some market here uses
+    if "rival" in parts:
+        comp_price = comp_price * rival_answer(x, c, state)
 
     # Launch timing: a launch outside the launch window is refused; at the deadline the market launches.
     before = state.launched
@@ -271,6 +344,11 @@ def step(
     take = x.where(active, resp.bundle_take, 0.0)
     mu = resp.demand if demand_scale is None else resp.demand * demand_scale
     mu = mu if size_scale is None else mu * size_scale
+    first_share, from_list = resp.first_purchase_share, None
+    if "waitlist" in parts:  # in the launch step a share of the sign-ups buys, fewer above the reference price
+        from_list = x.where(launch_now, c.waitlist_conversion * state.waitlist * x.exp(-LITERATURE_ELASTICITY * x.log(x.maximum(ratio, 1.0))), 0.0)
+        first_share = x.where(from_list > 0.0, (mu * first_share + from_list) / x.maximum(mu + from_list, 1e-12), first_share)
+        mu = mu + from_list
     unfinished = 0
     if sampled:
         out, unfinished = sample_outcome(x, u, mu, take, resp.impressions, resp.ctr, responder.overdispersion, with_impressions, graph_walk)
@@ -293,17 +371,23 @@ def step(
     partner_cost = item_cost * bundled
     cannibalised = resp.cannibalisation * bundled * (item_price - item_cost)
     cogs = c.cost * sold
-    holding = c.holding * stock
     t_next = t + 1
     terminated = t_next >= c.n_i
     salvage = x.where(terminated, c.salvage * stock, 0.0)
+    old = predecessor_step(x, c, state, season, launched, launch_now, terminated) if "predecessor" in parts else None
+    holding = c.holding * (stock if old is None else stock + old.stock)
     profit = revenue + partner_revenue - cogs - partner_cost - cannibalised - spend - holding - launch_cost + salvage
+    if old is not None:
+        profit = profit + old.revenue + old.salvage
+    zero = 0.0 * sold  # a part no market here uses
 
     budget = state.budget - spend
     new_state = MarketState(  # t, launched, launch step, steps since a flash sale, flash sales left, stock, budget, adstock, ...
         t_next, launched, x.where(launch_now, t, state.launch_step), x.where(flash, 0, x.minimum(state.since_flash + 1, NEVER)),
-        state.flash_left - x.i64(flash), stock, budget, adstock, state.adopters + sold * resp.first_purchase_share,
+        state.flash_left - x.i64(flash), stock, budget, adstock, state.adopters + sold * first_share,
         sold, out.clicks, on_sale_ratio,  # last sales, last clicks, last price
+        state.old_stock if old is None else old.stock,
+        x.where(launched, 0.0, c.waitlist_keep * state.waitlist + out.clicks) if from_list is not None else state.waitlist,  # sign-ups
     )  # fmt: skip
     quantities = {
         "launched": launched, "price": price, "flash_sale": flash, "bundle_option": option, "bundle_discount": discount,
@@ -311,7 +395,10 @@ def step(
         "demand": demand, "expected_demand": mu, "units_sold": sold, "bundled_units": bundled, "stock_left": stock,
         "budget_left": budget, "revenue": revenue, "partner_revenue": partner_revenue, "cogs": cogs,
         "partner_cogs": partner_cost, "cannibalised_margin": cannibalised, "holding_cost": holding, "launch_cost": launch_cost,
-        "salvage": salvage, "profit": profit,
+        "salvage": salvage, "predecessor_units": zero if old is None else old.units,
+        "predecessor_revenue": zero if old is None else old.revenue, "predecessor_salvage": zero if old is None else old.salvage,
+        "predecessor_stock": zero if old is None else old.stock, "waitlist_buyers": zero if from_list is None else from_list,
+        "profit": profit,
     }  # fmt: skip
     if explain:
         quantities.update(
@@ -335,12 +422,15 @@ _STATE_COLUMNS = tuple(OBS[name] for name in (
 ))  # fmt: skip
 
 
+_RIVAL_COLUMNS = (OBS["competitor_price"], *_STATE_COLUMNS)
+
+
 def observe(x: Any, c: MarketConstants, tab: MarketTables, state: MarketState, out: Any) -> Any:
     """The observation of every market (``OBSERVATION_NAMES``): the tabled columns of the step with the
     state's columns written over them (into the float32 buffer ``out`` for a batch); a clipped copy."""
     t, launched = state.t, state.launched
     row = c.table_row + t
-    return x.fill_row(tab.observation, row, _STATE_COLUMNS, [
+    values = [
         x.where(launched, 0.0, x.col(tab.dynamics[row], 5)),  # deadline_left
         x.f(launched),
         x.where(launched, x.f(t - state.launch_step) / c.n, 0.0),
@@ -353,7 +443,10 @@ def observe(x: Any, c: MarketConstants, tab: MarketTables, state: MarketState, o
         state.last_price,
         x.f(state.flash_left) / c.flash_scale,  # 0 without flash sales
         x.minimum(x.f(state.since_flash), c.n) / c.n,
-    ], out, OBS_LOW, OBS_HIGH)  # fmt: skip
+    ]  # fmt: skip
+    if "rival" in tab.parts:  # the competitor's price is what it charges now, answers included
+        return x.fill_row(tab.observation, row, _RIVAL_COLUMNS, [x.col(tab.dynamics[row], 3) * rival_answer(x, c, state), *values], out, OBS_LOW, OBS_HIGH)
+    return x.fill_row(tab.observation, row, _STATE_COLUMNS, values, out, OBS_LOW, OBS_HIGH)
 
 
 def action_masks(x: Any, c: MarketConstants, tab: MarketTables, a: DecodeTables, state: MarketState, nvec: Sequence[int]) -> Any:
@@ -392,6 +485,6 @@ class ObservedMasks:
         flash_left = int(round(float(obs[OBS["flash_uses_left"]]) * float(c.flash_scale[0])))
         state = MarketState(
             np.array([t]), np.array([obs[OBS["launched"]] > 0.5]), *(np.zeros(1, dtype=np.int64) for _ in range(2)),
-            np.array([flash_left]), *(np.zeros(1) for _ in range(7)),
+            np.array([flash_left]), *(np.zeros(1) for _ in range(9)),
         )  # fmt: skip
         return action_masks(self._x, c, self._tab, self._a, state, self._nvec)[0]

@@ -18,6 +18,7 @@ from launchsim.envs.dynamics import (
     observe,
     stack_markets,
     step,
+    with_model_terms,
 )
 from launchsim.envs.spaces import CRITIC_FIELDS, log_demand_draw, observation_space
 from launchsim.envs.timeline import Timeline
@@ -82,6 +83,12 @@ class LaunchMarketEnv(gym.Env):
     The step's profit in currency: product revenue + bundled partner revenue - cost of goods -
     partner margin cannibalised by the bundle - ad spend - holding cost on stock left - launch
     cost (once), plus salvage value of unsold stock at the last step. ``info`` holds each term.
+    With a ``predecessor`` (the product the launch replaces) its sales until the launch, and after it
+    when kept on sale, add their revenue (``predecessor_revenue``), and its stock left at a retirement
+    or at the end its salvage value (``predecessor_salvage``); its stock pays holding cost. With
+    ``ads.waitlist`` clicks before the launch sign up, and a share buys in the launch step
+    (``waitlist_buyers``). In the structural market a ``truth.rival`` competitor answers our launch and
+    flash sales with price cuts; the observation's competitor price is what it charges.
 
     ## Episode end
     Terminates after ``scenario.n_steps`` steps (time is in the observation); never truncates.
@@ -114,8 +121,8 @@ class LaunchMarketEnv(gym.Env):
       demand), so that the batched VecEnv reproduces single envs and replays share random numbers.
     - v2: no ad spend while sold out (v1 spent the chosen share of the budget on a product with
       nothing left to sell; a policy that never met a sell-out in training could waste its budget).
-      A scenario's ``constraints`` and ``launch.latest_week`` are read within v2: a scenario without
-      them steps as before.
+      A scenario's ``constraints``, ``launch.latest_week``, ``predecessor``, ``ads.waitlist`` and
+      ``truth.rival`` are read within v2: a scenario without them steps as before.
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -183,7 +190,7 @@ class LaunchMarketEnv(gym.Env):
 
     def _bind(self) -> None:
         """The market's constants and tables, and its texts bound to the response model (encoded once)."""
-        m = describe_market(self.scenario, self.product_index, self.nvec)
+        m = with_model_terms(describe_market(self.scenario, self.product_index, self.nvec), self.market, self.scenario, self.product_index)
         self._m = m._replace(tables=m.tables._replace(observation=m.tables.observation.tolist()))  # rows as lists: one market
         self._responder = self.market.responder(SCALAR, [market_texts(self.market, self.scenario, self.product_index, self._m.option_items)])
 

@@ -93,6 +93,13 @@ def scenario_hash(scenario: Scenario) -> str:
         data.pop("constraints", None)
     if data["launch"].get("latest_week") is None:
         data["launch"].pop("latest_week", None)
+    if data.get("predecessor") is None:
+        data.pop("predecessor", None)
+    if data["ads"].get("waitlist") is None:
+        data["ads"].pop("waitlist", None)
+    for block in ("predecessor", "rival"):
+        if data.get("truth") is not None and data["truth"].get(block) is None:
+            data["truth"].pop(block, None)
     for product in data["products"]:  # a field added later hashes as before while at its default
         if product["market_estimate_basis"] == "total":
             del product["market_estimate_basis"]
@@ -257,6 +264,11 @@ def _cross_reference_problems(s: Scenario) -> Iterator[tuple[str, str]]:
     if len(set(s.ads.spend_levels)) != len(s.ads.spend_levels):
         yield "ads.spend_levels", f"found repeated levels {s.ads.spend_levels}, expected distinct levels"
     yield from _constraint_problems(s)
+    old = s.predecessor
+    if old is not None and old.markdown > 0 and old.after_launch != "keep":
+        yield "predecessor.markdown", f"found {old.markdown}, expected 0 with after_launch {old.after_launch!r} (a markdown needs 'keep')"
+    if old is not None and old.name in [p.name for p in s.products]:
+        yield "predecessor.name", f"found {old.name!r}, the name of a product to launch; expected a name of its own"
     weeks = [e.week for e in s.competitor.events]
     if weeks != sorted(set(weeks)):
         yield "competitor.events", f"found weeks {weeks}, expected strictly increasing weeks"
@@ -296,6 +308,13 @@ def _truth_problems(s: Scenario, truth: Any) -> Iterator[tuple[str, str]]:
                    f"found 'weekly', expected 'total': its truth ({', '.join(reads)}) depends on buyers so far, and a weekly pool has none")
     yield from _match_names("truth.creatives_ctr", truth.creatives_ctr, [c.name for c in s.ads.creatives], "ads.creatives")
     yield from _match_names("truth.partners", truth.partners, [c.name for c in s.catalogue], "catalogue")
+    if truth.predecessor is not None and s.predecessor is None:
+        yield "truth.predecessor", "found a predecessor's truth, expected none: the scenario has no predecessor block"
+    rival = truth.rival
+    if rival is not None and not s.competitor.events:
+        yield "truth.rival", "found a rival's answers, expected none: the scenario's competitor has no events"
+    if rival is not None and rival.launch_cut + rival.flash_cut >= 1:
+        yield "truth.rival.flash_cut", f"found {rival.flash_cut}, expected launch_cut + flash_cut < 1 (the rival's price stays above 0)"
 
 
 def _match_names(path: str, truth: dict, names: list[str], public: str) -> Iterator[tuple[str, str]]:

@@ -121,6 +121,15 @@ class Creative(Strict):
     text: Text
 
 
+class Waitlist(Strict):
+    """A teaser campaign's waitlist, as the seller's past launches measured it: ad clicks before the
+    launch sign up, keep ``retention`` of themselves a week, and in the launch step ``conversion`` of
+    them buy (at the reference price or below; fewer above it)."""
+
+    conversion: Share
+    retention: Share = 1.0
+
+
 class Ads(Strict):
     """The ad budget for the horizon, the weekly spend levels (shares of the budget left) and creatives."""
 
@@ -128,6 +137,7 @@ class Ads(Strict):
     spend_levels: list[Share] = Field(default=[0.0, 0.05, 0.1, 0.2, 0.4], min_length=1)
     carryover: Annotated[float, Field(ge=0, lt=1)] = 0.5
     creatives: list[Creative] = Field(min_length=1)
+    waitlist: Waitlist | None = None
 
 
 class FlashSale(Strict):
@@ -149,6 +159,22 @@ class Launch(Strict):
     latest_week: Week | None = None  # the last week a launch may happen (a launch window); after it the product stays out
     deadline_week: Week | None = None
     launch_cost: Money = 0.0
+
+
+class Predecessor(Strict):
+    """The product the launch replaces (a rollover): on sale from week 0 with stock already bought, its
+    weekly sales known from the seller's own logs. At the launch the seller retires it (a solo rollover:
+    what is left goes for salvage) or keeps it on sale beside the new product (a dual rollover), at a
+    markdown if one is given; whatever is left at the end goes for salvage."""
+
+    name: Name
+    text: Text
+    price: PositiveMoney
+    stock: Annotated[int, Field(ge=0, le=LARGEST)]
+    weekly_sales: PositiveMoney  # expected units a week at its price (times the category's season index)
+    after_launch: Literal["retire", "keep"] = "retire"
+    markdown: Annotated[float, Field(ge=0, lt=1)] = 0.0  # share off its price once the new product is on sale (keep only)
+    salvage_value_per_unit: Money = 0.0
 
 
 class Constraints(Strict):
@@ -231,6 +257,25 @@ class FlashTruth(Strict):
     dip_weeks: Annotated[int, Field(ge=0, le=8)] = 2
 
 
+class PredecessorTruth(Strict):
+    """How the predecessor sells once the new product is on sale beside it (``after_launch: keep``): its
+    weekly sales times (1 - cannibalisation) * (1 - markdown)^-markdown_elasticity."""
+
+    cannibalisation: Share = 0.5
+    markdown_elasticity: Annotated[float, Field(ge=0, le=10)] = 2.62
+
+
+class RivalTruth(Strict):
+    """How the competitor answers our moves: from ``launch_lag_weeks`` after our launch it cuts its price
+    by ``launch_cut`` for ``launch_cut_weeks``, and in the week after each of our flash sales by
+    ``flash_cut`` (a promotion answering a launch, undercutting a flash sale)."""
+
+    launch_cut: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    launch_lag_weeks: Annotated[int, Field(ge=1, le=52)] = 1
+    launch_cut_weeks: Annotated[int, Field(ge=1, le=260)] = 4
+    flash_cut: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
 class Truth(Strict):
     products: dict[Name, ProductTruth]
     creatives_ctr: dict[Name, Annotated[float, Field(gt=0, le=0.5)]]
@@ -238,6 +283,8 @@ class Truth(Strict):
     partners: dict[Name, PartnerTruth] = {}
     bundle: BundleTruth = BundleTruth()
     flash: FlashTruth = FlashTruth()
+    predecessor: PredecessorTruth | None = None
+    rival: RivalTruth | None = None
     demand_overdispersion: Annotated[float, Field(ge=0, le=10)] = 0.0
 
 
@@ -260,6 +307,7 @@ class Scenario(Strict):
     ads: Ads
     pricing: Pricing
     launch: Launch = Launch()
+    predecessor: Predecessor | None = None
     constraints: Constraints = Constraints()
     reward: Reward = Reward()
     truth: Truth | None = None  # optional: a seller's own product has none; only the structural market reads it

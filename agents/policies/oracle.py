@@ -8,7 +8,8 @@ equation is duplicated here). The search, documented with its limits in docs/EVA
 
 1. structured starts: for every feasible launch step (and never launching, where no deadline forces a
    launch inside the horizon), coordinate ascent over levers held constant
-   in time (price, bundle, ad share from launch on, creative); plus, as warm starts, the plans the
+   in time (price, bundle, ad share from launch on, creative, and with a waitlist the ad share before
+   it); plus, as warm starts, the plans the
    heuristic baselines play;
 2. local search from the best few starts: sweeps of single-step and suffix ("from step t on")
    moves over every lever value, and moves of the launch step, until a sweep gains nothing;
@@ -229,9 +230,9 @@ class OraclePlanner:
             lv = _setter(lv, lever, start, stop, int(rng.integers(sizes[lever])))()
         return lv
 
-    def _constant(self, launch: int, price: int, bundle: int, ad: int, creative: int) -> _Levers:
+    def _constant(self, launch: int, price: int, bundle: int, ad: int, creative: int, teaser: int = 0) -> _Levers:
         n = self.n
-        ads = [ad if t >= launch else 0 for t in range(n)]
+        ads = [ad if t >= launch else teaser for t in range(n)]
         return _Levers(launch, [price] * n, [bundle] * n, ads, [creative] * n, [None] * n, [None] * n)
 
     def _best_constant(self, launch: int) -> tuple[float, _Levers]:
@@ -244,6 +245,8 @@ class OraclePlanner:
             "ad": range(len(lay.spend_levels)),
             "creative": range(lay.n_creatives),
         }
+        if self.scenario.ads.waitlist is not None and launch > 0:  # a teaser: ads before the launch fill the waitlist
+            choice["teaser"], ranges["teaser"] = 0, range(len(lay.spend_levels))
         best = self.value(self._constant(launch, **choice))
         for _ in range(3):
             improved = False

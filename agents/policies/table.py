@@ -11,10 +11,11 @@ How a grid cell becomes the 25-field observation a policy reads (``OBSERVATION_N
 - calendar fields (progress, week of year, season, holidays, competitor, flash window, deadline,
   launch allowed, bundles open) come from the scenario's ``Timeline`` at the cell's week, exactly;
 - adoption, stock and budget left are the centres of the cell's bins, flash sales left its value;
-- the rest (weeks since launch, adstock, last sales/clicks/price, steps since a flash sale) is not
-  on the grid: it is the mean of the source policy's own observations in that cell over a few
-  ground-truth episodes, else in the same week and launch status, else a rule (launched at the
-  earliest allowed week, no adstock, no sales or clicks yet, list price, no flash sale so far).
+- the rest (weeks since launch, adstock, last sales/clicks/price, steps since a flash sale, the
+  competitor's price, which a rival that answers our moves changes) is not on the grid: it is the
+  mean of the source policy's own observations in that cell over a few ground-truth episodes, else in
+  the same week and launch status, else a rule (launched at the earliest allowed week, no adstock, no
+  sales or clicks yet, list price, no flash sale so far, the competitor's scripted price).
 Competitor presence is a column, not an axis: in a scenario it is a public date, so the week fixes it.
 
 Files: ``.csv`` (metadata in a ``.meta.json`` sidecar that records the CSV's SHA-256),
@@ -164,7 +165,7 @@ def cell_of(obs: np.ndarray, n_steps: int, grid: TableGrid, flash_max: int) -> C
     )
 
 
-_CONTEXT_FIELDS = ("weeks_since_launch", "adstock", "last_sales", "last_clicks", "last_price", "since_flash")
+_CONTEXT_FIELDS = ("weeks_since_launch", "adstock", "last_sales", "last_clicks", "last_price", "since_flash", "competitor_price")
 
 
 class GridObserver:
@@ -209,6 +210,7 @@ class GridObserver:
             "last_clicks": 0.0,
             "last_price": 1.0 if cell.launched else 0.0,
             "since_flash": 1.0,
+            "competitor_price": tl.competitor_price[cell.step] / self.product.reference_price,
         }
 
     def observation(self, cell: Cell) -> np.ndarray:

@@ -116,13 +116,15 @@ def test_reset_without_a_seed_goes_on_as_single_envs_do(every_scenario):
 def test_critic_field_is_each_episodes_demand_draw_in_both_envs(every_scenario, tiny_predictor):
     # critic_demand_draw: after the traits, log of the episode's demand multiplier (the critic's field),
     # the same in the batch as in single envs through auto-resets and in terminal observations.
+    # Expected outcomes: sampled counts are equal only to the float32 head's rounding, which can move a
+    # count whose expectation sits at a quantile boundary.
     kw = {"market": "learned", "predictor": tiny_predictor, "seed": 4, "device": "cpu", "demand_spread": 0.5, "critic_demand_draw": True}
     n = len(market_pairs(every_scenario))
-    batched, dummy = (make_market_vec_env(every_scenario, n, kind=k, **kw) for k in ("batched", "dummy"))
+    batched, dummy = (make_market_vec_env(every_scenario, n, kind=k, outcomes="expected", **kw) for k in ("batched", "dummy"))
     width = 25 + tiny_predictor.heads.latent + 1
     assert batched.observation_space.shape == dummy.observation_space.shape == (width,)
-    worst_r, worst_o = _lockstep(batched, dummy, steps=60)
-    assert worst_r < 1e-5 and worst_o < 1e-4
+    worst_r, worst_o = _lockstep(batched, dummy, steps=60, exact_counts=False)
+    assert worst_r < 1e-4 and worst_o < 1e-4  # the float32 head's rounding, unrounded by counts (as in the expected-outcomes test)
     obs = dummy.reset()
     draws = np.log([env.unwrapped.demand_scale for env in dummy.envs])
     np.testing.assert_allclose(obs[:, -1], draws, rtol=1e-6)

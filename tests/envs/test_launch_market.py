@@ -70,6 +70,7 @@ def test_accounting_and_stock(scenario_path):
         parts = (
             i["revenue"] + i["partner_revenue"] - i["cogs"] - i["partner_cogs"] - i["cannibalised_margin"]
             - i["ad_spend"] - i["holding_cost"] - i["launch_cost"] + i["salvage"]
+            + i["predecessor_revenue"] + i["predecessor_salvage"]
         )  # fmt: skip
         assert reward == pytest.approx(parts)
         assert 0 <= i["units_sold"] <= stock and i["units_sold"] <= i["demand"]

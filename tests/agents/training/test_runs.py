@@ -466,7 +466,7 @@ def test_a_kill_during_a_checkpoint_write_or_the_evaluation_leaves_a_folder_resu
         "--checkpoint-every", "64", "--hyperparams", str(hp), "--eval-episodes", "2", "--evaluation", "quick",
         "--out", str(run),
     ]  # fmt: skip
-    script = "import os, signal, sys\n" + _KILL_DURING[point] + f"\nfrom launchsim.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    script = "import os, signal, sys\n" + _KILL_DURING[point] + "\nfrom launchsim.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     killed = subprocess.run([sys.executable, "-c", script, *arguments], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, f"training was not killed: {killed.stderr[-2000:]}"
     assert not (run / "evaluation.json").exists()

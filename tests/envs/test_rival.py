@@ -1,0 +1,104 @@
+"""A competitor that answers our moves (``truth.rival``): a price cut some weeks after our launch and
+one the week after our flash sale, in the structural market only; seen in the observation as the
+competitor's price; the same in the single and batched envs; refused with precise errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from launchsim.agents.policies.oracle import ExpectedMarket
+from launchsim.envs import LaunchMarketEnv
+from launchsim.envs.actions import Decision
+from launchsim.envs.batched_market import BatchedMarketVecEnv
+from launchsim.envs.dynamics import describe_market, with_model_terms
+from launchsim.envs.spaces import OBS
+from launchsim.errors import ScenarioError
+from launchsim.models.structural_market import StructuralMarket
+from launchsim.scenarios import load_scenario
+from launchsim.scenarios.overrides import apply_overrides
+
+SPEAKER = "electronics_speaker_rival_answer"
+LIST_PRICE = 119.0 / 129.0  # the incumbent's price over our reference price
+
+
+def test_the_rival_cuts_its_price_from_two_weeks_after_the_launch_for_six_weeks():
+    env = LaunchMarketEnv(load_scenario(SPEAKER), outcomes="expected")
+    obs, _ = env.reset(seed=0)
+    seen, read = [float(obs[OBS["competitor_price"]])], []
+    env.step(np.array([0, 2, 0, 0, 0]))  # week 0: wait
+    for _ in range(10):  # launched in week 1
+        obs = env.step(np.array([1, 2, 0, 0, 0]))[0]
+        seen.append(float(obs[OBS["competitor_price"]]))
+        read.append(env.last_context.competitor_price_ratio)
+    cut = [LIST_PRICE * 0.7 if 3 <= week <= 8 else LIST_PRICE for week in range(1, 11)]
+    assert read == pytest.approx(cut, rel=1e-12)  # what the market reads in weeks 1..10
+    assert seen == pytest.approx([LIST_PRICE, *cut[1:], LIST_PRICE], rel=1e-6)  # what the seller sees of weeks 0, 2..11
+
+
+def test_the_rival_undercuts_the_week_after_a_flash_sale():
+    s = load_scenario(SPEAKER)
+    env = LaunchMarketEnv(s, outcomes="expected")
+    env.reset(seed=0)
+    flash = len(s.pricing.levels)  # the flash sale's price index
+    ratios = []
+    for week in range(12):
+        env.step(np.array([1, flash if week == 9 else 2, 0, 0, 0]))
+        ratios.append(env.last_context.competitor_price_ratio)
+    assert ratios[9] == pytest.approx(LIST_PRICE) and ratios[10] == pytest.approx(LIST_PRICE * 0.85)
+    assert ratios[11] == pytest.approx(LIST_PRICE)
+
+
+def test_only_the_structural_market_knows_the_rival():
+    s = load_scenario(SPEAKER)
+    truth = with_model_terms(describe_market(s, 0), StructuralMarket(s), s, 0).constants
+    assert (truth.rival_launch_cut, truth.rival_lag, truth.rival_steps, truth.rival_flash_cut) == (0.3, 2, 6, 0.15)
+    learned = with_model_terms(describe_market(s, 0), object(), s, 0).constants  # any other response model
+    assert learned.rival_launch_cut == learned.rival_flash_cut == 0.0
+
+
+def test_the_rival_costs_a_late_launch_more_as_the_file_says():
+    s = load_scenario(SPEAKER)
+    quiet = apply_overrides(s, ["truth.rival=null"])
+
+    def value(scenario, launch):
+        plan = [Decision(t >= launch, 1.1, False, 0, 0.0, 0) for t in range(scenario.n_steps)]
+        return ExpectedMarket(scenario).profit(plan)
+
+    assert value(quiet, 0) == pytest.approx(2_692_688, abs=1) and value(quiet, 0) - value(s, 0) == pytest.approx(
+        36_298, abs=1
+    )
+    assert value(quiet, 8) - value(s, 8) == pytest.approx(185_599, abs=1)
+
+
+def test_the_batched_env_steps_a_rival_as_the_single_env():
+    s = load_scenario(SPEAKER)
+    venv = BatchedMarketVecEnv([(s, 0)] * 4, market="structural")
+    singles = [LaunchMarketEnv(s) for _ in range(4)]
+    venv.seed(7)
+    obs = venv.reset()
+    for i, env in enumerate(singles):
+        np.testing.assert_allclose(env.reset(seed=7 + i)[0], obs[i], rtol=1e-6)
+    rng = np.random.default_rng(2)
+    for _ in range(s.n_steps):
+        actions = np.stack([rng.integers(0, venv.action_space.nvec) for _ in range(4)])
+        obs, rewards, dones, _ = venv.step(actions)
+        for i, env in enumerate(singles):
+            single_obs, reward, done, _, _ = env.step(actions[i])
+            assert reward == pytest.approx(rewards[i], rel=1e-9)
+            if not done:
+                np.testing.assert_allclose(single_obs, obs[i], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        (["competitor.events=[]"], "truth.rival", "competitor has no events"),
+        (["truth.rival.flash_cut=0.8"], "truth.rival.flash_cut", "launch_cut + flash_cut < 1"),
+        (["truth.rival.launch_lag_weeks=0"], "truth.rival.launch_lag_weeks", ""),
+    ],
+)
+def test_bad_rivals_are_refused_naming_the_field(overrides, field, message):
+    with pytest.raises(ScenarioError) as err:
+        apply_overrides(load_scenario(SPEAKER), overrides)
+    assert any(field in line and message in line for line in err.value.problems), err.value.problems
