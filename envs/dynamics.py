@@ -10,7 +10,9 @@ step replaces (never mutates), so that a copy of it is a snapshot.
 Where each part of a step lives:
 - action -> lever values: ``envs.actions.decode``;
 - launch timing, flash sale, bundle, ad spend, the context the market reads, stock-out, profit and the
-  next state: ``step`` below;
+  next state: ``step`` below, with the optional parts some scenarios use (a predecessor,
+  ``predecessor_step``; a teaser's waitlist; a rival's answers, ``rival_answer``), run only where a
+  market of the env has them (``MarketTables.parts``);
 - the expected response: the responder of a response model (``models.structural_market`` or
   ``models.heads`` with ``models.context_features``), bound to the markets once;
 - sampled counts from the step's uniforms: ``models.outcomes``;
@@ -73,8 +75,8 @@ class MarketConstants(NamedTuple):
     old_kept: Any  # its rate's multiplier once the new product is on sale (0 when retired; set by the response model)
     old_retire: Any  # 1.0 when it is retired at the launch (what is left goes for salvage), else 0.0
     old_salvage: Any
-    waitlist_conversion: Any  # a teaser's waitlist (0 and 1 without): share of sign-ups who buy at the launch,
-    waitlist_keep: Any  # share of sign-ups kept a step
+    waitlist_conversion: Any  # a teaser's waitlist (0 and 1 without): the share of sign-ups that buys at the launch,
+    waitlist_keep: Any  # and the share kept a step
     rival_launch_cut: Any  # the competitor's answers (0 without; set by the response model): its price cut after
     rival_lag: Any  # our launch, from rival_lag steps after it for rival_steps steps (whole), and after a flash sale
     rival_steps: Any
@@ -237,6 +239,8 @@ def with_model_terms(market: Market, model: Any, scenario: Scenario, product: in
 
 
 class PredecessorStep(NamedTuple):
+    """A predecessor's step: units sold, their revenue, the salvage of what was cleared, the stock left."""
+
     units: Any
     revenue: Any
     salvage: Any

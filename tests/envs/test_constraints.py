@@ -13,10 +13,10 @@ import pytest
 from launchsim.agents import HEURISTICS, make_heuristic, run_episode
 from launchsim.agents.policies.oracle import OraclePlanner, make_oracle
 from launchsim.envs import LaunchMarketEnv
-from launchsim.envs.batched_market import BatchedMarketVecEnv
 from launchsim.errors import ScenarioError
 from launchsim.scenarios import load_scenario
 from launchsim.scenarios.overrides import apply_overrides
+from tests.envs.parity import assert_batch_steps_as_single_envs
 
 FLOOR = "home_cutting_board_price_floor"
 
@@ -103,19 +103,7 @@ def test_the_batched_env_steps_constrained_markets_as_the_single_env():
         load_scenario("beauty_serum_flash_sale"),
         ["constraints.price_floor=30", "constraints.min_margin=0.5", "constraints.min_weekly_ad_spend=300", "constraints.max_weekly_ad_spend=1500"],
     )  # fmt: skip
-    venv = BatchedMarketVecEnv([(s, 0)] * 4, market="structural", outcomes="expected")
-    singles = [LaunchMarketEnv(s, outcomes="expected") for _ in range(4)]
-    venv.seed(3)
-    obs = venv.reset()
-    for i, env in enumerate(singles):
-        np.testing.assert_allclose(env.reset(seed=3 + i)[0], obs[i], rtol=1e-6)
-    rng = np.random.default_rng(0)
-    for _ in range(s.n_steps):
-        np.testing.assert_array_equal(venv.action_masks(), np.stack([env.action_masks() for env in singles]))
-        actions = np.stack([rng.integers(0, venv.action_space.nvec) for _ in range(4)])
-        _, rewards, _, _ = venv.step(actions)
-        for i, env in enumerate(singles):
-            assert env.step(actions[i])[1] == pytest.approx(rewards[i], rel=1e-5)
+    assert_batch_steps_as_single_envs(s, seed=3, actions_seed=0, outcomes="expected")
 
 
 @pytest.mark.parametrize(

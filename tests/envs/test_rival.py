@@ -10,13 +10,13 @@ import pytest
 from launchsim.agents.policies.oracle import ExpectedMarket
 from launchsim.envs import LaunchMarketEnv
 from launchsim.envs.actions import Decision
-from launchsim.envs.batched_market import BatchedMarketVecEnv
 from launchsim.envs.dynamics import describe_market, with_model_terms
 from launchsim.envs.spaces import OBS
 from launchsim.errors import ScenarioError
 from launchsim.models.structural_market import StructuralMarket
 from launchsim.scenarios import load_scenario
 from launchsim.scenarios.overrides import apply_overrides
+from tests.envs.parity import assert_batch_steps_as_single_envs
 
 SPEAKER = "electronics_speaker_rival_answer"
 LIST_PRICE = 119.0 / 129.0  # the incumbent's price over our reference price
@@ -72,22 +72,7 @@ def test_the_rival_costs_a_late_launch_more_as_the_file_says():
 
 
 def test_the_batched_env_steps_a_rival_as_the_single_env():
-    s = load_scenario(SPEAKER)
-    venv = BatchedMarketVecEnv([(s, 0)] * 4, market="structural")
-    singles = [LaunchMarketEnv(s) for _ in range(4)]
-    venv.seed(7)
-    obs = venv.reset()
-    for i, env in enumerate(singles):
-        np.testing.assert_allclose(env.reset(seed=7 + i)[0], obs[i], rtol=1e-6)
-    rng = np.random.default_rng(2)
-    for _ in range(s.n_steps):
-        actions = np.stack([rng.integers(0, venv.action_space.nvec) for _ in range(4)])
-        obs, rewards, dones, _ = venv.step(actions)
-        for i, env in enumerate(singles):
-            single_obs, reward, done, _, _ = env.step(actions[i])
-            assert reward == pytest.approx(rewards[i], rel=1e-9)
-            if not done:
-                np.testing.assert_allclose(single_obs, obs[i], rtol=1e-6)
+    assert_batch_steps_as_single_envs(load_scenario(SPEAKER), seed=7, actions_seed=2)
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,12 @@ import pytest
 
 from launchsim.agents.policies.oracle import OraclePlanner
 from launchsim.envs import LaunchMarketEnv
-from launchsim.envs.batched_market import BatchedMarketVecEnv
 from launchsim.errors import ScenarioError
 from launchsim.models.rollover import LITERATURE_ELASTICITY, kept_share, rollover_terms, text_similarity
 from launchsim.models.structural_market import StructuralMarket
 from launchsim.scenarios import load_scenario
 from launchsim.scenarios.overrides import apply_overrides
+from tests.envs.parity import assert_batch_steps_as_single_envs
 
 ROLLOVER = "home_cutting_board_rollover"
 WAIT, LAUNCH = np.array([0, 1, 0, 0, 0]), np.array([1, 1, 0, 0, 0])  # price level 0.75
@@ -105,19 +105,7 @@ def test_the_batched_env_steps_a_rollover_as_the_single_env(mode):
     s = apply_overrides(
         load_scenario(ROLLOVER), [f"predecessor.after_launch={mode}", "reward.holding_cost_per_unit_week=0.05"]
     )
-    venv = BatchedMarketVecEnv([(s, 0)] * 4, market="structural")
-    singles = [LaunchMarketEnv(s) for _ in range(4)]
-    venv.seed(5)
-    venv.reset()
-    for i, env in enumerate(singles):
-        env.reset(seed=5 + i)
-    rng = np.random.default_rng(1)
-    for _ in range(s.n_steps):
-        actions = np.stack([rng.integers(0, venv.action_space.nvec) for _ in range(4)])
-        actions[:, 0] = rng.random(4) < 0.3
-        _, rewards, _, _ = venv.step(actions)
-        for i, env in enumerate(singles):
-            assert env.step(actions[i])[1] == pytest.approx(rewards[i], rel=1e-9)
+    assert_batch_steps_as_single_envs(s, seed=5, actions_seed=1, launch_share=0.3)
 
 
 def test_the_learned_market_reads_cannibalisation_from_text_similarity():

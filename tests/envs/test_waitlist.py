@@ -10,10 +10,10 @@ import pytest
 from launchsim.agents.policies.oracle import ExpectedMarket, OraclePlanner
 from launchsim.envs import LaunchMarketEnv
 from launchsim.envs.actions import Decision
-from launchsim.envs.batched_market import BatchedMarketVecEnv
 from launchsim.errors import ScenarioError
 from launchsim.scenarios import load_scenario
 from launchsim.scenarios.overrides import apply_overrides
+from tests.envs.parity import assert_batch_steps_as_single_envs
 
 SWIM = "apparel_swimwear_teaser"
 
@@ -60,20 +60,7 @@ def test_the_oracle_teases_then_launches_and_beats_launching_at_once():
 
 
 def test_the_batched_env_steps_a_waitlist_as_the_single_env():
-    s = load_scenario(SWIM)
-    venv = BatchedMarketVecEnv([(s, 0)] * 4, market="structural")
-    singles = [LaunchMarketEnv(s) for _ in range(4)]
-    venv.seed(11)
-    venv.reset()
-    for i, env in enumerate(singles):
-        env.reset(seed=11 + i)
-    rng = np.random.default_rng(3)
-    for _ in range(s.n_steps):
-        actions = np.stack([rng.integers(0, venv.action_space.nvec) for _ in range(4)])
-        actions[:, 0] = rng.random(4) < 0.25
-        _, rewards, _, _ = venv.step(actions)
-        for i, env in enumerate(singles):
-            assert env.step(actions[i])[1] == pytest.approx(rewards[i], rel=1e-9)
+    assert_batch_steps_as_single_envs(load_scenario(SWIM), seed=11, actions_seed=3, launch_share=0.25)
 
 
 @pytest.mark.parametrize(
