@@ -11,8 +11,8 @@ Where each part of a step lives:
 - action -> lever values: ``envs.actions.decode``;
 - launch timing, flash sale, bundle, ad spend, the context the market reads, stock-out, profit and the
   next state: ``step`` below, with the optional parts some scenarios use (a predecessor,
-  ``predecessor_step``; a teaser's waitlist; a rival's answers, ``rival_answer``), run only where a
-  market of the env has them (``MarketTables.parts``);
+  ``predecessor_step``; a teaser's waitlist; a rival's answers, ``rival_answer``; an ad budget released
+  by period), run only where a market of the env has them (``MarketTables.parts``);
 - the expected response: the responder of a response model (``models.structural_market`` or
   ``models.heads`` with ``models.context_features``), bound to the markets once;
 - sampled counts from the step's uniforms: ``models.outcomes``;
@@ -37,7 +37,7 @@ from launchsim.models.structural_market import StructuralMarket
 from launchsim.scenarios.schema import Scenario
 
 # Per-step columns the dynamics (and the observation's deadline) read, in this order.
-DYNAMICS_COLUMNS = ("season", "holiday", "competitor_strength", "competitor_price_ratio", "flash_open", "deadline_left")
+DYNAMICS_COLUMNS = ("season", "holiday", "competitor_strength", "competitor_price_ratio", "flash_open", "deadline_left", "released")
 # Observation columns that depend only on the market and the step (tabulated): the rest come from the state.
 TABLED_OBSERVATION = (
     "progress", "steps_left", "week_sin", "week_cos", "season", "holiday_now", "holiday_next", "competitor_present",
@@ -99,7 +99,7 @@ class MarketTables(NamedTuple):
     discount: Any  # per bundle option (0 for option 0, no bundle)
     item_price: Any
     item_cost: Any
-    parts: frozenset[str] = frozenset()  # optional parts of a step some market uses: "predecessor", "waitlist", "rival"
+    parts: frozenset[str] = frozenset()  # optional parts of a step some market uses: "predecessor", "waitlist", "rival", "budget_periods"
 
 
 class MarketState(NamedTuple):
@@ -167,7 +167,8 @@ def describe_market(scenario: Scenario, product: int, nvec: np.ndarray | None = 
     for t in range(steps):
         tc = min(t, n - 1)  # after the last step, describe the last week
         deadline_left = min(max(tl.deadline_step - t, 0), n) / n if tl.deadline_step < NEVER else 1.0
-        dynamics.append((tl.season[tc], tl.holiday[tc], tl.competitor_strength[tc], tl.competitor_price[tc] / ref, float(tl.flash_open[tc]), deadline_left))
+        released = scenario.constraints.released((tc + 1) * scenario.step_weeks - 1, budget0)  # by the step's last week
+        dynamics.append((tl.season[tc], tl.holiday[tc], tl.competitor_strength[tc], tl.competitor_price[tc] / ref, float(tl.flash_open[tc]), deadline_left, released))
         angle = 2.0 * math.pi * (tl.week_of_year[tc] - 1) / 52.0
         own = layout.bundle_options
         row = {
@@ -187,7 +188,9 @@ def describe_market(scenario: Scenario, product: int, nvec: np.ndarray | None = 
     tables = MarketTables(
         dynamics=dynamics, observation=observation, steps=steps, partner_open=partner_open,
         discount=[discounts[o] for o in own_option], item_price=[float(v) for v in item_price], item_cost=[float(v) for v in item_cost],
-        parts=frozenset(part for part, used in (("predecessor", old is not None), ("waitlist", waitlist is not None)) if used),
+        parts=frozenset(part for part, used in (
+            ("predecessor", old is not None), ("waitlist", waitlist is not None), ("budget_periods", scenario.constraints.ad_budget_periods is not None),
+        ) if used),
     )  # fmt: skip
     return Market(constants, tables, layout.decode_tables(nvec), option_of)
 
@@ -336,6 +339,8 @@ def step(
     paused = state.stock <= 0.0
     wanted_spend = x.minimum(x.maximum(d.ad_share, 0.0), 1.0) * state.budget
     spend = x.where(paused, 0.0, x.minimum(x.minimum(x.maximum(wanted_spend, c.min_spend), c.max_spend), state.budget))
+    if "budget_periods" in parts:  # never ahead of the budget released so far
+        spend = x.minimum(spend, x.maximum(x.col(row, 6) - (c.budget0 - state.budget), 0.0))
     adstock = c.decay * state.adstock + spend
 
     on_sale_ratio = x.where(launched, ratio, 0.0)

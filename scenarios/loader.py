@@ -285,6 +285,14 @@ def _constraint_problems(s: Scenario) -> Iterator[tuple[str, str]]:
     low, high = rules.min_weekly_ad_spend, rules.max_weekly_ad_spend
     if low is not None and high is not None and low > high:
         yield "constraints.min_weekly_ad_spend", f"found {low}, expected at most max_weekly_ad_spend ({high})"
+    periods = rules.ad_budget_periods
+    if periods is not None:
+        weeks = [p.from_week for p in periods]
+        if not periods or weeks[0] != 0 or weeks != sorted(set(weeks)) or weeks[-1] >= s.horizon_weeks:
+            yield "constraints.ad_budget_periods", f"found from_week {weeks}, expected strictly increasing weeks from 0, before the horizon ({s.horizon_weeks} weeks)"
+        total = sum(p.amount for p in periods)
+        if abs(total - s.ads.budget) > 1e-6 * max(1.0, s.ads.budget):
+            yield "constraints.ad_budget_periods", f"found amounts summing to {total:g}, expected ads.budget ({s.ads.budget:g})"
     for i, p in enumerate(s.products):
         if not any(rules.allows(p, level) for level in s.pricing.levels):
             lo, hi = rules.price_ratio_bounds(p)

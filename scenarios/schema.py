@@ -177,6 +177,13 @@ class Predecessor(Strict):
     salvage_value_per_unit: Money = 0.0
 
 
+class BudgetPeriod(Strict):
+    """A share of the ad budget released from a week on (the ad budget released period by period)."""
+
+    from_week: Week
+    amount: Money
+
+
 class Constraints(Strict):
     """Business rules every plan keeps, enforced by the env: masked choices, and a choice outside them
     moved to the nearest allowed one (a price level, a Box price) or clipped (a week's ad spend)."""
@@ -186,11 +193,18 @@ class Constraints(Strict):
     min_margin: Annotated[float, Field(ge=0, lt=1)] | None = None  # (price - unit cost) / price at least this, flash sales included
     min_weekly_ad_spend: Money | None = None  # spent each week while budget is left and ads run (a committed minimum)
     max_weekly_ad_spend: PositiveMoney | None = None  # a pacing cap on each week's spend
+    ad_budget_periods: list[BudgetPeriod] | None = None  # the budget released period by period: spend never runs ahead of it
 
     def spend_bounds(self, step_weeks: int) -> tuple[float, float]:
         """A step's committed ad spend and its cap (0 and infinity without them)."""
         low = (self.min_weekly_ad_spend or 0.0) * step_weeks
         return low, self.max_weekly_ad_spend * step_weeks if self.max_weekly_ad_spend is not None else math.inf
+
+    def released(self, week: int, budget: float) -> float:
+        """The ad budget released by ``week`` (all of ``budget`` without periods)."""
+        if self.ad_budget_periods is None:
+            return budget
+        return sum(p.amount for p in self.ad_budget_periods if p.from_week <= week)
 
     def allows(self, product: Product, ratio: float) -> bool:
         """Whether ``product`` may sell alone at ``ratio`` times its reference price."""

@@ -137,3 +137,37 @@ def test_a_launch_window_closes_and_the_product_stays_out():
         apply_overrides(s, ["launch.deadline_week=5"])
     with pytest.raises(ScenarioError, match=r"launch\.latest_week: found 1, expected ≥ launch\.earliest_week \(2\)"):
         apply_overrides(s, ["launch.earliest_week=2", "launch.latest_week=1"])
+
+
+def test_spend_never_runs_ahead_of_the_budget_released_by_period():
+    s = apply_overrides(
+        load_scenario("food_coffee_bundle"),
+        ["ads.budget=30000", "constraints.ad_budget_periods=[{from_week: 0, amount: 5000}, {from_week: 6, amount: 25000}]"],
+    )
+    env = LaunchMarketEnv(s, outcomes="expected")
+    env.reset(seed=0)
+    top = len(s.ads.spend_levels) - 1
+    share = s.ads.spend_levels[top]
+    spent, clipped = [], []
+    for _ in range(7):
+        info = env.step(np.array([1, 0, 0, top, 0]))[4]
+        spent.append(info["ad_spend"])
+        clipped.append(any(r.startswith("ad spend") for r in info["ignored"]))
+    assert share * 30000 > 5000 and spent[0] == pytest.approx(5000) and clipped[0]  # the first period's money at once
+    assert spent[1:6] == [0.0] * 5 and all(clipped[1:6])  # nothing more until week 6
+    assert spent[6] == pytest.approx(share * 25000) and not clipped[6]  # then a share of what is left, all released
+    assert_batch_steps_as_single_envs(s, seed=1, actions_seed=4)
+
+
+@pytest.mark.parametrize(
+    ("periods", "message"),
+    [
+        ("[{from_week: 2, amount: 80000}]", "strictly increasing weeks from 0"),
+        ("[{from_week: 0, amount: 40000}, {from_week: 0, amount: 40000}]", "strictly increasing weeks from 0"),
+        ("[{from_week: 0, amount: 1000}]", "expected ads.budget"),
+    ],
+)
+def test_budget_periods_that_do_not_add_up_are_refused(periods, message):
+    with pytest.raises(ScenarioError) as err:
+        apply_overrides(load_scenario("food_coffee_bundle"), ["ads.budget=80000", f"constraints.ad_budget_periods={periods}"])
+    assert any("constraints.ad_budget_periods" in line and message in line for line in err.value.problems), err.value.problems
