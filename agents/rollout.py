@@ -18,7 +18,7 @@ WEEKLY_COLUMNS = [
     "week", "launched", "price", "flash_sale", "bundle_partner", "bundle_discount", "creative", "ad_spend",
     "impressions", "clicks", "demand", "units_sold", "lost_sales", "bundled_units", "stock_left", "budget_left",
     "revenue", "partner_revenue", "cogs", "partner_cogs", "cannibalised_margin", "holding_cost", "launch_cost",
-    "salvage", "profit",
+    "salvage", "waitlist_buyers", "predecessor_units", "predecessor_revenue", "predecessor_salvage", "predecessor_stock", "profit",
 ]  # fmt: skip
 
 
@@ -43,7 +43,7 @@ def episode_summary(weekly: pd.DataFrame) -> dict[str, float]:
     on_sale = weekly[weekly["launched"]]
     return {
         "profit": float(weekly["profit"].sum()),
-        "revenue": float(weekly["revenue"].sum() + weekly["partner_revenue"].sum()),
+        "revenue": float(weekly["revenue"].sum() + weekly["partner_revenue"].sum() + weekly["predecessor_revenue"].sum()),
         "units_sold": float(weekly["units_sold"].sum()),
         "lost_sales": float(weekly["lost_sales"].sum()),
         "ad_spend": float(weekly["ad_spend"].sum()),

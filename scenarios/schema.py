@@ -178,7 +178,7 @@ class Predecessor(Strict):
 
 
 class BudgetPeriod(Strict):
-    """A share of the ad budget released from a week on (the ad budget released period by period)."""
+    """An amount of the ad budget released from a week on (the budget released period by period)."""
 
     from_week: Week
     amount: Money

@@ -26,8 +26,16 @@ def weekly_table(weekly: pd.DataFrame, title: str) -> Any:
         "impressions": "{:,.0f}", "clicks": "{:,.0f}", "demand": "{:,.0f}", "units_sold": "{:,.0f}",
         "stock_left": "{:,.0f}", "profit": "{:,.0f}", "cumulative_profit": "{:,.0f}",
     }  # fmt: skip
+    if not weekly["bundle_partner"].astype(bool).any():  # no bundle offered: no empty column
+        del columns["bundle_partner"]
+    shown = [c for c in ("waitlist_buyers", "predecessor_units", "predecessor_stock") if c in weekly and weekly[c].any()]
+    if shown:  # a scenario's optional parts, where they did something: before the profit
+        at = list(columns).index("profit")
+        items = list(columns.items())
+        columns = dict(items[:at] + [(c, "{:,.0f}") for c in shown] + items[at:])
+    labels = {"waitlist_buyers": "from waitlist", "predecessor_units": "old model sold", "predecessor_stock": "old model left"}
     for col in columns:
-        table.add_column(col.replace("_", " "), justify="right", no_wrap=True)
+        table.add_column(labels.get(col, col.replace("_", " ")), justify="right", no_wrap=True)
     for _, row in weekly.iterrows():
         table.add_row(*(fmt.format(row[col]) for col, fmt in columns.items()))
     return table
