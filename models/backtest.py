@@ -13,6 +13,16 @@ may read (text, price, calendar, weeks since the product's first week): gradient
 numbers alone, on TF-IDF of the texts, and on the frozen base encoder's embeddings. Metrics, on all
 weeks and on sale weeks (units > 0): R² of log1p(units), Poisson deviance explained against the
 training logs' mean, mean predicted / observed, calibration by decile, and the product-level log-sd.
+A third protocol, **known level**, rescales the closed loop's predictions to each product's observed
+total: what the week-to-week shape scores when only a new product's level is left out (a bound).
+
+A market predicts a week's expected units and samples the week from a negative binomial around them
+(the predictor's over-dispersion k, var = mu + k mu²), and a new product's level is uncertain (the
+spread of log(true / predicted) over products). The best guess of log1p(units) is therefore
+E[log1p(units)] under that distribution, not log1p of the mean, which is far above it on over-dispersed
+weeks (Jensen). R² log1p scores that expectation (given units > 0 on sale weeks), with k and the level
+spread each model shows on the training logs (none without them); ``r2_log1p_of_mean`` keeps log1p of
+the mean beside it.
 """
 
 from __future__ import annotations
@@ -87,12 +97,70 @@ class ClosedLoopBaseline:
 
         on_sale = logs["launched"].to_numpy() > 0
         self.model = HistGradientBoostingRegressor(loss="poisson", max_iter=400, random_state=self.seed)
-        self.model.fit(self._x(logs, fit=True)[on_sale], logs["units"].to_numpy()[on_sale])
+        x, y = self._x(logs, fit=True)[on_sale], logs["units"].to_numpy()[on_sale]
+        self.model.fit(x, y)
         self.max_units = float(logs["units"].max())  # Poisson boosting can explode on unseen combinations
+        mu = np.clip(self.model.predict(x), 0.0, self.max_units)
+        self.overdispersion = _overdispersion(y, mu, logs["product_id"].to_numpy()[on_sale])
+        self.level_log_sd = demand_level_log_sd(logs[on_sale], mu) or 0.0
         return self
 
     def predict(self, logs: pd.DataFrame) -> np.ndarray:
         return np.clip(self.model.predict(self._x(logs, fit=False)), 0.0, self.max_units) * (logs["launched"].to_numpy() > 0)
+
+
+def expected_log1p(mu: np.ndarray, overdispersion: float, level_sd: float = 0.0, positive: bool = False, nodes: int = 300) -> np.ndarray:
+    """E[log1p(Y)], or E[log1p(Y) | Y > 0] with ``positive``, for Y Poisson with mean mu·G·L: G a mean-one
+    gamma of shape 1 / k (negative binomial weeks, var = mu + k mu²; none at k = 0) and L a mean-one
+    lognormal of log-sd ``level_sd`` (a product's demand-level error). Integrated on a grid of log(G·L),
+    where both densities are smooth, of a tabulated E[log1p(Poisson(lambda))]."""
+    from scipy.special import gammaln
+    from scipy.stats import gamma
+
+    mu = np.maximum(np.asarray(mu, np.float64), 0.0)
+    if overdispersion <= 0 and level_sd <= 0:
+        t, weight = np.zeros(1), np.ones(1)
+    else:
+        shape = 1.0 / overdispersion if overdispersion > 0 else None
+        low, high = (0.0, 0.0) if shape is None else np.log(gamma.ppf([1e-12, 1 - 1e-12], shape, scale=1 / shape))
+        t = np.linspace(low - 7 * level_sd - level_sd**2 / 2, high + 7 * level_sd, nodes)
+        if shape is None:  # the level alone: a normal density of log L
+            weight = np.exp(-0.5 * ((t + level_sd**2 / 2) / level_sd) ** 2)
+        else:
+            weight = np.exp(shape * np.log(shape) + shape * t - shape * np.exp(t) - gammaln(shape))  # density of log G
+            if level_sd > 0:  # convolved with the density of log L
+                kernel = np.exp(-0.5 * ((t[:, None] - t[None, :] + level_sd**2 / 2) / level_sd) ** 2)
+                weight = kernel @ weight
+        weight = weight / weight.sum()
+    lam = mu[:, None] * np.exp(t)[None, :]
+    log1p_mean = _poisson_log1p_table(lam) @ weight
+    if not positive:
+        return log1p_mean
+    p_positive = (-np.expm1(-lam)) @ weight
+    return np.where(p_positive > 1e-12, log1p_mean / np.maximum(p_positive, 1e-12), 0.0)
+
+
+def _poisson_log1p_table(lam: np.ndarray) -> np.ndarray:
+    """E[log1p(Poisson(lambda))] elementwise: exact sums on a log grid of lambda up to 1e4, interpolated
+    in log lambda; lambda log 2 below it, and the second-order expansion above it."""
+    global _LOG1P_GRID
+    if _LOG1P_GRID is None:
+        from scipy.stats import poisson
+
+        grid = np.logspace(-6, 4, 801)
+        values = np.empty_like(grid)
+        for i, g in enumerate(grid):
+            k = np.arange(int(g + 12 * np.sqrt(g) + 40))
+            values[i] = poisson.pmf(k, g) @ np.log1p(k)
+        _LOG1P_GRID = (np.log(grid), values)
+    log_grid, values = _LOG1P_GRID
+    safe = np.maximum(lam, 1e-300)
+    inside = np.interp(np.log(safe), log_grid, values)
+    above = np.log1p(lam) - lam / (2 * (1 + lam) ** 2)
+    return np.where(lam < 1e-6, lam * np.log(2.0), np.where(lam > 1e4, above, inside))
+
+
+_LOG1P_GRID: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def poisson_deviance(y: np.ndarray, mu: np.ndarray) -> float:
@@ -100,9 +168,12 @@ def poisson_deviance(y: np.ndarray, mu: np.ndarray) -> float:
     return float(2 * (np.where(y > 0, y * np.log(np.maximum(y, 1e-12) / mu), 0.0) - (y - mu)).sum())
 
 
-def metrics(logs: pd.DataFrame, mu: np.ndarray, train_means: dict[str, float]) -> dict[str, dict[str, Any]]:
+def metrics(
+    logs: pd.DataFrame, mu: np.ndarray, train_means: dict[str, float], overdispersion: float = 0.0, level_sd: float = 0.0
+) -> dict[str, dict[str, Any]]:
     """The scores of predictions ``mu`` of the logs' on-sale rows, on all weeks and on sale weeks; deviance
-    is explained against the training logs' mean units of the same kind of week (``train_means``)."""
+    is explained against the training logs' mean units of the same kind of week (``train_means``), R² log1p
+    scores the expected log1p(units) under the model's ``overdispersion`` and ``level_sd``."""
     y_all = logs["units"].to_numpy(np.float64)
     on_sale = logs["launched"].to_numpy() > 0
     out = {}
@@ -110,7 +181,8 @@ def metrics(logs: pd.DataFrame, mu: np.ndarray, train_means: dict[str, float]) -
         y, m = y_all[keep], mu[keep]
         out[name] = {
             "rows": int(keep.sum()),
-            "r2_log1p": r2(np.log1p(y), np.log1p(m)),
+            "r2_log1p": r2(np.log1p(y), expected_log1p(m, overdispersion, level_sd, positive=name == "sale_weeks")),
+            "r2_log1p_of_mean": r2(np.log1p(y), np.log1p(m)),
             "deviance_explained": 1.0 - poisson_deviance(y, m) / poisson_deviance(y, np.full_like(y, train_means[name])),
             "mean_predicted_over_observed": float(m.mean() / y.mean()) if y.mean() > 0 else None,
             "product_level_log_sd": demand_level_log_sd(logs[keep], m),
@@ -124,27 +196,42 @@ def backtest(
 ) -> dict[str, Any]:
     """Score ``logs`` with ``predictor`` in the closed and the open loop, and the baselines fitted on
     ``train_logs`` (none without them). Deviance is explained against the training logs' mean units
-    per on-sale week (the predictor's card's when ``train_logs`` is None)."""
+    per on-sale week (the predictor's card's when ``train_logs`` is None); each model's level spread for
+    R² log1p is measured on ``train_logs`` (0 without them)."""
     if "units" not in logs:
         raise ValueError("a backtest needs a units column in the logs")
     card = _card(predictor)
     logs = _with_training_season(logs, card, train_logs)
     train_means = _training_means(card, train_logs, logs)
     predictions = {"closed_loop": rollout(logs, predictor.predict_frame).units, "open_loop": predictor.predict_frame(logs)["demand"]}
+    k = float(getattr(predictor, "demand_overdispersion", 0.0))
+    spread = 0.0 if train_logs is None else closed_loop_level_log_sd(predictor, train_logs) or 0.0
     report: dict[str, Any] = {
         "rows": len(logs), "products": int(logs["product_id"].nunique()), "training_mean_units": train_means,
-        "season": logs.attrs.get("season_source", "logs"),
-        "protocols": {p: {"predictor": metrics(logs, mu, train_means)} for p, mu in predictions.items()},
+        "season": logs.attrs.get("season_source", "logs"), "distribution": {"predictor": {"overdispersion": k, "level_log_sd": spread}},
+        "protocols": {p: {"predictor": metrics(logs, mu, train_means, k, spread)} for p, mu in predictions.items()},
     }  # fmt: skip
     if train_logs is not None:
         train = with_season(train_logs, season_profile(train_logs)) if train_logs.attrs.get("season_derived") else train_logs
         encoder = encoder or _frozen_encoder()
         for name, text in zip(BASELINES, ("none", "tfidf", "encoder")):
-            mu = ClosedLoopBaseline(text, seed, encoder).fit(train).predict(logs)
-            predictions[name] = mu
-            report["protocols"]["closed_loop"][name] = metrics(logs, mu, train_means)
+            baseline = ClosedLoopBaseline(text, seed, encoder).fit(train)
+            predictions[name] = mu = baseline.predict(logs)
+            report["distribution"][name] = {"overdispersion": baseline.overdispersion, "level_log_sd": baseline.level_log_sd}
+            report["protocols"]["closed_loop"][name] = metrics(logs, mu, train_means, baseline.overdispersion, baseline.level_log_sd)
+    report["protocols"]["known_level"] = {"predictor": metrics(logs, _at_known_level(logs, predictions["closed_loop"]), train_means, k)}
     report["_predictions"] = predictions  # for the plot; dropped before JSON
     return report
+
+
+def _at_known_level(logs: pd.DataFrame, mu: np.ndarray) -> np.ndarray:
+    """Closed-loop predictions rescaled to each product's observed total over its on-sale weeks: the
+    predictor's week-to-week shape at a known level, a bound on what reading the level better can gain."""
+    on_sale = logs["launched"].to_numpy() > 0
+    product = pd.factorize(logs["product_id"])[0]
+    observed = np.bincount(product[on_sale], logs["units"].to_numpy(np.float64)[on_sale], product.max() + 1)
+    predicted = np.bincount(product[on_sale], mu[on_sale], product.max() + 1)
+    return mu * (observed / np.maximum(predicted, 1e-12))[product]
 
 
 def closed_loop_level_log_sd(predictor: Any, logs: pd.DataFrame) -> float | None:
@@ -155,6 +242,15 @@ def closed_loop_level_log_sd(predictor: Any, logs: pd.DataFrame) -> float | None
     learned market's model draws use it (``agents.evaluation.uncertainty``)."""
     logs = _with_training_season(logs, _card(predictor), None)
     return demand_level_log_sd(logs, rollout(logs, predictor.predict_frame).units)
+
+
+def _overdispersion(y: np.ndarray, mu: np.ndarray, product: np.ndarray) -> float:
+    """A baseline's k around its training predictions, measured as a fine-tune measures a predictor's."""
+    import torch
+    from launchsim.models.finetune import overdispersion
+
+    codes = torch.as_tensor(pd.factorize(product)[0])
+    return overdispersion(torch.as_tensor(y, dtype=torch.float64), torch.as_tensor(mu, dtype=torch.float64), codes)
 
 
 def _card(predictor: Any) -> dict[str, Any]:
