@@ -59,7 +59,7 @@ from stable_baselines3.common.vec_env import VecEnv
 # The step runs on NumPy views of the state on a CPU; False runs the torch code a GPU uses (tests).
 NUMPY_ON_CPU = True
 _NO_INFO = MappingProxyType({})
-_WHOLE = ("t", "launch_step", "since_flash", "flash_left")  # state fields that count steps or uses
+_WHOLE = ("t", "launch_step", "since_flash", "flash_left", "changes_left")  # state fields that count steps or uses
 
 
 class BatchedMarketVecEnv(VecEnv):

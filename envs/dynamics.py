@@ -36,6 +36,9 @@ from launchsim.models.rollover import LITERATURE_ELASTICITY, kept_share
 from launchsim.models.structural_market import StructuralMarket
 from launchsim.scenarios.schema import Scenario
 
+# A regular price within this of the one in force (a share of the reference price) keeps it: no change
+# under constraints.max_price_changes (so a Box policy's jitter spends none).
+PRICE_CHANGE_TOLERANCE = 0.005
 # Per-step columns the dynamics (and the observation's deadline) read, in this order.
 DYNAMICS_COLUMNS = ("season", "holiday", "competitor_strength", "competitor_price_ratio", "flash_open", "deadline_left", "released")
 # Observation columns that depend only on the market and the step (tabulated): the rest come from the state.
@@ -67,6 +70,7 @@ class MarketConstants(NamedTuple):
     earliest: Any  # earliest launch step (whole)
     latest: Any  # latest launch step (whole; NEVER without a window's end)
     deadline: Any  # launch deadline step (whole; NEVER without one)
+    max_changes: Any  # regular-price changes allowed after the first regular price (whole; NEVER without a limit)
     market_estimate: Any  # the seller's estimate of addressable buyers (0 = unknown)
     old_stock0: Any  # the predecessor (a rollover; all 0 without one): its stock, units a step at its price
     old_rate: Any
@@ -99,7 +103,7 @@ class MarketTables(NamedTuple):
     discount: Any  # per bundle option (0 for option 0, no bundle)
     item_price: Any
     item_cost: Any
-    parts: frozenset[str] = frozenset()  # optional parts of a step some market uses: "predecessor", "waitlist", "rival", "budget_periods"
+    parts: frozenset[str] = frozenset()  # optional parts of a step some market uses: "predecessor", "waitlist", "rival", "budget_periods", "price_changes"
 
 
 class MarketState(NamedTuple):
@@ -119,6 +123,8 @@ class MarketState(NamedTuple):
     last_price: Any
     old_stock: Any  # the predecessor's stock (0 without one)
     waitlist: Any  # a teaser's sign-ups so far (0 without one)
+    list_price: Any  # the regular price in force / reference price (0 until the first regular price; kept only with a limit on changes)
+    changes_left: Any  # regular-price changes left (whole)
 
 
 class Market(NamedTuple):
@@ -149,6 +155,7 @@ def describe_market(scenario: Scenario, product: int, nvec: np.ndarray | None = 
         salvage=float(scenario.reward.salvage_value_per_unit), launch_cost=float(scenario.launch.launch_cost),
         min_spend=float(min_spend), max_spend=float(max_spend),
         log_stock=math.log1p(max(stock0, 1.0)), earliest=tl.earliest_launch_step, latest=tl.latest_launch_step, deadline=tl.deadline_step,
+        max_changes=NEVER if scenario.constraints.max_price_changes is None else scenario.constraints.max_price_changes,
         market_estimate=float(prod.market_estimate or 0.0),
         old_stock0=float(old.stock) if old else 0.0, old_rate=float(old.weekly_sales) * scenario.step_weeks if old else 0.0,
         old_price=float(old.price) if old else 0.0, old_price_after=float(old.price) * (1.0 - old.markdown) if old else 0.0,
@@ -190,6 +197,7 @@ def describe_market(scenario: Scenario, product: int, nvec: np.ndarray | None = 
         discount=[discounts[o] for o in own_option], item_price=[float(v) for v in item_price], item_cost=[float(v) for v in item_cost],
         parts=frozenset(part for part, used in (
             ("predecessor", old is not None), ("waitlist", waitlist is not None), ("budget_periods", scenario.constraints.ad_budget_periods is not None),
+            ("price_changes", scenario.constraints.max_price_changes is not None),
         ) if used),
     )  # fmt: skip
     return Market(constants, tables, layout.decode_tables(nvec), option_of)
@@ -200,7 +208,7 @@ def stack_markets(x: Any, markets: Sequence[Market], pid: Any) -> tuple[MarketCo
     ``steps`` and action space). Per-step tables stay one block per distinct market (``table_row``)."""
     pid = np.asarray(pid)
     steps = markets[0].tables.steps
-    whole = {"n_i", "flash_max", "earliest", "latest", "deadline", "rival_lag", "rival_steps"}
+    whole = {"n_i", "flash_max", "earliest", "latest", "deadline", "max_changes", "rival_lag", "rival_steps"}
 
     def column(values: list[Any], float_type: bool = True) -> Any:
         """Per-slot values of the markets (floats in the state's type, else whole numbers or flags)."""
@@ -283,7 +291,7 @@ def market_texts(model: Any, scenario: Scenario, product: int, option_items: Seq
 
 def initial_state(c: MarketConstants) -> MarketState:
     """The state of one market at the start of an episode."""
-    return MarketState(0, False, NEVER, NEVER, c.flash_max, c.stock0, c.budget0, 0.0, 0.0, 0.0, 0.0, 0.0, c.old_stock0, 0.0)
+    return MarketState(0, False, NEVER, NEVER, c.flash_max, c.stock0, c.budget0, 0.0, 0.0, 0.0, 0.0, 0.0, c.old_stock0, 0.0, 0.0, c.max_changes)
 
 
 def reset_state(x: Any, c: MarketConstants, state: MarketState, mask: Any) -> MarketState:
@@ -328,7 +336,15 @@ def step(
 
     # Price, flash sale and bundle only mean something once on sale.
     flash = launched & d.flash & (flash_open > 0) & (state.flash_left > 0)
-    ratio = x.where(flash, c.flash_ratio, d.price_ratio)
+    regular, list_price, changes_left, refused_change = d.price_ratio, state.list_price, state.changes_left, None
+    if "price_changes" in parts:  # a regular price other than the one in force takes a change; none left, it stays
+        setting = launched & x.not_(flash)
+        change = setting & (state.list_price > 0) & (abs(d.price_ratio - state.list_price) > PRICE_CHANGE_TOLERANCE)
+        refused_change = change & (state.changes_left <= 0)
+        regular = x.where(refused_change | (setting & (state.list_price > 0) & x.not_(change)), state.list_price, d.price_ratio)
+        list_price = x.where(setting, regular, state.list_price)
+        changes_left = state.changes_left - x.i64(change & x.not_(refused_change))
+    ratio = x.where(flash, c.flash_ratio, regular)
     partner_open = x.take(tab.partner_open, d.bundle * tab.steps + t)
     active = launched & (d.bundle > 0) & partner_open
     option = x.where(active, d.bundle, 0)
@@ -397,6 +413,7 @@ def step(
         sold, out.clicks, on_sale_ratio,  # last sales, last clicks, last price
         state.old_stock if old is None else old.stock,
         x.where(launched, 0.0, c.waitlist_keep * state.waitlist + out.clicks) if from_list is not None else state.waitlist,  # sign-ups
+        list_price, changes_left,
     )  # fmt: skip
     quantities = {
         "launched": launched, "price": price, "flash_sale": flash, "bundle_option": option, "bundle_discount": discount,
@@ -419,6 +436,7 @@ def step(
             refused_unlaunched=x.not_(launched) & (d.flash | (d.bundle > 0)),
             refused_price=launched & x.not_(x.take(a.price_allowed, x.col(x.index_actions(actions, a.native_max), 1)))
             if action_type == "multidiscrete" else launched & x.not_(launched),
+            refused_price_change=launched & x.not_(launched) if refused_change is None else refused_change,
             clipped_spend=x.not_(paused) & (spend != x.minimum(wanted_spend, state.budget)),
             context=ctx, response=resp,
         )  # fmt: skip
@@ -468,6 +486,9 @@ def action_masks(x: Any, c: MarketConstants, tab: MarketTables, a: DecodeTables,
     index = [x.arange(int(width))[None, :] for width in nvec]
     offered = [index[dim] <= x.col(a.native_max, dim)[:, None] for dim in range(len(nvec))]
     price = offered[1] & a.price_allowed & (x.not_(a.is_flash) | flash_ok[:, None])
+    if "price_changes" in tab.parts:  # no change left: the regular price in force (and flash sales)
+        locked = launched & (state.list_price > 0) & (state.changes_left <= 0)
+        price = price & (x.not_(locked)[:, None] | a.is_flash | (abs(a.price - state.list_price[:, None]) <= PRICE_CHANGE_TOLERANCE))
     options = index[2] + 0 * t[:, None]
     bundle = offered[2] & (x.take(tab.partner_open, options * tab.steps + tc[:, None]) | (options == 0))
     launch = x.stack([x.not_(launched) & (t < c.deadline), launched | ((t >= c.earliest) & (t <= c.latest))])
@@ -476,7 +497,9 @@ def action_masks(x: Any, c: MarketConstants, tab: MarketTables, a: DecodeTables,
 
 class ObservedMasks:
     """A market's action masks rebuilt from its observation, for a policy that sees only observations (a
-    trained MaskablePPO acting in the native env): ``action_masks`` on the state the observation shows."""
+    trained MaskablePPO acting in the native env): ``action_masks`` on the state the observation shows.
+    The observation does not show the price changes left under ``constraints.max_price_changes``: these
+    masks offer every level, and the env sells a change beyond them at the price in force."""
 
     def __init__(self, scenario: Scenario, product: int, nvec: np.ndarray | None = None):
         from launchsim.models.ops import NumpyOps
@@ -494,6 +517,6 @@ class ObservedMasks:
         flash_left = int(round(float(obs[OBS["flash_uses_left"]]) * float(c.flash_scale[0])))
         state = MarketState(
             np.array([t]), np.array([obs[OBS["launched"]] > 0.5]), *(np.zeros(1, dtype=np.int64) for _ in range(2)),
-            np.array([flash_left]), *(np.zeros(1) for _ in range(9)),
+            np.array([flash_left]), *(np.zeros(1) for _ in range(9)), np.zeros(1), np.array([NEVER]),
         )  # fmt: skip
         return action_masks(self._x, c, self._tab, self._a, state, self._nvec)[0]

@@ -64,7 +64,9 @@ class LaunchMarketEnv(gym.Env):
     its window or beyond its uses, a bundle whose partner is not yet available, and a price or
     bundle before launch are ignored and listed in ``info["ignored"]``; so is a price level outside
     the scenario's ``constraints`` (it sells at the nearest level inside; a week's ad spend is kept
-    between their committed minimum and pacing cap). At the launch deadline an
+    between their committed minimum and pacing cap), and a change of the regular price beyond their
+    ``max_price_changes`` (it sells at the price in force; flash sales do not count, and a price
+    within ``PRICE_CHANGE_TOLERANCE`` of the reference price of it is no change). At the launch deadline an
     unlaunched product is launched (``info["forced_launch"]``). ``action_masks()`` gives the
     valid values for MaskablePPO. Ads may run before launch: they build adstock but sell nothing.
     Ads do not run while the product is sold out (stock is never replenished): whatever share is
@@ -121,8 +123,9 @@ class LaunchMarketEnv(gym.Env):
       demand), so that the batched VecEnv reproduces single envs and replays share random numbers.
     - v2: no ad spend while sold out (v1 spent the chosen share of the budget on a product with
       nothing left to sell; a policy that never met a sell-out in training could waste its budget).
-      A scenario's ``constraints``, ``launch.latest_week``, ``predecessor``, ``ads.waitlist`` and
-      ``truth.rival`` are read within v2: a scenario without them steps as before.
+      A scenario's ``constraints`` (``max_price_changes`` included), ``launch.latest_week``,
+      ``predecessor``, ``ads.waitlist`` and ``truth.rival`` are read within v2: a scenario without
+      them steps as before.
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -308,6 +311,7 @@ _REFUSALS = (
     ("refused_bundle", "bundle: partner not available yet"),
     ("refused_unlaunched", "price/bundle: product not launched"),
     ("refused_price", "price: outside the constraints, sold at the nearest level they allow"),
+    ("refused_price_change", "price: no change left (constraints.max_price_changes), sold at the price in force"),
     ("clipped_spend", "ad spend: moved inside the constraints' weekly minimum and cap"),
 )
 

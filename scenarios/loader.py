@@ -91,6 +91,8 @@ def scenario_hash(scenario: Scenario) -> str:
         data.pop("currency", None)
     if not any(value is not None for value in data.get("constraints", {}).values()):
         data.pop("constraints", None)
+    elif data["constraints"].get("max_price_changes") is None:
+        data["constraints"].pop("max_price_changes", None)
     if data["launch"].get("latest_week") is None:
         data["launch"].pop("latest_week", None)
     if data.get("predecessor") is None:

@@ -194,6 +194,7 @@ class Constraints(Strict):
     min_weekly_ad_spend: Money | None = None  # spent each week while budget is left and ads run (a committed minimum)
     max_weekly_ad_spend: PositiveMoney | None = None  # a pacing cap on each week's spend
     ad_budget_periods: list[BudgetPeriod] | None = None  # the budget released period by period: spend never runs ahead of it
+    max_price_changes: Annotated[int, Field(ge=0, le=520)] | None = None  # regular-price changes after the first regular price (flash sales aside)
 
     def spend_bounds(self, step_weeks: int) -> tuple[float, float]:
         """A step's committed ad spend and its cap (0 and infinity without them)."""

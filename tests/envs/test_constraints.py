@@ -1,5 +1,5 @@
 """Business constraints (a scenario's ``constraints`` block): price floor, ceiling and minimum margin,
-a committed weekly ad spend and a pacing cap. Enforced by the env (masks, the nearest allowed level,
+at most K price changes, a committed weekly ad spend and a pacing cap. Enforced by the env (masks, the nearest allowed level,
 clipped spend), kept by the oracle and every heuristic, the same in the single and batched envs,
 refused with precise errors; the oracle meets the closed form where a constraint binds."""
 
@@ -171,3 +171,66 @@ def test_budget_periods_that_do_not_add_up_are_refused(periods, message):
     with pytest.raises(ScenarioError) as err:
         apply_overrides(load_scenario("food_coffee_bundle"), ["ads.budget=80000", f"constraints.ad_budget_periods={periods}"])
     assert any("constraints.ad_budget_periods" in line and message in line for line in err.value.problems), err.value.problems
+
+
+def regular_price_changes(frame) -> int:
+    """Changes of the regular (non-flash) price over an episode's weeks on sale."""
+    regular = frame.loc[frame["launched"] & ~frame["flash_sale"], "price"].to_numpy()
+    return int((np.abs(np.diff(regular)) > 1e-9).sum())
+
+
+def test_at_most_k_price_changes_after_the_first_regular_price_flash_sales_aside():
+    s = apply_overrides(load_scenario("beauty_serum_flash_sale"), ["constraints.max_price_changes=1"])
+    ref, flash = s.products[0].reference_price, len(s.pricing.levels)  # the flash sale's index
+    env = LaunchMarketEnv(s, outcomes="expected")
+    env.reset(seed=0)
+    prices, ignored = [], []
+    for level in (1, 2, 0, 2, 2, flash, 2, 3):  # set 1.0, change to 1.15, 0.85 refused, ..., a flash sale in week 5
+        info = env.step(np.array([1, level, 0, 0, 0]))[4]
+        prices.append(info["price"])
+        ignored.append([r for r in info["ignored"] if "no change left" in r])
+    assert prices == pytest.approx([ref, 1.15 * ref, 1.15 * ref, 1.15 * ref, 1.15 * ref, 0.65 * ref, 1.15 * ref, 1.15 * ref])
+    assert [bool(r) for r in ignored] == [False, False, True, False, False, False, False, True]
+    price_mask = env.action_masks()[2 : 2 + flash + 1]
+    assert price_mask.tolist() == [False, False, True, False, True]  # the price in force, and the flash sale in its window
+
+
+def test_a_box_price_within_the_tolerance_keeps_the_price_in_force():
+    s = apply_overrides(load_scenario("beauty_serum_flash_sale"), ["constraints.max_price_changes=0"])
+    env = LaunchMarketEnv(s, action_type="box", outcomes="expected")
+    env.reset(seed=0)
+    first = env.step(np.array([1.0, 0.0, -1.0, 0.0, 0.0, 0.0], dtype=np.float32))[4]
+    near = env.step(np.array([1.0, 0.002, -1.0, 0.0, 0.0, 0.0], dtype=np.float32))[4]  # 0.0014 of the reference price away
+    far = env.step(np.array([1.0, 1.0, -1.0, 0.0, 0.0, 0.0], dtype=np.float32))[4]
+    assert near["price"] == far["price"] == first["price"]
+    assert near["ignored"] == [] and any("no change left" in r for r in far["ignored"])
+
+
+def test_the_oracle_plans_within_the_limit_and_gains_from_each_change_allowed():
+    base = load_scenario("beauty_serum_flash_sale")
+    profits = []
+    for k in (0, 1, 2):
+        plan = OraclePlanner(apply_overrides(base, [f"constraints.max_price_changes={k}"])).plan()
+        regular = [d.price_ratio for d in plan.decisions[plan.launch_step :] if not d.flash]
+        assert sum(a != b for a, b in zip(regular, regular[1:])) <= k
+        profits.append(plan.expected_profit)
+    assert profits[0] < profits[1] < profits[2] <= OraclePlanner(base).plan().expected_profit + 1e-6
+
+
+@pytest.mark.parametrize("name", sorted(set(HEURISTICS) | {"oracle"}))
+def test_every_heuristic_and_the_oracle_keep_a_limit_on_price_changes(name):
+    s = apply_overrides(load_scenario("beauty_serum_flash_sale"), ["constraints.max_price_changes=1"])
+    policy = make_oracle(s) if name == "oracle" else make_heuristic(name, s)
+    assert regular_price_changes(run_episode(LaunchMarketEnv(s, outcomes="expected"), policy, seed=0)) <= 1
+
+
+@pytest.mark.parametrize("outcomes", ["expected", "sampled"])
+def test_the_batched_env_counts_price_changes_as_the_single_env(outcomes):
+    s = apply_overrides(load_scenario("beauty_serum_flash_sale"), ["constraints.max_price_changes=2"])
+    assert_batch_steps_as_single_envs(s, seed=5, actions_seed=2, outcomes=outcomes)
+
+
+def test_a_negative_limit_on_price_changes_is_refused_naming_the_field():
+    with pytest.raises(ScenarioError) as err:
+        apply_overrides(load_scenario("beauty_serum_flash_sale"), ["constraints.max_price_changes=-1"])
+    assert any("constraints.max_price_changes" in line for line in err.value.problems), err.value.problems
