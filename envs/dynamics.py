@@ -12,7 +12,7 @@ Where each part of a step lives:
 - launch timing, flash sale, bundle, ad spend, the context the market reads, stock-out, profit and the
   next state: ``step`` below, with the optional parts some scenarios use (a predecessor,
   ``predecessor_step``; a teaser's waitlist; a rival's answers, ``rival_answer``; an ad budget released
-  by period), run only where a market of the env has them (``MarketTables.parts``);
+  by period; a limit on price changes), run only where a market of the env has them (``MarketTables.parts``);
 - the expected response: the responder of a response model (``models.structural_market`` or
   ``models.heads`` with ``models.context_features``), bound to the markets once;
 - sampled counts from the step's uniforms: ``models.outcomes``;
