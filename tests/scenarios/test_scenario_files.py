@@ -135,6 +135,12 @@ def test_hash_ignores_formatting(default_data):
     assert scenario_hash(a) != scenario_hash(scenario_from_dict(_set(default_data, "horizon_weeks", 19)))
 
 
+def test_a_limit_on_price_changes_left_unset_keeps_a_constrained_scenarios_hash():
+    floor = load_scenario("home_cutting_board_price_floor")
+    assert scenario_hash(floor) == "26829c5be31fb749"  # as recorded before constraints.max_price_changes existed
+    assert scenario_hash(apply_overrides(floor, ["constraints.max_price_changes=2"])) != scenario_hash(floor)
+
+
 def test_the_estimate_basis_keeps_the_hashes_of_scenarios_that_do_not_set_it(default_data):
     # A sweep keys its trials by scenario hash: a field added with a default must not turn finished trials
     # into new ones. So a scenario that leaves it at its default hashes as if the field did not exist
