@@ -132,12 +132,19 @@ def expected_log1p(mu: np.ndarray, overdispersion: float, level_sd: float = 0.0,
                 kernel = np.exp(-0.5 * ((t[:, None] - t[None, :] + level_sd**2 / 2) / level_sd) ** 2)
                 weight = kernel @ weight
         weight = weight / weight.sum()
-    lam = mu[:, None] * np.exp(t)[None, :]
-    log1p_mean = _poisson_log1p_table(lam) @ weight
-    if not positive:
-        return log1p_mean
-    p_positive = (-np.expm1(-lam)) @ weight
-    return np.where(p_positive > 1e-12, log1p_mean / np.maximum(p_positive, 1e-12), 0.0)
+    out = np.empty_like(mu)
+    for start in range(0, len(mu), _ROWS_PER_CHUNK):  # rows x nodes at a time, bounded memory
+        rows = slice(start, start + _ROWS_PER_CHUNK)
+        lam = mu[rows, None] * np.exp(t)[None, :]
+        log1p_mean = _poisson_log1p_table(lam) @ weight
+        if positive:
+            p_positive = (-np.expm1(-lam)) @ weight
+            log1p_mean = np.where(p_positive > 1e-12, log1p_mean / np.maximum(p_positive, 1e-12), 0.0)
+        out[rows] = log1p_mean
+    return out
+
+
+_ROWS_PER_CHUNK = 8192
 
 
 def _poisson_log1p_table(lam: np.ndarray) -> np.ndarray:

@@ -72,6 +72,8 @@ def test_expected_log1p_is_the_negative_binomials_own(k):
     np.testing.assert_allclose(expected_log1p(mu, k), pmf @ np.log1p(y), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(expected_log1p(mu, k, positive=True), (pmf @ np.log1p(y)) / (1 - pmf[:, 0]), rtol=1e-4)
     assert expected_log1p(np.zeros(1), k)[0] == 0.0
+    many = np.repeat(mu, 5000)  # more rows than one chunk: the same values
+    np.testing.assert_array_equal(expected_log1p(many, k), np.repeat(expected_log1p(mu, k), 5000))
 
 
 def test_expected_log1p_averages_over_a_lognormal_level():
