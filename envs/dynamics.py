@@ -339,11 +339,13 @@ def step(
     regular, list_price, changes_left, refused_change = d.price_ratio, state.list_price, state.changes_left, None
     if "price_changes" in parts:  # a regular price other than the one in force takes a change; none left, it stays
         setting = launched & x.not_(flash)
-        change = setting & (state.list_price > 0) & (abs(d.price_ratio - state.list_price) > PRICE_CHANGE_TOLERANCE)
+        in_force = setting & (state.list_price > 0)
+        change = in_force & (abs(d.price_ratio - state.list_price) > PRICE_CHANGE_TOLERANCE)
         refused_change = change & (state.changes_left <= 0)
-        regular = x.where(refused_change | (setting & (state.list_price > 0) & x.not_(change)), state.list_price, d.price_ratio)
+        made = change & x.not_(refused_change)
+        regular = x.where(in_force & x.not_(made), state.list_price, d.price_ratio)
         list_price = x.where(setting, regular, state.list_price)
-        changes_left = state.changes_left - x.i64(change & x.not_(refused_change))
+        changes_left = state.changes_left - x.i64(made)
     ratio = x.where(flash, c.flash_ratio, regular)
     partner_open = x.take(tab.partner_open, d.bundle * tab.steps + t)
     active = launched & (d.bundle > 0) & partner_open
@@ -517,6 +519,6 @@ class ObservedMasks:
         flash_left = int(round(float(obs[OBS["flash_uses_left"]]) * float(c.flash_scale[0])))
         state = MarketState(
             np.array([t]), np.array([obs[OBS["launched"]] > 0.5]), *(np.zeros(1, dtype=np.int64) for _ in range(2)),
-            np.array([flash_left]), *(np.zeros(1) for _ in range(9)), np.zeros(1), np.array([NEVER]),
+            np.array([flash_left]), *(np.zeros(1) for _ in range(10)), np.array([NEVER]),
         )  # fmt: skip
         return action_masks(self._x, c, self._tab, self._a, state, self._nvec)[0]

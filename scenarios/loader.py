@@ -84,24 +84,25 @@ def product_index(s: Scenario, product: int | str) -> int:
     return product
 
 
+# Fields added after scenario hashes were first recorded (a sweep keys its trials by them): dropped while
+# unset, so a scenario that leaves them out hashes as before they existed.
+_ADDED_LATER = (
+    ("currency",), ("launch", "latest_week"), ("predecessor",), ("ads", "waitlist"), ("truth", "predecessor"),
+    ("truth", "rival"), ("constraints", "max_price_changes"),
+)  # fmt: skip
+
+
 def scenario_hash(scenario: Scenario) -> str:
     """A content hash of the resolved scenario (stable across key order and formatting)."""
     data = scenario.model_dump(mode="json")
-    if data.get("currency") is None:  # fields added later hash as before while at their defaults
-        data.pop("currency", None)
-    if not any(value is not None for value in data.get("constraints", {}).values()):
+    if not any(value is not None for value in data.get("constraints", {}).values()):  # added later as a block
         data.pop("constraints", None)
-    elif data["constraints"].get("max_price_changes") is None:
-        data["constraints"].pop("max_price_changes", None)
-    if data["launch"].get("latest_week") is None:
-        data["launch"].pop("latest_week", None)
-    if data.get("predecessor") is None:
-        data.pop("predecessor", None)
-    if data["ads"].get("waitlist") is None:
-        data["ads"].pop("waitlist", None)
-    for block in ("predecessor", "rival"):
-        if data.get("truth") is not None and data["truth"].get(block) is None:
-            data["truth"].pop(block, None)
+    for *parents, key in _ADDED_LATER:
+        block = data
+        for name in parents:
+            block = block.get(name) or {}
+        if key in block and block[key] is None:
+            del block[key]
     for product in data["products"]:  # a field added later hashes as before while at its default
         if product["market_estimate_basis"] == "total":
             del product["market_estimate_basis"]
