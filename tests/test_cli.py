@@ -18,6 +18,16 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "run_sim.py"), *args], capture_output=True, text=True, cwd=ROOT)
 
 
+def test_help_lists_every_command_and_each_command_has_help(capsys):
+    from launchsim.cli import build_parser
+
+    parser = build_parser()
+    text = parser.format_help()  # expands each command's help: a stray % would raise here
+    commands = next(a for a in parser._actions if a.choices and "train" in a.choices).choices
+    for name, command in commands.items():
+        assert name in text and command.format_help().startswith("usage: ")
+
+
 def test_validate_command():
     result = run("validate", *sorted(str(p) for p in (ROOT / "scenarios").glob("*.yaml")))
     assert result.returncode == 0, result.stderr

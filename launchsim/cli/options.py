@@ -156,6 +156,7 @@ def command_adder(sub: Any) -> Callable[..., argparse.ArgumentParser]:
     """``add(name, help, parents)``: a subcommand's parser with the shared help format."""
 
     def add(name: str, help_text: str, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text, parents=parents, formatter_class=HelpFormatter)
+        # argparse expands % in a command's help (a list of commands), not in its description
+        return sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text, parents=parents, formatter_class=HelpFormatter)
 
     return add
