@@ -41,7 +41,7 @@ from launchsim.envs.dynamics import (
     step,
     with_model_terms,
 )
-from launchsim.envs.launch_market import checked_demand_spread, demand_scale_generator, draw_demand_scales
+from launchsim.envs.launch_market import _RIVAL_KEY, checked_demand_spread, child_generator, demand_scale_generator, draw_demand_scales
 from launchsim.envs.spaces import (
     CRITIC_FIELDS,
     OBSERVATION_NAMES,
@@ -141,6 +141,11 @@ class BatchedMarketVecEnv(VecEnv):
         # Per-episode demand multipliers (demand_spread > 0), drawn with the uniforms, block by block.
         self._scale_generators: list[np.random.Generator | None] = [None] * n
         self._scales = torch.ones(n, self.noise_episodes, dtype=self.dtype, device=self.device)
+        # Per-episode uniforms that decide whether a rival answers (a rival with answer_probability < 1).
+        self._rival_drawn = bool((x.host(self.c.rival_chance) < 1.0).any())
+        self._rival_generators: list[np.random.Generator | None] = [None] * n
+        self._rivals = torch.zeros(n, self.noise_episodes, dtype=self.dtype, device=self.device)
+        self._rivals_x = self._as_x(self._rivals.view(-1))
         self._noise_x = self._as_x(self._noise.view(-1, NOISE_SLOTS))
         self._scales_x = self._as_x(self._scales.view(-1))
         self._scale_row = x.asarray(np.arange(n, dtype=np.int64) * self.noise_episodes)
@@ -192,6 +197,7 @@ class BatchedMarketVecEnv(VecEnv):
         for i in fresh:
             self._generators[i], _ = seeding.np_random(self._seeds[i])
             self._scale_generators[i] = demand_scale_generator(self._generators[i])
+            self._rival_generators[i] = child_generator(self._generators[i], _RIVAL_KEY)
         self._seeds = [None] * self.num_envs
         self._reset_markets(self._all)
         going_on = np.ones(self.num_envs, dtype=bool)
@@ -471,7 +477,7 @@ class BatchedMarketVecEnv(VecEnv):
         scale = self._scales_x[self._scale_row + self._episode_in_block] if self.demand_spread > 0.0 else None
         r = step(
             x, self.c, self.tab, self.a, self._state, x.asarray(actions), self.action_type, self.responder, u, scale,
-            sampled=sampled, with_impressions=self.record_impressions, graph_walk=self._in_graph,
+            sampled=sampled, with_impressions=self.record_impressions, graph_walk=self._in_graph, rival_draw=self._rival_draw(),
         )  # fmt: skip
         self._state, self._unfinished = r.state, r.unfinished
         self._ep_return = self._ep_return + r.profit
@@ -488,11 +494,19 @@ class BatchedMarketVecEnv(VecEnv):
     def _observe(self) -> Any:
         """The observation of every market, column for column as ``LaunchMarketEnv`` (``envs.dynamics.observe``)."""
         x = self.x
-        out = observe(x, self.c, self.tab, self._state, self._obs_buffer)  # a new array: callers keep observations
+        out = observe(x, self.c, self.tab, self._state, self._obs_buffer, self._rival_draw())  # a new array: callers keep observations
         parts = [out] if self._traits is None else [out, self._traits]
         if self.critic_demand_draw:
             parts.append(self._critic_draw()[:, None])
         return x.cat_cols(parts) if len(parts) > 1 else out
+
+    def _rival_draw(self) -> Any:
+        """Each market's uniform of this episode that decides whether its rival answers (None without a
+        rival that answers by chance). The index wraps as in ``_critic_draw``: a market just reset into a
+        new block reads an old value, which no rival reads before our launch."""
+        if not self._rival_drawn:
+            return None
+        return self._rivals_x[self._scale_row + self._episode_in_block % self.noise_episodes]
 
     def _critic_draw(self) -> Any:
         """The critic's field: log of each market's demand multiplier this episode, as the single env gives
@@ -510,6 +524,9 @@ class BatchedMarketVecEnv(VecEnv):
         if self.demand_spread > 0.0:
             block = np.stack([draw_demand_scales(self._scale_generators[i], self.demand_spread, k) for i in indices])
             self._scales[torch.as_tensor(indices, device=self.device)] = torch.as_tensor(block, dtype=self.dtype).to(self.device)
+        if self._rival_drawn:
+            block = np.stack([self._rival_generators[i].random(k) for i in indices])
+            self._rivals[torch.as_tensor(indices, device=self.device)] = torch.as_tensor(block, dtype=self.dtype).to(self.device)
         if self._noise_np is not None:  # straight into the tensor's memory
             for i in indices:
                 self._generators[i].random(out=self._noise_np[i, : k * n_steps[i]])

@@ -11,7 +11,7 @@ Where each part of a step lives:
 - action -> lever values: ``envs.actions.decode``;
 - launch timing, flash sale, bundle, ad spend, the context the market reads, stock-out, profit and the
   next state: ``step`` below, with the optional parts some scenarios use (a predecessor,
-  ``predecessor_step``; a teaser's waitlist; a rival's answers, ``rival_answer``; an ad budget released
+  ``predecessor_step``; a teaser's waitlist; a rival's answers, ``rival_price``; an ad budget released
   by period; a limit on price changes), run only where a market of the env has them (``MarketTables.parts``);
 - the expected response: the responder of a response model (``models.structural_market`` or
   ``models.heads`` with ``models.context_features``), bound to the markets once;
@@ -85,6 +85,8 @@ class MarketConstants(NamedTuple):
     rival_lag: Any  # our launch, from rival_lag steps after it for rival_steps steps (whole), and after a flash sale
     rival_steps: Any
     rival_flash_cut: Any
+    rival_chance: Any  # the chance that it answers in an episode (drawn once per episode; 1 without a draw)
+    rival_match: Any  # the share of the gap below its price that it matches, a step after our price
     reads_adopters: Any  # 1.0 when the market reads its buyers so far, 0.0 for a weekly pool
     stock_scale: Any  # the observation's divisors: max(stock0, 1), the budget (1 without), max(flash uses, 1)
     budget_scale: Any
@@ -163,7 +165,7 @@ def describe_market(scenario: Scenario, product: int, nvec: np.ndarray | None = 
         old_salvage=float(old.salvage_value_per_unit) if old else 0.0,
         waitlist_conversion=float(waitlist.conversion) if waitlist else 0.0,
         waitlist_keep=float(waitlist.retention) ** scenario.step_weeks if waitlist else 1.0,
-        rival_launch_cut=0.0, rival_lag=1, rival_steps=0, rival_flash_cut=0.0, reads_adopters=float(prod.reads_adopters),
+        rival_launch_cut=0.0, rival_lag=1, rival_steps=0, rival_flash_cut=0.0, rival_chance=1.0, rival_match=0.0, reads_adopters=float(prod.reads_adopters),
         stock_scale=max(stock0, 1.0), budget_scale=budget0 if budget0 > 0 else 1.0, flash_scale=float(max(flash_max, 1)), table_row=0,
     )  # fmt: skip
     options = [-1, *(o.item for o in layout.bundle_options)]
@@ -245,6 +247,7 @@ def with_model_terms(market: Market, model: Any, scenario: Scenario, product: in
         terms.update(
             rival_launch_cut=float(rival.launch_cut), rival_lag=-(-rival.launch_lag_weeks // k),
             rival_steps=-(-rival.launch_cut_weeks // k), rival_flash_cut=float(rival.flash_cut),
+            rival_chance=float(rival.answer_probability), rival_match=float(rival.price_match),
         )  # fmt: skip
     return market._replace(constants=market.constants._replace(**terms), tables=tables)
 
@@ -270,12 +273,16 @@ def predecessor_step(x: Any, c: MarketConstants, state: MarketState, season: Any
     return PredecessorStep(units, revenue, salvage, x.where(retired, 0.0, left))
 
 
-def rival_answer(x: Any, c: MarketConstants, state: MarketState) -> Any:
-    """The competitor's price multiplier at the state's step: its cut answering our launch, and its cut
-    in the step after our flash sale (1 without a rival that answers)."""
+def rival_price(x: Any, c: MarketConstants, state: MarketState, comp_price: Any, draw: Any = None) -> Any:
+    """The competitor's price (a ratio to our reference price; ``comp_price`` its scripted one) at the
+    state's step: its cut answering our launch, its cut in the step after our flash sale, then
+    ``rival_match`` of the gap down to our price of the step before. It answers in an episode whose
+    uniform ``draw`` is below ``rival_chance`` (always with ``draw`` None)."""
     since_launch = state.t - state.launch_step  # negative before a launch (launch_step NEVER)
     answering = (since_launch >= c.rival_lag) & (since_launch < c.rival_lag + c.rival_steps)
-    return 1.0 - c.rival_launch_cut * x.f(answering) - c.rival_flash_cut * x.f(state.since_flash == 0)
+    price = comp_price * (1.0 - c.rival_launch_cut * x.f(answering) - c.rival_flash_cut * x.f(state.since_flash == 0))
+    price = price - c.rival_match * x.maximum(price - state.last_price, 0.0) * x.f(state.last_price > 0.0)  # last price 0: not on sale
+    return price if draw is None else x.where(draw < c.rival_chance, price, comp_price)
 
 
 def market_texts(model: Any, scenario: Scenario, product: int, option_items: Sequence[int]) -> MarketTexts:
@@ -311,21 +318,22 @@ class StepResult(NamedTuple):
 def step(
     x: Any, c: MarketConstants, tab: MarketTables, a: DecodeTables, state: MarketState, actions: Any, action_type: str,
     responder: Any, u: Any, demand_scale: Any = None, sampled: bool = True, with_impressions: bool = True,
-    explain: bool = False, graph_walk: bool = False, size_scale: float | None = None,
+    explain: bool = False, graph_walk: bool = False, size_scale: float | None = None, rival_draw: Any = None,
 ) -> StepResult:  # fmt: skip
     """One decision step of every market: the levers of ``actions``, the market's response from
     ``responder``, counts from the step's uniforms ``u`` (or the expectations with ``sampled`` False),
     stock, profit and the next state. ``demand_scale`` multiplies expected demand (domain randomisation);
     ``size_scale`` multiplies the market's size: demand times it at the same penetration (the market reads
     its buyers so far divided by it; in the structural market, about a Bass market size times it).
-    ``explain`` adds why a lever was not applied (``refused_*`` flags) to the quantities."""
+    ``explain`` adds why a lever was not applied (``refused_*`` flags) to the quantities. ``rival_draw``:
+    the episode's uniform that decides whether a rival answers (``rival_price``)."""
     d = decode(x, a, actions, action_type)
     t = state.t
     row = tab.dynamics[c.table_row + t]
     season, holiday, comp_strength, comp_price, flash_open = x.col(row, 0), x.col(row, 1), x.col(row, 2), x.col(row, 3), x.col(row, 4)
     parts = tab.parts  # the optional parts some market here uses
     if "rival" in parts:
-        comp_price = comp_price * rival_answer(x, c, state)
+        comp_price = rival_price(x, c, state, comp_price, rival_draw)
 
     # Launch timing: a launch outside the launch window is refused; at the deadline the market launches.
     before = state.launched
@@ -454,9 +462,10 @@ _STATE_COLUMNS = tuple(OBS[name] for name in (
 _RIVAL_COLUMNS = (OBS["competitor_price"], *_STATE_COLUMNS)
 
 
-def observe(x: Any, c: MarketConstants, tab: MarketTables, state: MarketState, out: Any) -> Any:
+def observe(x: Any, c: MarketConstants, tab: MarketTables, state: MarketState, out: Any, rival_draw: Any = None) -> Any:
     """The observation of every market (``OBSERVATION_NAMES``): the tabled columns of the step with the
-    state's columns written over them (into the float32 buffer ``out`` for a batch); a clipped copy."""
+    state's columns written over them (into the float32 buffer ``out`` for a batch); a clipped copy.
+    ``rival_draw`` as for ``step``."""
     t, launched = state.t, state.launched
     row = c.table_row + t
     values = [
@@ -474,7 +483,7 @@ def observe(x: Any, c: MarketConstants, tab: MarketTables, state: MarketState, o
         x.minimum(x.f(state.since_flash), c.n) / c.n,
     ]  # fmt: skip
     if "rival" in tab.parts:  # the competitor's price is what it charges now, answers included
-        return x.fill_row(tab.observation, row, _RIVAL_COLUMNS, [x.col(tab.dynamics[row], 3) * rival_answer(x, c, state), *values], out, OBS_LOW, OBS_HIGH)
+        return x.fill_row(tab.observation, row, _RIVAL_COLUMNS, [rival_price(x, c, state, x.col(tab.dynamics[row], 3), rival_draw), *values], out, OBS_LOW, OBS_HIGH)
     return x.fill_row(tab.observation, row, _STATE_COLUMNS, values, out, OBS_LOW, OBS_HIGH)
 
 

@@ -31,6 +31,7 @@ from launchsim.scenarios import DEFAULT_SCENARIO, Scenario, load_scenario, produ
 # The dynamics' version: registered ids end in it; runs, evaluations and sweep trials record it.
 ENV_VERSION = 2
 _SCALE_KEY = 0x5CA1E  # the spawn key of the demand-multiplier generator
+_RIVAL_KEY = 0x41BA1  # the spawn key of the generator that decides whether a rival answers
 MARKETS = ("structural", "learned")
 
 
@@ -90,7 +91,10 @@ class LaunchMarketEnv(gym.Env):
     or at the end its salvage value (``predecessor_salvage``); its stock pays holding cost. With
     ``ads.waitlist`` clicks before the launch sign up, and a share buys in the launch step
     (``waitlist_buyers``). In the structural market a ``truth.rival`` competitor answers our launch and
-    flash sales with price cuts; the observation's competitor price is what it charges.
+    flash sales with price cuts and may match our price a step later; the observation's competitor
+    price is what it charges. Whether it answers in an episode is drawn at ``reset`` with its
+    ``answer_probability``, from a child generator of the seed (``rival_answers=True`` or ``False``
+    fixes it: the oracle weighs the two).
 
     ## Episode end
     Terminates after ``scenario.n_steps`` steps (time is in the observation); never truncates.
@@ -145,6 +149,7 @@ class LaunchMarketEnv(gym.Env):
         traits: np.ndarray | None = None,
         critic_demand_draw: bool = False,
         demand_scale: float = 1.0,
+        rival_answers: bool | None = None,
     ):
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         s = self.scenario
@@ -187,6 +192,11 @@ class LaunchMarketEnv(gym.Env):
         self._scale_rng: np.random.Generator | None = None
         self._noise: list[list[float]] | None = None
         self._demand_scale = 1.0
+        if rival_answers not in (None, True, False):
+            raise ValueError(f"rival_answers must be None, True or False, found {rival_answers!r}")
+        self.rival_answers = rival_answers
+        self._rival_rng: np.random.Generator | None = None
+        self._rival_draw: float | None = None  # the episode's uniform that decides whether a rival answers
         self._state = initial_state(self._m.constants)
         self._last_info: dict[str, Any] = {}
         self.last_context = self.last_response = None
@@ -203,10 +213,15 @@ class LaunchMarketEnv(gym.Env):
         super().reset(seed=seed)
         if seed is not None or self._scale_rng is None:
             self._scale_rng = demand_scale_generator(self.np_random)
+            self._rival_rng = child_generator(self.np_random, _RIVAL_KEY)
         self._state = initial_state(self._m.constants)
         self._noise = draw_noise(self.np_random, self._n).tolist()  # this episode's uniforms, one row per step
         if self.demand_spread > 0.0:
             self._demand_scale = float(draw_demand_scales(self._scale_rng, self.demand_spread, 1)[0])
+        if self.rival_answers is not None:
+            self._rival_draw = 0.0 if self.rival_answers else 1.0
+        elif self._m.constants.rival_chance < 1.0:
+            self._rival_draw = float(self._rival_rng.random())
         self._last_info = {}
         return self._observe(), {"week": 0, "ignored": []}
 
@@ -217,7 +232,7 @@ class LaunchMarketEnv(gym.Env):
         r = step(
             SCALAR, m.constants, m.tables, m.decode, self._state, action, self._action_type, self._responder, self._noise[t],
             demand_scale=self._demand_scale if self.demand_spread > 0.0 else None, sampled=self.outcomes == "sampled", explain=True,
-            size_scale=self._fixed_scale if self._fixed_scale != 1.0 else None,
+            size_scale=self._fixed_scale if self._fixed_scale != 1.0 else None, rival_draw=self._rival_draw,
         )  # fmt: skip
         self._state = r.state
         info = StepInfo(r.quantities)
@@ -256,7 +271,7 @@ class LaunchMarketEnv(gym.Env):
 
     def _observe(self) -> np.ndarray:
         m = self._m
-        obs = observe(SCALAR, m.constants, m.tables, self._state, None)
+        obs = observe(SCALAR, m.constants, m.tables, self._state, None, self._rival_draw)
         if not len(self._traits) and not self.critic_demand_draw:
             return obs
         extra = [np.array([log_demand_draw(SCALAR, self._demand_scale)], dtype=np.float32)] if self.critic_demand_draw else []
@@ -316,6 +331,16 @@ _REFUSALS = (
 )
 
 
+def rival_branches(scenario: Scenario) -> list[tuple[float, bool | None]]:
+    """The weights and ``rival_answers`` values whose weighted sum of expected profits is a plan's
+    expected profit in the structural market: both outcomes of a rival that answers by chance, else one
+    unweighted branch."""
+    rival = scenario.truth.rival if scenario.truth is not None else None
+    if rival is None or rival.answer_probability >= 1.0:
+        return [(1.0, None)]
+    return [(rival.answer_probability, True), (1.0 - rival.answer_probability, False)]
+
+
 def checked_demand_spread(spread: float) -> float:
     """The domain-randomisation spread as a float; a ValueError unless finite and >= 0."""
     if not (isinstance(spread, int | float) and math.isfinite(spread) and spread >= 0.0):
@@ -326,8 +351,14 @@ def checked_demand_spread(spread: float) -> float:
 def demand_scale_generator(np_random: np.random.Generator) -> np.random.Generator:
     """The generator of an env's per-episode demand multipliers: a child of its seed, so drawing them
     leaves ``np_random``'s stream (the outcome uniforms) as it is without a spread."""
+    return child_generator(np_random, _SCALE_KEY)
+
+
+def child_generator(np_random: np.random.Generator, key: int) -> np.random.Generator:
+    """A generator that is a child of ``np_random``'s seed under spawn key ``key``: draws from it leave the
+    parent's stream as it is."""
     seq = np_random.bit_generator.seed_seq
-    return np.random.default_rng(np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, _SCALE_KEY)))
+    return np.random.default_rng(np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, key)))
 
 
 def draw_demand_scales(rng: np.random.Generator, spread: float, episodes: int) -> np.ndarray:

@@ -86,10 +86,12 @@ def product_index(s: Scenario, product: int | str) -> int:
 
 # Fields added after scenario hashes were first recorded (a sweep keys its trials by them): dropped while
 # unset, so a scenario that leaves them out hashes as before they existed.
-_ADDED_LATER = (
-    ("currency",), ("launch", "latest_week"), ("predecessor",), ("ads", "waitlist"), ("truth", "predecessor"),
-    ("truth", "rival"), ("constraints", "max_price_changes"),
-)  # fmt: skip
+# Fields added later, with the value at which a scenario hashes as it did before they existed.
+_ADDED_LATER: dict[tuple[str, ...], Any] = {
+    ("currency",): None, ("launch", "latest_week"): None, ("predecessor",): None, ("ads", "waitlist"): None,
+    ("truth", "predecessor"): None, ("truth", "rival"): None, ("constraints", "max_price_changes"): None,
+    ("truth", "rival", "price_match"): 0.0, ("truth", "rival", "answer_probability"): 1.0,
+}  # fmt: skip
 
 
 def scenario_hash(scenario: Scenario) -> str:
@@ -97,11 +99,11 @@ def scenario_hash(scenario: Scenario) -> str:
     data = scenario.model_dump(mode="json")
     if not any(value is not None for value in data.get("constraints", {}).values()):  # added later as a block
         data.pop("constraints", None)
-    for *parents, key in _ADDED_LATER:
+    for (*parents, key), default in _ADDED_LATER.items():
         block = data
         for name in parents:
             block = block.get(name) or {}
-        if key in block and block[key] is None:
+        if key in block and block[key] == default:
             del block[key]
     for product in data["products"]:  # a field added later hashes as before while at its default
         if product["market_estimate_basis"] == "total":

@@ -283,12 +283,16 @@ class PredecessorTruth(Strict):
 class RivalTruth(Strict):
     """How the competitor answers our moves: from ``launch_lag_weeks`` after our launch it cuts its price
     by ``launch_cut`` for ``launch_cut_weeks``, and in the week after each of our flash sales by
-    ``flash_cut`` (a promotion answering a launch, undercutting a flash sale)."""
+    ``flash_cut`` (a promotion answering a launch, undercutting a flash sale); then it matches
+    ``price_match`` of the gap down to our price of the step before (price matching, 1: all of it).
+    It answers at all in an episode with ``answer_probability``, drawn once per episode."""
 
     launch_cut: Annotated[float, Field(ge=0, lt=1)] = 0.0
     launch_lag_weeks: Annotated[int, Field(ge=1, le=52)] = 1
     launch_cut_weeks: Annotated[int, Field(ge=1, le=260)] = 4
     flash_cut: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    price_match: Annotated[float, Field(ge=0, le=1)] = 0.0
+    answer_probability: Annotated[float, Field(gt=0, le=1)] = 1.0
 
 
 class Truth(Strict):

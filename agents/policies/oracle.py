@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 from launchsim.envs.actions import ActionLayout, ActionType, Decision
-from launchsim.envs.launch_market import LaunchMarketEnv
+from launchsim.envs.launch_market import LaunchMarketEnv, rival_branches
 from launchsim.envs.spaces import OBSERVATION_NAMES
 from launchsim.envs.timeline import Timeline
 from launchsim.scenarios import product_index
@@ -80,13 +80,19 @@ class _Levers:
 
 class ExpectedMarket:
     """Noise-free rollouts of one (scenario, product) in a market: the planner's model. The market is the
-    structural one (``response_model=None``) or any response model, a learned market included."""
+    structural one (``response_model=None``) or any response model, a learned market included. Where
+    a rival answers by chance, a plan's profit is the weighted sum over both outcomes (``rival_branches``)."""
 
     def __init__(
         self, scenario: Scenario, product: int = 0, action_type: ActionType = "multidiscrete", response_model: Any = None
     ):
-        self.env = LaunchMarketEnv(scenario, product=product, response_model=response_model, action_type=action_type, outcomes="expected")
-        self.layout: ActionLayout = self.env.layout
+        branches = rival_branches(scenario) if response_model is None else [(1.0, None)]
+        self.weights = [w for w, _ in branches]
+        self.envs = [
+            LaunchMarketEnv(scenario, product=product, response_model=response_model, action_type=action_type, outcomes="expected", rival_answers=b)
+            for _, b in branches
+        ]  # fmt: skip
+        self.layout: ActionLayout = self.envs[0].layout
         self.evaluations = 0
         self._actions: dict[Decision, np.ndarray] = {}  # a search re-plays few distinct decisions many times
 
@@ -96,31 +102,39 @@ class ExpectedMarket:
             action = self._actions[d] = self.layout.encode(d)
         return action
 
+    def _step(self, envs: Sequence[LaunchMarketEnv], d: Decision) -> float:
+        """The weighted profit of one step of ``d`` in each branch's env."""
+        action = self._encode(d)
+        return sum(w * env.step(action)[1] for w, env in zip(self.weights, envs))
+
+    def _play(self, envs: Sequence[LaunchMarketEnv], decisions: Sequence[Decision], total: float = 0.0) -> float:
+        """``total`` plus the weighted profit of ``decisions`` played on from the branches' states ``envs``."""
+        for d in decisions:
+            total += self._step(envs, d)
+        return total
+
     def profit(self, decisions: Sequence[Decision]) -> float:
         """Total expected profit of playing ``decisions`` from the start of the horizon."""
         self.evaluations += 1
-        env, encode = self.env, self._encode
-        env.reset()
-        total = 0.0
-        for d in decisions:
-            total += env.step(encode(d))[1]
-        return total
+        for env in self.envs:
+            env.reset()
+        return self._play(self.envs, decisions)
 
-    def trace(self, decisions: Sequence[Decision]) -> tuple[list[LaunchMarketEnv], list[float]]:
-        """Snapshots of the env before each step of ``decisions`` and the profit made before it (the
+    def trace(self, decisions: Sequence[Decision]) -> tuple[list[list[LaunchMarketEnv]], list[float]]:
+        """Snapshots of the envs before each step of ``decisions`` and the profit made before it (the
         last entry: the total), so that a plan differing from step t on is re-played from t only."""
         self.evaluations += 1
-        env, encode = self.env, self._encode
-        env.reset()
+        for env in self.envs:
+            env.reset()
         snapshots, profits = [], [0.0]
         for d in decisions:
             # The env's state is plain numbers (rebound, never mutated), so a shallow copy is a snapshot.
-            snapshots.append(copy.copy(env))
-            profits.append(profits[-1] + env.step(encode(d))[1])
+            snapshots.append([copy.copy(env) for env in self.envs])
+            profits.append(profits[-1] + self._step(self.envs, d))
         return snapshots, profits
 
     def profit_changed(
-        self, decisions: Sequence[Decision], base: Sequence[Decision], trace: tuple[list[LaunchMarketEnv], list[float]]
+        self, decisions: Sequence[Decision], base: Sequence[Decision], trace: tuple[list[list[LaunchMarketEnv]], list[float]]
     ) -> float:
         """Total expected profit of ``decisions``, re-playing only from the first step where they
         differ from ``base`` (whose ``trace`` is given)."""
@@ -129,11 +143,7 @@ class ExpectedMarket:
         if start is None:
             return profits[-1]
         self.evaluations += 1
-        env, encode = copy.copy(snapshots[start]), self._encode
-        total = profits[start]
-        for d in decisions[start:]:
-            total += env.step(encode(d))[1]
-        return total
+        return self._play([copy.copy(env) for env in snapshots[start]], decisions[start:], profits[start])
 
 
 class OraclePlanner:

@@ -1,6 +1,8 @@
-"""A competitor that answers our moves (``truth.rival``): a price cut some weeks after our launch and
-one the week after our flash sale, in the structural market only; seen in the observation as the
-competitor's price; the same in the single and batched envs; refused with precise errors."""
+"""A competitor that answers our moves (``truth.rival``): a price cut some weeks after our launch, one
+the week after our flash sale and a match of our price a step later, in the structural market only,
+in an episode drawn with its answer probability; seen in the observation as the competitor's price;
+the same in the single and batched envs; weighed over both outcomes by the oracle; refused with
+precise errors."""
 
 from __future__ import annotations
 
@@ -75,12 +77,66 @@ def test_the_batched_env_steps_a_rival_as_the_single_env():
     assert_batch_steps_as_single_envs(load_scenario(SPEAKER), seed=7, actions_seed=2)
 
 
+def test_a_rival_matches_its_share_of_the_gap_down_to_our_price_a_step_later():
+    s = apply_overrides(load_scenario(SPEAKER), ["truth.rival.launch_cut=0", "truth.rival.flash_cut=0", "truth.rival.price_match=0.5"])
+    env = LaunchMarketEnv(s, outcomes="expected")
+    env.reset(seed=0)
+    read, seen = [], []
+    for level in (0, 0, 3, 3):  # 0.85, 0.85, then 1.1 of the reference price
+        obs = env.step(np.array([1, level, 0, 0, 0]))[0]
+        read.append(env.last_context.competitor_price_ratio)
+        seen.append(float(obs[OBS["competitor_price"]]))
+    matched = LIST_PRICE - 0.5 * (LIST_PRICE - 0.85)
+    assert read == pytest.approx([LIST_PRICE, matched, matched, LIST_PRICE], rel=1e-12)  # not above its own price
+    assert seen == pytest.approx([*read[1:], LIST_PRICE], rel=1e-6)
+
+
+def _answered(env, seed):
+    """Whether the rival answered our week-0 launch in the episode of ``seed`` (its price in week 3)."""
+    env.reset(seed=seed)
+    for _ in range(4):
+        env.step(np.array([1, 2, 0, 0, 0]))
+    return env.last_context.competitor_price_ratio < LIST_PRICE
+
+
+def test_a_rival_answers_by_chance_once_per_episode_without_changing_the_outcome_draws():
+    s = load_scenario(SPEAKER)
+    chance = apply_overrides(s, ["truth.rival.answer_probability=0.5"])
+    env = LaunchMarketEnv(chance, outcomes="expected")
+    answered = [_answered(env, seed) for seed in range(40)]
+    assert 12 <= sum(answered) <= 28 and answered == [_answered(env, seed) for seed in range(40)]  # drawn from the seed
+    assert _answered(LaunchMarketEnv(chance, rival_answers=True), 1) and not _answered(LaunchMarketEnv(chance, rival_answers=False), 1)
+    # Sampled outcomes: the episode draws the same counts as with a rival that always (never) answers.
+    for seed in (answered.index(True), answered.index(False)):
+        twin = s if answered[seed] else apply_overrides(s, ["truth.rival=null"])
+        rewards = []
+        for env in (LaunchMarketEnv(chance), LaunchMarketEnv(twin)):
+            env.reset(seed=seed)
+            rewards.append([env.step(np.array([1, 2, 0, 1, 0]))[1] for _ in range(10)])  # through the answer's weeks 2..7
+        assert rewards[0] == rewards[1]
+
+
+def test_the_oracle_weighs_both_outcomes_of_a_rival_that_answers_by_chance():
+    s = load_scenario(SPEAKER)
+    plan = [Decision(t >= 1, 1.0 if t < 8 else 0.95, False, 0, 0.1, 0) for t in range(s.n_steps)]
+    value = {p: ExpectedMarket(apply_overrides(s, [f"truth.rival.answer_probability={p}"])).profit(plan) for p in (0.3, 1)}
+    quiet = ExpectedMarket(apply_overrides(s, ["truth.rival=null"])).profit(plan)
+    assert value[0.3] == pytest.approx(0.3 * value[1] + 0.7 * quiet, rel=1e-12) and value[1] < quiet
+
+
+def test_the_batched_env_draws_a_rival_by_chance_as_single_envs_over_episodes():
+    s = apply_overrides(load_scenario(SPEAKER), ["truth.rival.answer_probability=0.5", "truth.rival.price_match=0.6"])
+    assert_batch_steps_as_single_envs(s, seed=3, actions_seed=4, launch_share=0.3, episodes=3)
+
+
 @pytest.mark.parametrize(
     ("overrides", "field", "message"),
     [
         (["competitor.events=[]"], "truth.rival", "competitor has no events"),
         (["truth.rival.flash_cut=0.8"], "truth.rival.flash_cut", "launch_cut + flash_cut < 1"),
         (["truth.rival.launch_lag_weeks=0"], "truth.rival.launch_lag_weeks", ""),
+        (["truth.rival.answer_probability=0"], "truth.rival.answer_probability", ""),
+        (["truth.rival.price_match=1.5"], "truth.rival.price_match", ""),
     ],
 )
 def test_bad_rivals_are_refused_naming_the_field(overrides, field, message):
