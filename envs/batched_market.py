@@ -41,7 +41,7 @@ from launchsim.envs.dynamics import (
     step,
     with_model_terms,
 )
-from launchsim.envs.launch_market import _RIVAL_KEY, checked_demand_spread, child_generator, demand_scale_generator, draw_demand_scales
+from launchsim.envs.launch_market import checked_demand_spread, demand_scale_generator, draw_demand_scales, rival_generator
 from launchsim.envs.spaces import (
     CRITIC_FIELDS,
     OBSERVATION_NAMES,
@@ -197,7 +197,7 @@ class BatchedMarketVecEnv(VecEnv):
         for i in fresh:
             self._generators[i], _ = seeding.np_random(self._seeds[i])
             self._scale_generators[i] = demand_scale_generator(self._generators[i])
-            self._rival_generators[i] = child_generator(self._generators[i], _RIVAL_KEY)
+            self._rival_generators[i] = rival_generator(self._generators[i])
         self._seeds = [None] * self.num_envs
         self._reset_markets(self._all)
         going_on = np.ones(self.num_envs, dtype=bool)

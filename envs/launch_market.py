@@ -213,7 +213,7 @@ class LaunchMarketEnv(gym.Env):
         super().reset(seed=seed)
         if seed is not None or self._scale_rng is None:
             self._scale_rng = demand_scale_generator(self.np_random)
-            self._rival_rng = child_generator(self.np_random, _RIVAL_KEY)
+            self._rival_rng = rival_generator(self.np_random)
         self._state = initial_state(self._m.constants)
         self._noise = draw_noise(self.np_random, self._n).tolist()  # this episode's uniforms, one row per step
         if self.demand_spread > 0.0:
@@ -352,6 +352,11 @@ def demand_scale_generator(np_random: np.random.Generator) -> np.random.Generato
     """The generator of an env's per-episode demand multipliers: a child of its seed, so drawing them
     leaves ``np_random``'s stream (the outcome uniforms) as it is without a spread."""
     return child_generator(np_random, _SCALE_KEY)
+
+
+def rival_generator(np_random: np.random.Generator) -> np.random.Generator:
+    """The generator of an env's per-episode draws of whether a rival answers: a child of its seed."""
+    return child_generator(np_random, _RIVAL_KEY)
 
 
 def child_generator(np_random: np.random.Generator, key: int) -> np.random.Generator:

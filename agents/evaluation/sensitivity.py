@@ -19,6 +19,7 @@ import pandas as pd
 from launchsim.agents.evaluation.replay import check_markets, market_env, playable_markets
 from launchsim.agents.policies.recorded_plan import RecordedPlan
 from launchsim.agents.rollout import run_episode
+from launchsim.envs.launch_market import LaunchMarketEnv, rival_branches
 from launchsim.scenarios import product_index
 from launchsim.scenarios.schema import Scenario
 
@@ -73,12 +74,12 @@ def plan_sensitivity(
     )
     rows = []
     for market in markets:
-        env = market_env(scenario, index, market, predictor, "expected")
-        base = _profit(env, plan, scenario, index, seed)
+        envs = _expected_envs(scenario, index, market, predictor)
+        base = _profit(envs, plan, scenario, index, seed)
         for t, shift, value, changed_value, column in moves:
             changed = plan.copy()
             changed.loc[t, column] = changed_value
-            delta = _profit(env, changed, scenario, index, seed) - base
+            delta = _profit(envs, changed, scenario, index, seed) - base
             rows.append(
                 dict(zip(ROW_COLUMNS, (market, lever, plan["week"].iloc[t], shift, value, changed_value, delta, base)))
             )
@@ -112,9 +113,21 @@ def _ad_moves(weekly: pd.DataFrame, stocked: np.ndarray, scenario: Scenario):
                 yield t, shift, levels[at], levels[at + shift], "ad_share"
 
 
-def _profit(env: Any, plan: pd.DataFrame, scenario: Scenario, index: int, seed: int) -> float:
-    policy = RecordedPlan(plan.astype(str), scenario, index, source="<sensitivity plan>")
-    return float(run_episode(env, policy, seed=seed)["profit"].sum())
+def _expected_envs(scenario: Scenario, index: int, market: str, predictor: Any) -> list[tuple[float, LaunchMarketEnv]]:
+    """A market's expected-outcome envs with their weights: in the structural market, both outcomes of
+    a rival that answers by chance (``rival_branches``)."""
+    if market == "learned":
+        return [(1.0, market_env(scenario, index, market, predictor, "expected"))]
+    return [(w, LaunchMarketEnv(scenario, index, outcomes="expected", rival_answers=b)) for w, b in rival_branches(scenario)]
+
+
+def _profit(envs: list[tuple[float, LaunchMarketEnv]], plan: pd.DataFrame, scenario: Scenario, index: int, seed: int) -> float:
+    """The plan's expected profit: the weighted sum over ``envs``."""
+    table = plan.astype(str)
+    return sum(
+        w * float(run_episode(env, RecordedPlan(table, scenario, index, source="<sensitivity plan>"), seed=seed)["profit"].sum())
+        for w, env in envs
+    )  # fmt: skip
 
 
 def sensitivity_table(rows: pd.DataFrame) -> pd.DataFrame:

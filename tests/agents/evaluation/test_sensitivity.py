@@ -96,3 +96,14 @@ def test_no_one_week_move_improves_the_oracles_plan_in_the_truth(scenario):
         _, rows = plan_sensitivity(s, oracle, lever=lever, markets=["structural"])
         assert len(rows) > 0 and set(rows["lever"]) == {lever}
         assert rows["profit_delta"].max() <= 1e-9 * rows["plan_profit"].iloc[0]
+
+
+def test_a_rival_that_answers_by_chance_is_weighed_over_both_outcomes():
+    s = apply_overrides(load_scenario("electronics_speaker_rival_answer"), ["products.0.stock=300000"])  # never sold out: the same weeks probed
+    rows = {}
+    for name, sets in (("chance", ["truth.rival.answer_probability=0.3"]), ("always", []), ("never", ["truth.rival=null"])):
+        scenario = apply_overrides(s, sets)
+        rows[name] = plan_sensitivity(scenario, build_policy("list_price", scenario), markets=["structural"])[1]
+    assert len(rows["chance"]) > 0 and not np.allclose(rows["always"]["profit_delta"], rows["never"]["profit_delta"])
+    for column in ("profit_delta", "plan_profit"):
+        np.testing.assert_allclose(rows["chance"][column], 0.3 * rows["always"][column] + 0.7 * rows["never"][column], rtol=1e-9, atol=1e-6)
