@@ -84,9 +84,8 @@ def product_index(s: Scenario, product: int | str) -> int:
     return product
 
 
-# Fields added after scenario hashes were first recorded (a sweep keys its trials by them): dropped while
-# unset, so a scenario that leaves them out hashes as before they existed.
-# Fields added later, with the value at which a scenario hashes as it did before they existed.
+# Fields added after scenario hashes were first recorded (a sweep keys its trials by them), each with the
+# value at which it is dropped: a scenario that leaves them out hashes as before they existed.
 _ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("currency",): None, ("launch", "latest_week"): None, ("predecessor",): None, ("ads", "waitlist"): None,
     ("truth", "predecessor"): None, ("truth", "rival"): None, ("constraints", "max_price_changes"): None,

@@ -143,3 +143,11 @@ def test_bad_rivals_are_refused_naming_the_field(overrides, field, message):
     with pytest.raises(ScenarioError) as err:
         apply_overrides(load_scenario(SPEAKER), overrides)
     assert any(field in line and message in line for line in err.value.problems), err.value.problems
+
+
+def test_a_rival_at_the_new_fields_defaults_hashes_as_before_they_existed():
+    from launchsim.scenarios.loader import scenario_hash
+
+    s = load_scenario(SPEAKER)
+    assert scenario_hash(s) == "aa0dce656d593470"  # recorded before price_match and answer_probability existed
+    assert scenario_hash(apply_overrides(s, ["truth.rival.price_match=0.5"])) != scenario_hash(s)
