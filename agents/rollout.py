@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -36,6 +37,12 @@ def run_episode(env: gym.Env, policy: Policy, seed: int | None = None, determini
     frame = pd.DataFrame(rows)
     frame["cumulative_profit"] = frame["profit"].cumsum()
     return frame
+
+
+def expected_profit(markets: list[tuple[float, gym.Env]], make_policy: Callable[[], Policy], seed: int = 0) -> float:
+    """A policy's expected episode profit: the weighted sum of its profits in ``markets`` (weighted
+    expected-outcome envs, ``envs.launch_market.expected_markets``), a fresh policy in each."""
+    return sum(w * float(run_episode(env, make_policy(), seed=seed)["profit"].sum()) for w, env in markets)
 
 
 def episode_summary(weekly: pd.DataFrame) -> dict[str, float]:

@@ -331,14 +331,19 @@ _REFUSALS = (
 )
 
 
-def rival_branches(scenario: Scenario) -> list[tuple[float, bool | None]]:
-    """The weights and ``rival_answers`` values whose weighted sum of expected profits is a plan's
-    expected profit in the structural market: both outcomes of a rival that answers by chance, else one
-    unweighted branch."""
-    rival = scenario.truth.rival if scenario.truth is not None else None
-    if rival is None or rival.answer_probability >= 1.0:
-        return [(1.0, None)]
-    return [(rival.answer_probability, True), (1.0 - rival.answer_probability, False)]
+def expected_markets(
+    scenario: Scenario, product: int = 0, response_model: ResponseModel | None = None, action_type: ActionType = "multidiscrete"
+) -> list[tuple[float, LaunchMarketEnv]]:
+    """Expected-outcome envs of one (scenario, product), each with its weight: the weighted sum of a
+    plan's profits in them is its expected profit. In the structural market (``response_model`` None)
+    a rival that answers by chance gives two, one per outcome; otherwise there is one of weight 1."""
+    rival = scenario.truth.rival if response_model is None and scenario.truth is not None else None
+    chance = 1.0 if rival is None else rival.answer_probability
+    branches = [(1.0, None)] if chance >= 1.0 else [(chance, True), (1.0 - chance, False)]
+    return [
+        (w, LaunchMarketEnv(scenario, product, response_model=response_model, action_type=action_type, outcomes="expected", rival_answers=b))
+        for w, b in branches
+    ]  # fmt: skip
 
 
 def checked_demand_spread(spread: float) -> float:

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from launchsim.agents.evaluation.replay import check_markets, market_env, playable_markets
 from launchsim.agents.policies.recorded_plan import RecordedPlan
-from launchsim.agents.rollout import run_episode
-from launchsim.envs.launch_market import LaunchMarketEnv, rival_branches
+from launchsim.agents.rollout import expected_profit, run_episode
+from launchsim.envs.launch_market import LaunchMarketEnv, expected_markets
 from launchsim.scenarios import product_index
 from launchsim.scenarios.schema import Scenario
 
@@ -74,7 +74,7 @@ def plan_sensitivity(
     )
     rows = []
     for market in markets:
-        envs = _expected_envs(scenario, index, market, predictor)
+        envs = expected_markets(scenario, index, predictor if market == "learned" else None)  # both outcomes of a chance rival
         base = _profit(envs, plan, scenario, index, seed)
         for t, shift, value, changed_value, column in moves:
             changed = plan.copy()
@@ -113,21 +113,9 @@ def _ad_moves(weekly: pd.DataFrame, stocked: np.ndarray, scenario: Scenario):
                 yield t, shift, levels[at], levels[at + shift], "ad_share"
 
 
-def _expected_envs(scenario: Scenario, index: int, market: str, predictor: Any) -> list[tuple[float, LaunchMarketEnv]]:
-    """A market's expected-outcome envs with their weights: in the structural market, both outcomes of
-    a rival that answers by chance (``rival_branches``)."""
-    if market == "learned":
-        return [(1.0, market_env(scenario, index, market, predictor, "expected"))]
-    return [(w, LaunchMarketEnv(scenario, index, outcomes="expected", rival_answers=b)) for w, b in rival_branches(scenario)]
-
-
 def _profit(envs: list[tuple[float, LaunchMarketEnv]], plan: pd.DataFrame, scenario: Scenario, index: int, seed: int) -> float:
-    """The plan's expected profit: the weighted sum over ``envs``."""
     table = plan.astype(str)
-    return sum(
-        w * float(run_episode(env, RecordedPlan(table, scenario, index, source="<sensitivity plan>"), seed=seed)["profit"].sum())
-        for w, env in envs
-    )  # fmt: skip
+    return expected_profit(envs, lambda: RecordedPlan(table, scenario, index, source="<sensitivity plan>"), seed)
 
 
 def sensitivity_table(rows: pd.DataFrame) -> pd.DataFrame:

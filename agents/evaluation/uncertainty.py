@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from launchsim.agents.rollout import Policy, run_episode
-from launchsim.envs.launch_market import LaunchMarketEnv, rival_branches
+from launchsim.agents.rollout import Policy, expected_profit, run_episode
+from launchsim.envs.launch_market import LaunchMarketEnv, expected_markets
 from launchsim.scenarios import Scenario
 
 DRAWS = 40  # model draws per figure: the 5% and 95% quantiles of 40 values move by about 0.05 sigma between seeds
@@ -139,10 +139,7 @@ def coverage(
     for group, scenario, product in tqdm(cases, desc="coverage", disable=not progress):
         for plan in plans:
             make = lambda plan=plan, scenario=scenario, product=product: make_heuristic(plan, scenario, product=product)  # noqa: E731
-            true_profit = sum(  # both outcomes of a rival that answers by chance, weighted
-                w * float(run_episode(LaunchMarketEnv(scenario, product, outcomes="expected", rival_answers=b), make(), seed=0)["profit"].sum())
-                for w, b in rival_branches(scenario)
-            )  # fmt: skip
+            true_profit = expected_profit(expected_markets(scenario, product), make)
             values = profit_draws(scenario, product, make, chosen)
             low, high = np.quantile(values, [0.05, 0.95])
             rows.append({

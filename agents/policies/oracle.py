@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 from launchsim.envs.actions import ActionLayout, ActionType, Decision
-from launchsim.envs.launch_market import LaunchMarketEnv, rival_branches
+from launchsim.envs.launch_market import LaunchMarketEnv, expected_markets
 from launchsim.envs.spaces import OBSERVATION_NAMES
 from launchsim.envs.timeline import Timeline
 from launchsim.scenarios import product_index
@@ -81,17 +81,14 @@ class _Levers:
 class ExpectedMarket:
     """Noise-free rollouts of one (scenario, product) in a market: the planner's model. The market is the
     structural one (``response_model=None``) or any response model, a learned market included. Where
-    a rival answers by chance, a plan's profit is the weighted sum over both outcomes (``rival_branches``)."""
+    a rival answers by chance, a plan's profit is the weighted sum over both outcomes (``expected_markets``)."""
 
     def __init__(
         self, scenario: Scenario, product: int = 0, action_type: ActionType = "multidiscrete", response_model: Any = None
     ):
-        branches = rival_branches(scenario) if response_model is None else [(1.0, None)]
-        self.weights = [w for w, _ in branches]
-        self.envs = [
-            LaunchMarketEnv(scenario, product=product, response_model=response_model, action_type=action_type, outcomes="expected", rival_answers=b)
-            for _, b in branches
-        ]  # fmt: skip
+        markets = expected_markets(scenario, product, response_model, action_type)
+        self.weights = [w for w, _ in markets]
+        self.envs = [env for _, env in markets]
         self.layout: ActionLayout = self.envs[0].layout
         self.evaluations = 0
         self._actions: dict[Decision, np.ndarray] = {}  # a search re-plays few distinct decisions many times
