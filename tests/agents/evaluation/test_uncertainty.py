@@ -79,3 +79,38 @@ def test_a_demand_scale_is_a_market_size_in_the_structural_market():
     np.testing.assert_allclose(scaled["units_sold"], sized["units_sold"], rtol=1e-12)
     with pytest.raises(ValueError, match="demand_scale"):
         LaunchMarketEnv(s, demand_scale=0.0)
+
+
+def test_coverage_scores_each_plan_against_the_true_expected_profit(ensemble):
+    from launchsim.agents.evaluation.uncertainty import coverage
+
+    summary, frame = coverage(ensemble, products=2, seed=3, draws=6)
+    from launchsim.scenarios import list_scenarios
+
+    assert len(frame) == 2 * (2 + sum(len(load_scenario(path).products) for path in list_scenarios()))
+    assert set(frame["plan"]) == {"list_price", "launch_now"} and (frame["group"] == "generated").sum() == 4
+    # The truth of a shipped case is its plan's episode in the structural market with expected outcomes.
+    row = frame[(frame["scenario"] == "food_coffee_bundle") & (frame["plan"] == "list_price")].iloc[0]
+    s = load_scenario("food_coffee_bundle")
+    truth = run_episode(LaunchMarketEnv(s, outcomes="expected"), make_heuristic("list_price", s), seed=0)["profit"].sum()
+    assert row["true_expected_profit"] == pytest.approx(truth, rel=1e-12)
+    inside = (frame["low90"] <= frame["true_expected_profit"]) & (frame["true_expected_profit"] <= frame["high90"])
+    assert (frame["inside"] == inside).all() and (frame["low90"] <= frame["learned_mean"]).all()
+    assert (frame.loc[~inside, "side"] == np.where(frame.loc[~inside, "true_expected_profit"] < frame.loc[~inside, "low90"], "below", "above")).all()
+    for key, part in (("all", frame), ("generated", frame[frame["group"] == "generated"]), ("shipped", frame[frame["group"] == "shipped"])):
+        assert summary[key]["cases"] == len(part) and summary[key]["inside90"] == pytest.approx(part["inside"].mean())
+        assert summary[key]["below"] + summary[key]["above"] == (~part["inside"]).sum()
+    assert sum(c["cases"] for c in summary["by_plan"].values()) == len(frame)
+    assert coverage(ensemble, products=2, seed=3, draws=6, shipped=False)[1].equals(frame[frame["group"] == "generated"].reset_index(drop=True))
+
+
+def test_coverage_intervals_widen_with_the_level_error(ensemble):
+    from launchsim.agents.evaluation.uncertainty import coverage
+
+    narrow = coverage(ensemble, products=3, seed=4, draws=10, shipped=False)[1]
+    ensemble.card["demand_level_log_sd"] = 3.0
+    try:
+        summary, wide = coverage(ensemble, products=3, seed=4, draws=10, shipped=False)
+    finally:
+        del ensemble.card["demand_level_log_sd"]
+    assert summary["level_log_sd"] == 3.0 and (wide["high90"] - wide["low90"] > narrow["high90"] - narrow["low90"]).all()
