@@ -77,15 +77,16 @@ class PredictorEnsemble:
     # ------------------------------------------------------------------ saving and loading
 
     @staticmethod
-    def write(directory: str | Path, members: Sequence[str | Path]) -> Path:
-        """Write an ensemble folder over existing predictor folders (stored relative to it) and return it."""
+    def write(directory: str | Path, members: Sequence[str | Path], measured: dict[str, Any] | None = None) -> Path:
+        """Write an ensemble folder over existing predictor folders (stored relative to it) and return it;
+        ``measured`` adds what was measured of the ensemble as a whole (its ``demand_level_log_sd``)."""
         directory = Path(directory)
         if len(members) < 2:
             raise PredictorError(f"an ensemble needs at least two member predictors, found {len(members)}")
         if (directory / "card.json").exists() and load_card(directory).get("format") != ENSEMBLE_FORMAT:
             raise PredictorError(f"{directory}: holds a predictor; write the ensemble to a folder of its own")
         paths = [Path(os.path.relpath(Path(m).resolve(), directory.resolve())).as_posix() for m in members]
-        card = {"format": ENSEMBLE_FORMAT, "version": ENSEMBLE_VERSION, "members": paths}
+        card = {"format": ENSEMBLE_FORMAT, "version": ENSEMBLE_VERSION, "members": paths, **(measured or {})}
         member_dirs(directory, card)  # a missing or nested member fails now, not when the ensemble is first loaded
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write(directory / "card.json", json.dumps(card, indent=2) + "\n")

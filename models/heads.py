@@ -77,19 +77,30 @@ class PredictorHeads(nn.Module):
         out = proj(self.drop(self.norm(emb)))
         return out * (emb.abs().sum(-1, keepdim=True) > 0).to(out.dtype) if role == "partner" else out
 
-    def text_parts(self, product: torch.Tensor, creative: torch.Tensor, partner: torch.Tensor, discount: torch.Tensor) -> TextParts:
-        """Everything that depends on the texts and the bundle discount alone (embeddings (..., D))."""
-        p, c, j = self.traits("product", product), self.traits("creative", creative), self.traits("partner", partner)
-        raw = self.bundle(torch.cat([p, j, discount[..., None].to(p.dtype)], dim=-1))
+    def text_parts(
+        self, product: torch.Tensor, creative: torch.Tensor | None, partner: torch.Tensor | None, discount: torch.Tensor, ctr: bool = True,
+        bundle: bool = True,
+    ) -> TextParts:  # fmt: skip
+        """Everything that depends on the texts and the bundle discount alone (embeddings (..., D)).
+        ``ctr=False`` or ``bundle=False`` (training on logs without clicks or without bundle offers)
+        skips that part and its texts (which may be None): its outputs are zeros, as they would be for
+        rows without a bundle."""
+        p = self.traits("product", product)
+        zeros = torch.zeros(p.shape[:-1], dtype=p.dtype, device=p.device)
+        ctr_logit = self.ctr(torch.cat([p, self.traits("creative", creative)], dim=-1))[..., 0] if ctr else zeros
+        if not bundle:
+            return TextParts(p, ctr_logit, zeros, zeros)
+        raw = self.bundle(torch.cat([p, self.traits("partner", partner), discount[..., None].to(p.dtype)], dim=-1))
         has_bundle = (discount > 0).to(p.dtype)
-        ctr_logit = self.ctr(torch.cat([p, c], dim=-1))[..., 0]
         return TextParts(p, ctr_logit, nn.functional.softplus(raw[..., 0]) * has_bundle, raw[..., 1])
 
     def forward(
-        self, product: torch.Tensor, creative: torch.Tensor, partner: torch.Tensor, feats: torch.Tensor, discount: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """Training and batch prediction: every output as a log or logit, one row per logs row."""
-        parts = self.text_parts(product, creative, partner, discount)
+        self, product: torch.Tensor, creative: torch.Tensor | None, partner: torch.Tensor | None, feats: torch.Tensor,
+        discount: torch.Tensor, ctr: bool = True, bundle: bool = True,
+    ) -> dict[str, torch.Tensor]:  # fmt: skip
+        """Training and batch prediction: every output as a log or logit, one row per logs row (``ctr``
+        and ``bundle`` as in ``text_parts``)."""
+        parts = self.text_parts(product, creative, partner, discount, ctr, bundle)
         demand = self.demand(torch.cat([parts.latent, feats], dim=1))
         ad_in = feats[:, [FEATURE_NAMES.index("log_adstock"), FEATURE_NAMES.index("step_weeks")]]
         return {

@@ -31,6 +31,9 @@ class TrainingData:
         self.product_rows = [torch.as_tensor(ix) for ix in logs.groupby("description", sort=False).indices.values()]
         self.units_scale = float(np.nanmean(logs["units"])) + 1.0 if "units" in logs else 1.0
         self.imp_scale = float(np.nanmean(logs["impressions"])) + 1.0 if "impressions" in logs else 1.0
+        # The heads' text parts that any row trains (``PredictorHeads.forward``'s flags): the CTR needs
+        # clicks; the bundle part moves demand on rows that offer a bundle.
+        self.parts = {"ctr": self.has("clicks"), "bundle": bool((self.discount > 0).any())}
 
     def has(self, target: str) -> bool:
         return bool(torch.isfinite(self.y[target]).any())

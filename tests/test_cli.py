@@ -102,6 +102,33 @@ def test_logs_finetune_and_eval_commands(tmp_path, tiny_bert):
     assert "tfidf_gbm" in report["splits"]["heldout"] and out.with_suffix(".png").exists()
 
 
+def test_finetune_members_writes_an_ensemble_of_seeds_with_its_own_level_error(tmp_path, tiny_bert):
+    import torch
+
+    from launchsim.agents.evaluation.uncertainty import level_log_sd
+    from launchsim.models.ensemble import PredictorEnsemble
+    from launchsim.models.predictor import LaunchPredictor
+
+    logs, ens = tmp_path / "logs.parquet", tmp_path / "ens"
+    assert run("logs", "--out", str(logs), "--train", "10", "--heldout", "4", "--paraphrase", "0", "--seed", "2").returncode == 0
+    args = ("--encoder", str(tiny_bert), "--mode", "frozen", "--head-epochs", "1", "--hidden", "16", "--device", "cpu")
+    result = run("finetune", "--logs", str(logs), "--out", str(ens), "--members", "2", "--seed", "5", *args)
+    assert result.returncode == 0, result.stderr
+    card = json.loads((ens / "card.json").read_text())
+    assert card["members"] == ["seed_5", "seed_6"] and card["demand_level_log_sd_products"] == 4
+    ensemble = PredictorEnsemble.load(ens, device="cpu")
+    assert [m.card["config"]["seed"] for m in ensemble.members] == [5, 6]
+    assert all(m.card["demand_level_log_sd"] > 0 for m in ensemble.members)
+    # The ensemble's own error on the held-out products, not a member's, is the width of its model draws.
+    assert level_log_sd(ensemble) == card["demand_level_log_sd"] != ensemble.members[0].card["demand_level_log_sd"]
+    single = tmp_path / "single"
+    assert run("finetune", "--logs", str(logs), "--out", str(single), "--seed", "5", *args).returncode == 0
+    alone = LaunchPredictor.load(single, device="cpu").heads.state_dict()
+    assert all(torch.equal(v, alone[k]) for k, v in ensemble.members[0].heads.state_dict().items())  # the same fit as on its own
+    result = run("finetune", "--logs", str(logs), "--out", str(single), "--members", "2", *args)
+    assert result.returncode == 2 and "holds a predictor" in result.stderr
+
+
 def test_finetune_bad_logs_exits_2(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("product_id,description,week,price,units\na,mug,0,1.5,3\na,mug,1,free,2\n")

@@ -8,7 +8,7 @@ from typing import Any
 
 from launchsim.cli import render
 from launchsim.cli.options import command_adder, count, number_from, output_file, output_folder, path_ending, positive_int
-from launchsim.errors import LogsError
+from launchsim.errors import LogsError, PredictorError
 from launchsim.files import atomic_write, write_json
 
 
@@ -38,6 +38,7 @@ def register(sub: Any, shared: dict[str, argparse.ArgumentParser]) -> None:
         help="from this share of the heads' epochs on, train demand on buyers so far as the env computes them for a new product (its own predictions) rather than as observed; 1 = observed only",
     )  # fmt: skip
     p.add_argument("--no-zero-fill", action="store_true", help="do not count a product's missing weeks as zero units")
+    p.add_argument("--members", type=positive_int, default=1, help="fits at seeds --seed, --seed + 1, ...; more than one writes an ensemble of them (each in a seed_K folder inside --out)")
     p.set_defaults(func=cmd_finetune)
 
     p = add("backtest", "score a predictor on logs as the env uses it (closed loop) and with observed history (open loop), next to baselines", [shared["predictor"], shared["seed"], shared["device"]])
@@ -113,13 +114,21 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from launchsim.models.card import ENSEMBLE_FORMAT, load_card
+    from launchsim.models.ensemble import PredictorEnsemble
     from launchsim.models.finetune import FinetuneConfig, finetune
     from launchsim.models.predictor_eval import with_splits
     from launchsim.models.user_logs import read_logs
 
+    out = Path(args.out)
+    if args.members > 1 and (out / "card.json").exists() and load_card(out).get("format") != ENSEMBLE_FORMAT:
+        raise PredictorError(f"{out}: holds a predictor; write an ensemble (--members {args.members}) to a folder of its own")
     logs = with_splits(read_logs(args.logs, zero_fill=not args.no_zero_fill))
     train = logs[logs["split"] == "train"].reset_index(drop=True)
-    held = logs["product_id"][logs["split"] != "train"].nunique()
+    heldout = logs[logs["split"] != "train"].reset_index(drop=True)
+    held = heldout["product_id"].nunique()
     if train.empty:
         raise LogsError(f"{args.logs}: all {held:,} products fall in the hold-out (one in five by a hash of the product id, and every held-out or paraphrase row of generated logs); there is nothing to train on")
     print(f"training on {train['product_id'].nunique():,} products ({len(train):,} rows); {held:,} products held out")
@@ -128,17 +137,34 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         encoder_epochs=args.encoder_epochs, polish_epochs=args.polish_epochs, hidden=args.hidden,
         closed_loop_from=args.closed_loop_from, seed=args.seed, device=args.device,
     )  # fmt: skip
-    predictor = finetune(train, cfg, source=str(args.logs))
-    heldout = logs[logs["split"] != "train"].reset_index(drop=True)
-    if heldout["product_id"].nunique() > 1:  # its error on products it never saw: the width of its model draws
+    if args.members == 1:
+        predictor = finetune(train, cfg, source=str(args.logs))
+        _measure_level_error(predictor, predictor.card, heldout)
+        predictor.save(out)
+        print(f"predictor written to {out} (identity {predictor.identity}); trained heads: {', '.join(predictor.card['targets_trained'])}")
+        return 0
+    members, folders = [], []
+    for seed in range(args.seed, args.seed + args.members):
+        print(f"member {len(members) + 1} of {args.members} (seed {seed})")
+        members.append(finetune(train, replace(cfg, seed=seed), source=str(args.logs)))
+        _measure_level_error(members[-1], members[-1].card, heldout)
+        folders.append(members[-1].save(out / f"seed_{seed}"))
+    ensemble, measured = PredictorEnsemble(members), {}
+    _measure_level_error(ensemble, measured, heldout)
+    PredictorEnsemble.write(out, folders, measured)
+    print(f"ensemble of {len(members)} predictors written to {out} (identity {ensemble.identity}); trained heads: {', '.join(members[0].card['targets_trained'])}")
+    return 0
+
+
+def _measure_level_error(predictor: Any, card: dict[str, Any], heldout: Any) -> None:
+    """Record on ``card`` the predictor's closed-loop demand-level error on the held-out products: the
+    width of its model draws."""
+    if heldout["product_id"].nunique() > 1:
         from launchsim.models.backtest import closed_loop_level_log_sd
 
-        predictor.card["demand_level_log_sd"] = closed_loop_level_log_sd(predictor, heldout)
-        predictor.card["demand_level_log_sd_products"] = int(heldout["product_id"].nunique())
-        print(f"demand-level error on {predictor.card['demand_level_log_sd_products']:,} held-out products (closed loop): log-sd {predictor.card['demand_level_log_sd']:.3f}")
-    out = predictor.save(args.out)
-    print(f"predictor written to {out} (identity {predictor.identity}); trained heads: {', '.join(predictor.card['targets_trained'])}")
-    return 0
+        card["demand_level_log_sd"] = closed_loop_level_log_sd(predictor, heldout)
+        card["demand_level_log_sd_products"] = int(heldout["product_id"].nunique())
+        print(f"demand-level error on {card['demand_level_log_sd_products']:,} held-out products (closed loop): log-sd {card['demand_level_log_sd']:.3f}")
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:

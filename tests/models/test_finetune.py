@@ -93,3 +93,39 @@ def test_closed_loop_training_reads_buyers_from_the_heads_own_rollout(tiny_bert,
     assert not torch.equal(feats, data.feats)  # the observed buyers differ from the rollout's
     starts = torch.as_tensor((logs.groupby("product_id").cumcount() == 0).to_numpy())
     torch.testing.assert_close(feats[starts], data.feats[starts])  # a product's first week: no buyers in either
+
+
+def test_training_skips_the_text_parts_that_the_logs_do_not_train(tiny_logs):
+    from launchsim.models.training_data import TrainingData
+
+    full = TrainingData(tiny_logs)
+    demand_only = TrainingData(tiny_logs.drop(columns=["clicks"]).assign(bundle_discount=0.0))
+    assert full.parts == {"ctr": True, "bundle": True} and demand_only.parts == {"ctr": False, "bundle": False}
+    heads = PredictorHeads(16, hidden=8, latent=4, creative_latent=2).eval()
+    gen = torch.Generator().manual_seed(0)
+    p, c, j = (torch.randn(6, 16, generator=gen) for _ in range(3))
+    feats, discount = torch.randn(6, len(heads.feature_names), generator=gen), torch.tensor([0.0, 0.0, 0.0, 0.2, 0.0, 0.1])
+    with torch.no_grad():
+        every = heads(p, c, j, feats, discount)
+        demand = heads(p, None, None, feats, discount * 0, ctr=False, bundle=False)
+        no_ctr = heads(p, None, j, feats, discount, ctr=False)
+    # Without clicks or bundle offers the skipped parts change nothing the loss reads.
+    torch.testing.assert_close(demand["log_demand"], heads(p, c, j, feats, discount * 0)["log_demand"], rtol=0, atol=0)
+    torch.testing.assert_close(no_ctr["log_demand"], every["log_demand"], rtol=0, atol=0)
+    assert every["log_uplift"][3] > 0 and (demand["log_uplift"] == 0).all() and (no_ctr["ctr_logit"] == 0).all()
+
+
+def test_overdispersion_is_not_set_by_one_extreme_week():
+    from launchsim.models.finetune import overdispersion
+
+    gen = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)  # the gamma draws
+    products, weeks, k = 300, 20, 0.3
+    product = torch.arange(products).repeat_interleave(weeks)
+    mean = torch.exp(torch.rand(products * weeks, generator=gen) * 3 + 1)
+    gamma = torch.distributions.Gamma(torch.full_like(mean, 1 / k), torch.full_like(mean, 1 / k)).sample()
+    y = torch.poisson(mean * gamma, generator=gen)
+    alone = overdispersion(y, mean, product)
+    y[7] = 50 * y.max()  # one order far beyond every other week, as a one-off bulk order
+    # By moments this one week alone would add about (50 * max)^2 / sum(mean^2), several times k.
+    assert alone == pytest.approx(k, abs=0.04) and overdispersion(y, mean, product) == pytest.approx(alone, rel=0.15)
