@@ -83,8 +83,7 @@ class PredictorEnsemble:
         directory = Path(directory)
         if len(members) < 2:
             raise PredictorError(f"an ensemble needs at least two member predictors, found {len(members)}")
-        if (directory / "card.json").exists() and load_card(directory).get("format") != ENSEMBLE_FORMAT:
-            raise PredictorError(f"{directory}: holds a predictor; write the ensemble to a folder of its own")
+        check_ensemble_folder(directory)
         paths = [Path(os.path.relpath(Path(m).resolve(), directory.resolve())).as_posix() for m in members]
         card = {"format": ENSEMBLE_FORMAT, "version": ENSEMBLE_VERSION, "members": paths, **(measured or {})}
         member_dirs(directory, card)  # a missing or nested member fails now, not when the ensemble is first loaded
@@ -115,6 +114,12 @@ class EnsembleResponder:
 
     def respond(self, ctx: MarketContext, creative: Any, option: Any) -> MarketResponse:
         return mean_response([m.respond(ctx, creative, option) for m in self.members])
+
+
+def check_ensemble_folder(directory: Path) -> None:
+    """Refuse a folder that holds a single predictor: an ensemble is written to a folder of its own."""
+    if (directory / "card.json").exists() and load_card(directory).get("format") != ENSEMBLE_FORMAT:
+        raise PredictorError(f"{directory}: holds a predictor; write the ensemble to a folder of its own")
 
 
 def member_dirs(directory: Path, card: dict[str, Any]) -> list[Path]:

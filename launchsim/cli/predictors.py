@@ -8,7 +8,7 @@ from typing import Any
 
 from launchsim.cli import render
 from launchsim.cli.options import command_adder, count, number_from, output_file, output_folder, path_ending, positive_int
-from launchsim.errors import LogsError, PredictorError
+from launchsim.errors import LogsError
 from launchsim.files import atomic_write, write_json
 
 
@@ -116,15 +116,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from launchsim.models.card import ENSEMBLE_FORMAT, load_card
-    from launchsim.models.ensemble import PredictorEnsemble
+    from launchsim.models.ensemble import PredictorEnsemble, check_ensemble_folder
     from launchsim.models.finetune import FinetuneConfig, finetune
     from launchsim.models.predictor_eval import with_splits
     from launchsim.models.user_logs import read_logs
 
     out = Path(args.out)
-    if args.members > 1 and (out / "card.json").exists() and load_card(out).get("format") != ENSEMBLE_FORMAT:
-        raise PredictorError(f"{out}: holds a predictor; write an ensemble (--members {args.members}) to a folder of its own")
+    if args.members > 1:
+        check_ensemble_folder(out)  # before the fits, not after them
     logs = with_splits(read_logs(args.logs, zero_fill=not args.no_zero_fill))
     train = logs[logs["split"] == "train"].reset_index(drop=True)
     heldout = logs[logs["split"] != "train"].reset_index(drop=True)
